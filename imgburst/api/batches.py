@@ -1,0 +1,212 @@
+"""Batches: submit (upload or blobs already in storage), list, read, cancel.
+
+Submission does no image decoding: each input is sniffed by its magic bytes, stored,
+recorded, and enqueued. The recipe is validated whole before anything is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.datastructures import FileStorage
+
+from imgburst.api.errors import Problem
+from imgburst.api.services import Services, services
+from imgburst.api.views import batch_json, job_json, page_args
+from imgburst.core.blobs import BlobError, BlobNotFound, input_path
+from imgburst.core.celery_app import enqueue_jobs
+from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
+from imgburst.core.recipes import DEFAULT_RECIPE, Recipe, RecipeError, parse_recipe
+from imgburst.core.store import NewJob, new_id
+
+bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
+
+CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+UPLOAD_THREADS = 8
+
+
+def _recipe(raw: Any) -> Recipe:
+    if raw is None:
+        return DEFAULT_RECIPE
+    try:
+        return parse_recipe(raw)
+    except RecipeError as exc:
+        raise Problem(400, "Invalid recipe", str(exc), field=exc.field) from None
+
+
+def _recipe_from_form() -> Recipe:
+    text = request.form.get("recipe")
+    if text is None and "recipe" in request.files:
+        text = request.files["recipe"].read().decode("utf-8", errors="replace")
+    if text is None or not text.strip():
+        return DEFAULT_RECIPE
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Problem(400, "Invalid recipe", f"recipe is not valid JSON: {exc.msg} at line "
+                      f"{exc.lineno} column {exc.colno}", field="recipe") from None
+    return _recipe(raw)
+
+
+def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list[NewJob]:
+    """Store each uploaded file as an input blob (in parallel); refuse unsupported ones."""
+
+    def store_one(upload: FileStorage) -> NewJob:
+        job_id = new_id()
+        data = upload.read()
+        name = upload.filename or "image"
+        fmt = sniff(data[:SNIFF_BYTES])
+        path = input_path(batch_id, job_id, name)
+        if fmt is None:
+            return NewJob(job_id, name, svc.blobs.container, path, None, len(data),
+                          error=unsupported_message(data[:SNIFF_BYTES]))
+        svc.blobs.put(path, data, content_type=f"image/{fmt}")
+        return NewJob(job_id, name, svc.blobs.container, path, fmt, len(data))
+
+    with ThreadPoolExecutor(max_workers=min(UPLOAD_THREADS, len(files))) as pool:
+        return list(pool.map(store_one, files))
+
+
+def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
+    """One job per blob under `source.container` / `source.prefix` (the original demo's mode)."""
+    if not isinstance(source, dict):
+        raise Problem(400, "Invalid source", "source must be an object with container and "
+                      "prefix", field="source")
+    container = source.get("container", svc.blobs.container)
+    prefix = source.get("prefix", "")
+    unknown = set(source) - {"container", "prefix"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise Problem(400, "Invalid source", f"source.{key} is not a known parameter "
+                      "(known: container, prefix)", field=f"source.{key}")
+    if not isinstance(container, str) or not CONTAINER_RE.match(container):
+        raise Problem(400, "Invalid source", "source.container must be an Azure container name "
+                      "(3-63 lowercase letters, digits, single dashes)", field="source.container")
+    if not isinstance(prefix, str) or len(prefix) > 1024:
+        raise Problem(400, "Invalid source", "source.prefix must be a string of at most 1024 "
+                      "characters", field="source.prefix")
+    try:
+        blobs = [b for b in svc.blobs.list(prefix, container=container)]
+    except BlobNotFound:
+        raise Problem(404, "Source not found", f"container {container!r} does not exist",
+                      field="source.container") from None
+    if not blobs:
+        raise Problem(400, "Empty source", f"no blobs under {container}/{prefix}",
+                      field="source.prefix")
+    if len(blobs) > svc.settings.max_files:
+        raise Problem(413, "Too many images", f"{len(blobs)} blobs under {container}/{prefix}; "
+                      f"at most {svc.settings.max_files} per batch (IMGBURST_MAX_FILES)",
+                      field="source.prefix")
+
+    def sniff_one(blob: Any) -> NewJob:
+        head = svc.blobs.head(blob.name, SNIFF_BYTES, container=container)
+        fmt = sniff(head)
+        name = blob.name.rsplit("/", 1)[-1]
+        return NewJob(new_id(), name, container, blob.name, fmt, blob.size,
+                      error=None if fmt else unsupported_message(head))
+
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+        jobs = list(pool.map(sniff_one, blobs))
+    return jobs, f"blobs:{container}/{prefix}"
+
+
+@bp.post("")
+def create_batch() -> Response:
+    svc = services()
+    batch_id = new_id()
+    if request.mimetype == "multipart/form-data":
+        recipe = _recipe_from_form()
+        files = [f for f in request.files.getlist("files") if f]
+        if not files:
+            raise Problem(400, "No images", "send one or more images as multipart parts "
+                          "named 'files'", field="files")
+        if len(files) > svc.settings.max_files:
+            raise Problem(413, "Too many images", f"{len(files)} files; at most "
+                          f"{svc.settings.max_files} per batch (IMGBURST_MAX_FILES)",
+                          field="files")
+        prepare = lambda: (_upload_jobs(svc, batch_id, files), f"upload:{len(files)} files")  # noqa: E731
+    elif request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise Problem(400, "Invalid body", "the body must be a JSON object with 'source' "
+                          "(and optionally 'recipe')")
+        unknown = set(body) - {"source", "recipe"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise Problem(400, "Invalid body", f"{key} is not a known field (known: source, "
+                          "recipe)", field=key)
+        if "source" not in body:
+            raise Problem(400, "Invalid body", "source is required: {\"container\": ..., "
+                          "\"prefix\": ...}", field="source")
+        recipe = _recipe(body.get("recipe"))
+        prepare = lambda: _source_jobs(svc, body["source"])  # noqa: E731
+    else:
+        raise Problem(415, "Unsupported media type", "send multipart/form-data (files + "
+                      "optional recipe) or application/json (source + optional recipe)")
+    try:
+        jobs, source = prepare()
+    except BlobError as exc:
+        raise Problem(503, "Blob store unavailable", f"{exc}; try again shortly",
+                      headers={"Retry-After": "5"}) from None
+    svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs)
+    queued = [j.id for j in jobs if j.error is None]
+    try:
+        enqueue_jobs(svc.celery, queued)
+    except Exception as exc:  # broker down: nothing may stay "queued" without a task
+        for job_id in queued:
+            svc.store.fail_job(job_id, "could not be queued: the broker was unreachable")
+        raise Problem(503, "Queue unavailable", f"the broker did not accept the jobs "
+                      f"({type(exc).__name__}); the batch was marked failed, submit it again",
+                      headers={"Retry-After": "5"}) from None
+    svc.metrics.batches.inc()
+    svc.metrics.jobs.inc(len(queued))
+    svc.metrics.refused.inc(len(jobs) - len(queued))
+    view = svc.store.get_batch(batch_id)
+    assert view is not None
+    response = jsonify(batch_json(view))
+    response.status_code = 202
+    response.headers["Location"] = url_for("batches.get_batch", batch_id=batch_id)
+    return response
+
+
+def _batch_or_404(batch_id: str) -> dict[str, Any]:
+    view = services().store.get_batch(batch_id)
+    if view is None:
+        raise Problem(404, "Batch not found", f"no batch with id {batch_id!r}", field="id")
+    return view
+
+
+@bp.get("")
+def list_batches() -> Response:
+    limit, offset = page_args(default_limit=20, max_limit=200)
+    store = services().store
+    return jsonify({"items": [batch_json(v) for v in store.list_batches(limit, offset)],
+                    "total": store.count_batches(), "limit": limit, "offset": offset})
+
+
+@bp.get("/<batch_id>")
+def get_batch(batch_id: str) -> Response:
+    return jsonify(batch_json(_batch_or_404(batch_id)))
+
+
+@bp.get("/<batch_id>/jobs")
+def list_batch_jobs(batch_id: str) -> Response:
+    view = _batch_or_404(batch_id)
+    limit, offset = page_args(default_limit=100, max_limit=1000)
+    jobs = services().store.list_jobs(batch_id, limit, offset)
+    return jsonify({"items": [job_json(j) for j in jobs], "total": view["jobs"],
+                    "limit": limit, "offset": offset})
+
+
+@bp.delete("/<batch_id>")
+def cancel_batch(batch_id: str) -> Response:
+    _batch_or_404(batch_id)
+    store = services().store
+    cancelled = store.cancel_batch(batch_id)
+    view = store.get_batch(batch_id)
+    assert view is not None
+    return jsonify(batch_json(view) | {"cancelled_jobs": cancelled})

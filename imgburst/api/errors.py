@@ -1,0 +1,65 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`), for every 4xx and 5xx."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger("imgburst.api")
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document; `field` names the offending input."""
+
+    def __init__(self, status: int, title: str, detail: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
+
+
+def problem_response(status: int, title: str, detail: str, field: str | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
+                            "detail": detail}
+    if field is not None:
+        body["field"] = field
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    max_mb = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return problem_response(exc.status, exc.title, exc.detail, exc.field, exc.headers)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_exc: RequestEntityTooLarge) -> Response:
+        return problem_response(413, "Request too large",
+                                f"the upload is larger than {max_mb} MB (IMGBURST_MAX_UPLOAD_MB); "
+                                "split it into several batches")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        response = problem_response(exc.code or 500, exc.name, exc.description or exc.name)
+        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response(500, "Internal Server Error",
+                                f"unexpected {type(exc).__name__}; the server log has details")

@@ -1,0 +1,148 @@
+"""`GET /api/v1/openapi.json`: the API described in OpenAPI 3.1 (a test keeps it true to the routes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from imgburst import __version__
+
+bp = Blueprint("openapi", __name__)
+
+PROBLEM = {"description": "Problem details", "content": {"application/problem+json": {
+    "schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+PAGE = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+]
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {"type": "object", "required": ["title", "status", "detail"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "field": {"type": "string"}}},
+    "Op": {"type": "object", "required": ["op"], "properties": {
+        "op": {"type": "string", "enum": ["resize", "grayscale"]},
+        "width": {"type": "integer", "minimum": 1, "maximum": 10000},
+        "height": {"type": "integer", "minimum": 1, "maximum": 10000},
+        "mode": {"type": "string", "enum": ["fit", "fill"]},
+        "enlarge": {"type": "boolean"}}},
+    "Recipe": {"type": "object", "required": ["outputs"], "properties": {
+        "auto_orient": {"type": "boolean", "default": True},
+        "outputs": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+                "format": {"type": "string", "enum": ["jpeg", "png", "webp"]},
+                "quality": {"type": "integer", "minimum": 1, "maximum": 100},
+                "ops": {"type": "array", "items": {"$ref": "#/components/schemas/Op"}}}}}}},
+    "Output": {"type": "object", "properties": {
+        "name": {"type": "string"}, "format": {"type": "string"}, "width": {"type": "integer"},
+        "height": {"type": "integer"}, "bytes": {"type": "integer"}, "url": {"type": "string"}}},
+    "Job": {"type": "object", "properties": {
+        "id": {"type": "string"}, "batch_id": {"type": "string"}, "input": {"type": "string"},
+        "status": {"type": "string",
+                   "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+        "worker": {"type": ["string", "null"]},
+        "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}}}},
+    "Batch": {"type": "object", "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed",
+                                              "partial", "cancelled"]},
+        "jobs": {"type": "integer"},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "created_at": {"type": "string"}, "finished_at": {"type": ["string", "null"]}}},
+    "Page": {"type": "object", "properties": {
+        "items": {"type": "array"}, "total": {"type": "integer"},
+        "limit": {"type": "integer"}, "offset": {"type": "integer"}}},
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "imgburst", "version": __version__,
+             "description": "Submit batches of images; Celery workers make the outputs a "
+                            "recipe asks for."},
+    "paths": {
+        "/api/v1/batches": {
+            "post": {
+                "summary": "Submit a batch (multipart upload, or blobs already in storage)",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "files": {"type": "array", "items": {"type": "string",
+                                                             "format": "binary"}},
+                        "recipe": {"type": "string", "description": "Recipe as JSON"}},
+                        "required": ["files"]}},
+                    "application/json": {"schema": {"type": "object", "required": ["source"],
+                        "properties": {
+                            "source": {"type": "object", "properties": {
+                                "container": {"type": "string"}, "prefix": {"type": "string"}}},
+                            "recipe": {"$ref": "#/components/schemas/Recipe"}}}}}},
+                "responses": {"202": _json("Batch", "Accepted; Location names the batch"),
+                              "400": PROBLEM, "404": PROBLEM, "413": PROBLEM, "415": PROBLEM,
+                              "503": PROBLEM}},
+            "get": {"summary": "List batches, newest first", "parameters": PAGE,
+                    "responses": {"200": _json("Page", "A page of batches"), "400": PROBLEM}},
+        },
+        "/api/v1/batches/{batch_id}": {
+            "parameters": [_id("batch_id")],
+            "get": {"summary": "One batch with counts per job status",
+                    "responses": {"200": _json("Batch", "The batch"), "404": PROBLEM}},
+            "delete": {"summary": "Cancel the jobs that have not started",
+                       "responses": {"200": _json("Batch", "The batch after cancelling"),
+                                     "404": PROBLEM}},
+        },
+        "/api/v1/batches/{batch_id}/jobs": {
+            "parameters": [_id("batch_id")],
+            "get": {"summary": "The batch's jobs with their outputs", "parameters": PAGE,
+                    "responses": {"200": _json("Page", "A page of jobs"), "400": PROBLEM,
+                                  "404": PROBLEM}},
+        },
+        "/api/v1/jobs/{job_id}": {
+            "parameters": [_id("job_id")],
+            "get": {"summary": "One job", "responses": {"200": _json("Job", "The job"),
+                                                        "404": PROBLEM}},
+        },
+        "/api/v1/jobs/{job_id}/outputs/{name}": {
+            "parameters": [_id("job_id"), _id("name")],
+            "get": {"summary": "An output's bytes", "responses": {
+                "200": {"description": "The image", "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}}}},
+                "404": PROBLEM, "503": PROBLEM}},
+        },
+        "/api/v1/openapi.json": {
+            "get": {"summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI document"}}},
+        },
+        "/version": {
+            "get": {"summary": "`I am <APP_VERSION>` (the Istio routing demo)",
+                    "responses": {"200": {"description": "Plain text",
+                                          "content": {"text/plain": {}}}}},
+        },
+        "/healthz": {"get": {"summary": "Liveness",
+                             "responses": {"200": {"description": "Alive"}}}},
+        "/readyz": {"get": {"summary": "Readiness: broker, store and blobs reachable",
+                            "responses": {"200": {"description": "Ready"},
+                                          "503": {"description": "Not ready"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "Text exposition"}}}},
+        "/": {"get": {"summary": "Dashboard (HTML)",
+                      "responses": {"200": {"description": "HTML page"}}}},
+    },
+    "components": {"schemas": SCHEMAS},
+}
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi() -> Response:
+    return jsonify(DOCUMENT)

@@ -1,0 +1,82 @@
+"""JSON shapes of batches and jobs (one place, so every endpoint answers alike)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import request, url_for
+
+from imgburst.api.errors import Problem
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="milliseconds") + "Z" if moment else None
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    return round((end - start).total_seconds() * 1000) if start and end else None
+
+
+def batch_json(view: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": view["id"],
+        "status": view["status"],
+        "jobs": view["jobs"],
+        "counts": view["counts"],
+        "source": view["source"],
+        "recipe": view["recipe"],
+        "created_at": iso(view["created_at"]),
+        "started_at": iso(view["started_at"]),
+        "finished_at": iso(view["finished_at"]),
+        "cancelled_at": iso(view["cancelled_at"]),
+        "duration_ms": _ms(view["created_at"], view["finished_at"]),
+        "links": {
+            "self": url_for("batches.get_batch", batch_id=view["id"]),
+            "jobs": url_for("batches.list_batch_jobs", batch_id=view["id"]),
+        },
+    }
+
+
+def job_json(view: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": view["id"],
+        "batch_id": view["batch_id"],
+        "input": view["input"],
+        "input_format": view["input_format"],
+        "input_bytes": view["input_bytes"],
+        "status": view["status"],
+        "error": view["error"],
+        "attempts": view["attempts"],
+        "worker": view["worker"],
+        "created_at": iso(view["created_at"]),
+        "started_at": iso(view["started_at"]),
+        "finished_at": iso(view["finished_at"]),
+        "queue_ms": _ms(view["created_at"], view["started_at"]),
+        "processing_ms": _ms(view["started_at"], view["finished_at"]),
+        "outputs": [
+            {
+                "name": o["name"], "format": o["format"], "width": o["width"],
+                "height": o["height"], "bytes": o["bytes"],
+                "url": url_for("jobs.get_output", job_id=view["id"], name=o["name"]),
+            }
+            for o in view["outputs"]
+        ],
+    }
+
+
+def page_args(default_limit: int = 50, max_limit: int = 500) -> tuple[int, int]:
+    """`limit` and `offset` query parameters, checked."""
+    values = []
+    for name, default, high in (("limit", default_limit, max_limit), ("offset", 0, 10**9)):
+        raw = request.args.get(name, str(default))
+        low = 1 if name == "limit" else 0
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if not low <= value <= high:
+            raise Problem(400, "Invalid query parameter", f"{name} must be {low}..{high}",
+                          field=name)
+        values.append(value)
+    return values[0], values[1]

@@ -1,0 +1,115 @@
+"""The `imgburst` command. Each subcommand is a thin shell over the packages it runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import uuid
+
+import click
+from rich.console import Console
+
+from imgburst import __version__
+from imgburst.core.settings import Settings, SettingsError
+
+console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a clear message and exit 2."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        console.print(f"[red]Configuration error[/red] {exc}")
+        console.print("Fix the variable (or unset it to use the default) and try again.")
+        raise SystemExit(2) from None
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="imgburst")
+def cli() -> None:
+    """imgburst: submit batches of images, process them on Celery workers, burst when busy."""
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), help="API port (default IMGBURST_PORT).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="Processes of the base worker (default: CPU count).")
+def up(port: int | None, concurrency: int | None) -> None:
+    """Start everything on one machine: Redis (embedded if REDIS_URL is unset), API, worker."""
+    from imgburst.cli.up import run_stack
+
+    raise SystemExit(run_stack(load_settings(), port, concurrency))
+
+
+@cli.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), help="Default IMGBURST_PORT (8000).")
+@click.option("--threads", type=click.IntRange(1, 256), default=16, show_default=True)
+def api(host: str, port: int | None, threads: int) -> None:
+    """Serve the HTTP API and dashboard (waitress)."""
+    import waitress
+
+    from imgburst.api import create_app
+
+    setup_logging()
+    settings = load_settings()
+    app = create_app(settings)
+    port = port or settings.port
+    console.print(f"imgburst API on http://{host}:{port} (store: {settings.describe_store()}; "
+                  f"blobs: {settings.describe_blobs()})")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="imgburst",
+                   max_request_body_size=settings.max_upload_mb * 1024 * 1024,
+                   _quiet=True)
+
+
+def default_worker_name(pool: str, settings: Settings) -> str:
+    """`pool@<pod name>` in Kubernetes; `pool@<host>-<unique id>` on a plain machine."""
+    from imgburst.core.celery_app import worker_name
+
+    if settings.in_kubernetes and settings.hostname:
+        return worker_name(pool, settings.hostname)
+    return worker_name(pool, f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+
+
+@cli.command()
+@click.option("--pool", type=click.Choice(["base", "burst"]), default="base", show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default: CPU count).")
+@click.option("--name", default=None, help="Celery worker name (default <pool>@<host>).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) -> None:
+    """Run a Celery worker on the `images` queue."""
+    from imgburst.core.celery_app import QUEUE
+    from imgburst.core.store import JobStore, migrate
+    from imgburst.worker.tasks import create_worker_app
+
+    settings = load_settings()
+    store = JobStore.from_settings(settings)
+    migrate(store.engine)
+    store.dispose()
+    app = create_worker_app(settings)
+    app.worker_main([
+        "worker", "--queues", QUEUE, "--hostname", name or default_worker_name(pool, settings),
+        "--concurrency", str(concurrency or os.cpu_count() or 1), "--loglevel", loglevel,
+        "--without-mingle", "--without-gossip", "--pool", "prefork",
+    ])
+
+
+from imgburst.cli import client  # noqa: E402  (registers submit, status, fetch)
+
+client.register(cli)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="imgburst")
+    except KeyboardInterrupt:
+        sys.exit(130)
+

@@ -1,0 +1,3 @@
+from imgburst.cli import main
+
+main()

@@ -1,0 +1,215 @@
+"""`imgburst submit`, `status`, `fetch`: the HTTP client side, with rich progress."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
+FINAL = {"succeeded", "failed", "partial", "cancelled"}
+
+
+class ApiError(click.ClickException):
+    """An API answer or a connection problem, said in words a user can act on."""
+
+
+class Client:
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.http.request(method, self.url + path,
+                                         timeout=kwargs.pop("timeout", self.timeout), **kwargs)
+        except requests.ConnectionError:
+            raise ApiError(f"can't reach the imgburst API at {self.url}: is `imgburst up` "
+                           "running? (or pass --url / set IMGBURST_URL)") from None
+        except requests.Timeout:
+            raise ApiError(f"the API at {self.url} did not answer in time") from None
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+                where = f" (field: {problem['field']})" if problem.get("field") else ""
+                message = f"{problem.get('title', 'Error')}: {problem.get('detail', '')}{where}"
+            except (ValueError, KeyError):
+                message = f"HTTP {response.status_code}: {response.text[:200]}"
+            raise ApiError(message)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    def jobs(self, batch_id: str) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = self.json("GET", f"/api/v1/batches/{batch_id}/jobs",
+                             params={"limit": 500, "offset": offset})
+            yield from page["items"]
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                return
+
+
+def collect_files(paths: tuple[Path, ...]) -> list[Path]:
+    """Files named directly, plus image files (by suffix) found under named folders."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*")
+                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def wait_for_batch(client: Client, batch_id: str, total: int) -> dict[str, Any]:
+    """Poll the batch with a progress bar until it reaches a final status."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("processing", total=total, detail="")
+        while True:
+            batch = client.json("GET", f"/api/v1/batches/{batch_id}")
+            c = batch["counts"]
+            done = c["succeeded"] + c["failed"] + c["cancelled"]
+            progress.update(task, completed=done, detail=(
+                f"{c['running']} running, {c['queued']} queued, {c['failed']} failed"))
+            if batch["status"] in FINAL:
+                return batch
+            time.sleep(0.5)
+
+
+def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
+    failed = [j for j in client.jobs(batch_id) if j["status"] == "failed"]
+    for job in failed[:limit]:
+        click.echo(f"  failed: {job['input']}: {job['error']}", err=True)
+    if len(failed) > limit:
+        click.echo(f"  ... and {len(failed) - limit} more (imgburst status {batch_id})", err=True)
+
+
+def register(cli: click.Group) -> None:
+    from imgburst.cli import console, load_settings
+
+    def url_option(fn):  # noqa: ANN001, ANN202
+        return click.option("--url", default=None,
+                            help="API URL (default IMGBURST_URL or http://127.0.0.1:8000).")(fn)
+
+    def client_for(url: str | None) -> Client:
+        return Client(url or load_settings().api_url)
+
+    @cli.command()
+    @click.argument("paths", nargs=-1, required=True,
+                    type=click.Path(exists=True, path_type=Path))
+    @click.option("--recipe", "recipe_file", type=click.Path(exists=True, dir_okay=False,
+                                                             path_type=Path),
+                  help="Recipe JSON file (default: 256 px WebP thumb + 1024 px JPEG).")
+    @click.option("--wait", is_flag=True, help="Show progress until the batch is done.")
+    @url_option
+    def submit(paths: tuple[Path, ...], recipe_file: Path | None, wait: bool,
+               url: str | None) -> None:
+        """Upload images (files or folders) as one batch."""
+        client = client_for(url)
+        files = collect_files(paths)
+        if not files:
+            raise click.UsageError("no image files found in the given paths")
+        data: dict[str, str] = {}
+        if recipe_file is not None:
+            text = recipe_file.read_text()
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise click.BadParameter(f"{recipe_file} is not JSON: {exc}",
+                                         param_hint="--recipe") from None
+            data["recipe"] = text
+        size = sum(f.stat().st_size for f in files)
+        with console.status(f"uploading {len(files)} images ({size / 1e6:.1f} MB)..."):
+            handles = [f.open("rb") for f in files]
+            try:
+                batch = client.json("POST", "/api/v1/batches", data=data, timeout=600,
+                                    files=[("files", (f.name, h)) for f, h in zip(files, handles,
+                                                                                  strict=True)])
+            finally:
+                for h in handles:
+                    h.close()
+        refused = batch["counts"]["failed"]
+        console.print(f"batch [bold]{batch['id']}[/bold]: {batch['jobs']} jobs queued"
+                      + (f", {refused} refused" if refused else ""))
+        if not wait:
+            click.echo(batch["id"])
+            return
+        batch = wait_for_batch(client, batch["id"], batch["jobs"])
+        c = batch["counts"]
+        console.print(f"batch {batch['id']} {batch['status']}: {c['succeeded']} succeeded, "
+                      f"{c['failed']} failed" + (f" in {batch['duration_ms'] / 1000:.1f} s"
+                                                 if batch["duration_ms"] else ""))
+        if c["failed"]:
+            print_failures(client, batch["id"])
+        console.print(f"fetch the outputs: imgburst fetch {batch['id']} --out ./outputs")
+        click.echo(batch["id"])
+        if batch["status"] != "succeeded":
+            raise SystemExit(1)
+
+    @cli.command()
+    @click.argument("batch_id", required=False)
+    @url_option
+    def status(batch_id: str | None, url: str | None) -> None:
+        """Show recent batches, or one batch and its jobs."""
+        client = client_for(url)
+        if batch_id is None:
+            page = client.json("GET", "/api/v1/batches", params={"limit": 20})
+            table = Table("batch", "status", "done", "failed", "jobs", "created")
+            for b in page["items"]:
+                c = b["counts"]
+                table.add_row(b["id"], b["status"], str(c["succeeded"]), str(c["failed"]),
+                              str(b["jobs"]), b["created_at"])
+            console.print(table)
+            return
+        batch = client.json("GET", f"/api/v1/batches/{batch_id}")
+        c = batch["counts"]
+        console.print(f"batch [bold]{batch['id']}[/bold] {batch['status']}: "
+                      + ", ".join(f"{n} {s}" for s, n in c.items() if n))
+        table = Table("job", "input", "status", "attempts", "worker", "outputs / error")
+        for job in client.jobs(batch_id):
+            detail = job["error"] or " ".join(
+                f"{o['name']} {o['width']}x{o['height']}" for o in job["outputs"])
+            table.add_row(job["id"][:12], job["input"], job["status"], str(job["attempts"]),
+                          job["worker"] or "", detail)
+        console.print(table)
+
+    @cli.command()
+    @click.argument("batch_id")
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                  required=True, help="Folder to write outputs into (<output>/<input>.<ext>).")
+    @url_option
+    def fetch(batch_id: str, out_dir: Path, url: str | None) -> None:
+        """Download every output of a batch."""
+        client = client_for(url)
+        jobs = [j for j in client.jobs(batch_id) if j["outputs"]]
+        total = sum(len(j["outputs"]) for j in jobs)
+        if not total:
+            raise ApiError(f"batch {batch_id} has no outputs yet (imgburst status {batch_id})")
+        written: set[Path] = set()
+        with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn()) as progress:
+            task = progress.add_task("fetch", total=total)
+            for job in jobs:
+                stem = Path(job["input"]).stem or job["id"]
+                for output in job["outputs"]:
+                    ext = {"jpeg": "jpg"}.get(output["format"], output["format"])
+                    target = out_dir / output["name"] / f"{stem}.{ext}"
+                    if target in written:  # two inputs with the same name
+                        target = target.with_name(f"{stem}-{job['id'][:8]}.{ext}")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(client.request("GET", output["url"]).content)
+                    written.add(target)
+                    progress.advance(task)
+        console.print(f"wrote {len(written)} files under {out_dir}")

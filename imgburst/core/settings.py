@@ -1,0 +1,214 @@
+"""Settings: the one place that reads the environment.
+
+Everything else receives a `Settings` object, so a test can build one from a dict and a
+bad value is caught once, at start-up, with the variable's name in the message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from imgburst import __version__
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A variable of the environment holds a value imgburst can't use."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    """The job store's MySQL binding, named as in the OSBA binding secret."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    ssl: bool
+
+    def describe(self) -> str:
+        """Where the store is, without the password."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}" + (
+            " (TLS)" if self.ssl else ""
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    port: int
+    api_url: str
+    app_version: str
+    redis_url: str | None
+    mysql: MySQLSettings | None
+    azure_connection_string: str | None = field(repr=False)
+    azure_account_url: str | None
+    azure_credential: str | None = field(repr=False)
+    blob_container: str
+    api_keys: tuple[str, ...] = field(repr=False)
+    max_upload_mb: int
+    max_files: int
+    task_time_limit_s: int
+    visibility_timeout_s: int
+    task_max_retries: int
+    in_kubernetes: bool
+    hostname: str
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "imgburst.sqlite3"
+
+    @property
+    def local_blob_root(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def uses_azure(self) -> bool:
+        return bool(self.azure_connection_string or self.azure_account_url)
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the job store (contains the password: never log it)."""
+        if self.mysql is None:
+            return f"sqlite:///{self.sqlite_path}"
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "mysql+pymysql",
+            username=self.mysql.user,
+            password=self.mysql.password,
+            host=self.mysql.host,
+            port=self.mysql.port,
+            database=self.mysql.database,
+            query={"charset": "utf8mb4"},
+        ).render_as_string(hide_password=False)
+
+    def describe_store(self) -> str:
+        return self.mysql.describe() if self.mysql else f"sqlite at {self.sqlite_path}"
+
+    def describe_blobs(self) -> str:
+        if self.azure_connection_string:
+            return f"azure blob (connection string), container {self.blob_container}"
+        if self.azure_account_url:
+            return f"azure blob at {self.azure_account_url}, container {self.blob_container}"
+        return f"local directory {self.local_blob_root}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; raise `SettingsError` naming the first bad one."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("IMGBURST_HOME", "./var")).expanduser().resolve()
+        redis_url = env.get("REDIS_URL") or None
+        if redis_url is not None:
+            _url(env, "REDIS_URL", {"redis", "rediss", "unix"})
+        account_url = env.get("AZURE_STORAGE_ACCOUNT_URL") or None
+        if account_url is not None:
+            _url(env, "AZURE_STORAGE_ACCOUNT_URL", {"http", "https"})
+        connection_string = env.get("AZURE_STORAGE_CONNECTION_STRING") or None
+        if connection_string is not None and "=" not in connection_string:
+            raise SettingsError(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "is not a connection string (expected Key=Value;... pairs)",
+            )
+        visibility = _int(env, "IMGBURST_VISIBILITY_TIMEOUT_S", 3600, 1, 7 * 86400)
+        time_limit = _int(env, "IMGBURST_TASK_TIME_LIMIT_S", 300, 1, 86400)
+        if visibility <= time_limit:
+            raise SettingsError(
+                "IMGBURST_VISIBILITY_TIMEOUT_S",
+                f"must be above IMGBURST_TASK_TIME_LIMIT_S ({time_limit}), or a running "
+                "job would be handed to a second worker",
+            )
+        port = _int(env, "IMGBURST_PORT", 8000, 1, 65535)
+        api_url = env.get("IMGBURST_URL") or f"http://127.0.0.1:{port}"
+        _url({"IMGBURST_URL": api_url}, "IMGBURST_URL", {"http", "https"})
+        return cls(
+            home=home,
+            port=port,
+            api_url=api_url.rstrip("/"),
+            app_version=env.get("APP_VERSION") or __version__,
+            redis_url=redis_url,
+            mysql=_mysql(env),
+            azure_connection_string=connection_string,
+            azure_account_url=account_url,
+            azure_credential=env.get("AZURE_STORAGE_CREDENTIAL") or None,
+            blob_container=_container(env),
+            api_keys=tuple(k for k in env.get("IMGBURST_API_KEYS", "").split(",") if k.strip()),
+            max_upload_mb=_int(env, "IMGBURST_MAX_UPLOAD_MB", 512, 1, 1 << 20),
+            max_files=_int(env, "IMGBURST_MAX_FILES", 1000, 1, 1_000_000),
+            task_time_limit_s=time_limit,
+            visibility_timeout_s=visibility,
+            task_max_retries=_int(env, "IMGBURST_TASK_MAX_RETRIES", 5, 0, 100),
+            in_kubernetes=bool(env.get("KUBERNETES_SERVICE_HOST")),
+            hostname=env.get("HOSTNAME", ""),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be {low}..{high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(name, f"must be true or false, got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str, schemes: set[str]) -> None:
+    scheme = urlsplit(env[name]).scheme
+    if scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in sorted(schemes))
+        raise SettingsError(name, f"unknown scheme {scheme + '://' if scheme else '(none)'}; "
+                                  f"use one of {allowed}")
+
+
+def _container(env: Mapping[str, str]) -> str:
+    name = env.get("IMGBURST_BLOB_CONTAINER", "imgburst")
+    if not (3 <= len(name) <= 63 and name.replace("-", "").isalnum() and name.islower()):
+        raise SettingsError(
+            "IMGBURST_BLOB_CONTAINER",
+            "must be 3-63 lowercase letters, digits or dashes (an Azure container name)",
+        )
+    return name
+
+
+def _mysql(env: Mapping[str, str]) -> MySQLSettings | None:
+    host = env.get("MYSQL_HOST")
+    if not host:
+        return None
+    missing = [n for n in ("MYSQL_USER", "MYSQL_DATABASE") if not env.get(n)]
+    if missing:
+        raise SettingsError(missing[0], "must be set when MYSQL_HOST is set")
+    return MySQLSettings(
+        host=host,
+        port=_int(env, "MYSQL_PORT", 3306, 1, 65535),
+        user=env["MYSQL_USER"],
+        password=env.get("MYSQL_PASSWORD", ""),
+        database=env["MYSQL_DATABASE"],
+        ssl=_bool(env, "MYSQL_SSL", False),
+    )

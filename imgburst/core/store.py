@@ -1,0 +1,365 @@
+"""The job store: batches, jobs and their outputs, on MySQL or SQLite through SQLAlchemy.
+
+Job state lives here, not in a Celery result backend. Every status change is a guarded
+UPDATE (`... WHERE status IN (...)`), so a late or repeated task can't move a finished
+job backwards, and finishing a job writes its outputs in the same transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import ssl
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+
+from imgburst.core.schema import FINAL_STATUSES, JOB_STATUSES, Batch, Job, Output
+from imgburst.core.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+MYSQL_LOCK = "imgburst_migrate"
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what both MySQL DATETIME and SQLite store."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to record with its batch. `error` set means it is refused up front (failed)."""
+
+    id: str
+    input_name: str
+    input_container: str
+    input_path: str
+    input_format: str | None
+    input_bytes: int | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    """What a worker needs to run a job it has just claimed."""
+
+    id: str
+    batch_id: str
+    input_container: str
+    input_path: str
+    recipe: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    name: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+    blob_path: str
+
+
+def make_engine(settings: Settings) -> Engine:
+    """One engine per process. SQLite gets WAL and a busy timeout so several processes share it."""
+    if settings.mysql is None:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.database_url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 10}
+    if settings.mysql.ssl:
+        paths = ssl.get_default_verify_paths()
+        connect_args["ssl"] = {"ca": paths.cafile or paths.openssl_cafile}
+    return create_engine(
+        settings.database_url,
+        connect_args=connect_args,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_size=5,
+        max_overflow=10,
+    )
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; safe when several processes start at once.
+
+    MySQL: a named lock (`GET_LOCK`) serialises the migrators. SQLite: an exclusive
+    `flock` on a file beside the database. The second migrator then finds nothing to do.
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with _migration_lock(engine), engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "mysql":
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT GET_LOCK(:n, 300)"), {"n": MYSQL_LOCK}).scalar()
+            if got != 1:
+                raise RuntimeError("timed out waiting for another process to migrate the schema")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": MYSQL_LOCK})
+        return
+    database = engine.url.database or ""
+    lock_path = Path(database + ".migrate-lock") if database else None
+    if lock_path is None:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def batch_status(counts: dict[str, int], cancelled: bool) -> str:
+    """A batch's status from its jobs' counts (pure, so it is table-tested)."""
+    total = sum(counts.values())
+    waiting = counts.get("queued", 0)
+    active = counts.get("running", 0)
+    if waiting or active:
+        return "running" if active or waiting < total else "queued"
+    if cancelled:
+        return "cancelled"
+    if counts.get("succeeded", 0) == total:
+        return "succeeded"
+    if counts.get("failed", 0) == total:
+        return "failed"
+    if counts.get("cancelled", 0) == total:
+        return "cancelled"
+    return "partial"
+
+
+class JobStore:
+    """Reads and guarded writes of batches and jobs. Safe to share across threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        return cls(make_engine(settings))
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- writes -------------------------------------------------------------------------
+
+    def create_batch(self, batch_id: str, recipe: dict[str, Any], source: str,
+                     jobs: list[NewJob]) -> None:
+        """Record a batch and all its jobs in one transaction: all or nothing."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(insert(Batch).values(
+                id=batch_id, created_at=now, recipe=json.dumps(recipe), source=source[:1100],
+                job_count=len(jobs),
+            ))
+            if jobs:
+                conn.execute(insert(Job), [
+                    {
+                        "id": j.id, "batch_id": batch_id, "seq": i, "input_name": j.input_name[:512],
+                        "input_container": j.input_container, "input_path": j.input_path,
+                        "input_format": j.input_format, "input_bytes": j.input_bytes,
+                        "status": "failed" if j.error else "queued", "error": j.error,
+                        "attempts": 0, "created_at": now,
+                        "finished_at": now if j.error else None,
+                    }
+                    for i, j in enumerate(jobs)
+                ])
+
+    def start_job(self, job_id: str, worker: str) -> StartedJob | None:
+        """Claim a job for a run; None when it is final (already done, failed or cancelled)."""
+        with self.engine.begin() as conn:
+            claimed = conn.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(("queued", "running")))
+                .values(status="running", attempts=Job.attempts + 1, worker=worker[:255],
+                        started_at=func.coalesce(Job.started_at, utcnow()))
+            ).rowcount
+            if not claimed:
+                return None
+            row = conn.execute(
+                select(Job.id, Job.batch_id, Job.input_container, Job.input_path, Job.attempts,
+                       Batch.recipe)
+                .join(Batch, Batch.id == Job.batch_id)
+                .where(Job.id == job_id)
+            ).one()
+        return StartedJob(id=row.id, batch_id=row.batch_id, input_container=row.input_container,
+                          input_path=row.input_path, recipe=json.loads(row.recipe),
+                          attempts=row.attempts)
+
+    def finish_job(self, job_id: str, outputs: list[OutputRecord]) -> bool:
+        """Mark a running job succeeded with exactly these outputs; False if it was not running."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(Job).where(Job.id == job_id, Job.status == "running")
+                .values(status="succeeded", error=None, finished_at=utcnow())
+            ).rowcount
+            if not done:
+                return False
+            conn.execute(delete(Output).where(Output.job_id == job_id))
+            if outputs:
+                conn.execute(insert(Output), [
+                    {"job_id": job_id, "name": o.name, "format": o.format, "width": o.width,
+                     "height": o.height, "bytes": o.bytes, "blob_path": o.blob_path}
+                    for o in outputs
+                ])
+        return True
+
+    def fail_job(self, job_id: str, error: str) -> bool:
+        """Mark a job failed with its error, unless it already reached a final state."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(
+                update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
+                .values(status="failed", error=error[:4000], finished_at=utcnow())
+            ).rowcount)
+
+    def cancel_batch(self, batch_id: str) -> int:
+        """Cancel the batch's jobs that have not started; returns how many were cancelled."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(update(Batch).where(Batch.id == batch_id).values(cancelled_at=now))
+            return conn.execute(
+                update(Job).where(Job.batch_id == batch_id, Job.status == "queued")
+                .values(status="cancelled", finished_at=now)
+            ).rowcount
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Batch).where(Batch.id == batch_id)).first()
+            if row is None:
+                return None
+            return self._batch_views(conn, [row])[0]
+
+    def list_batches(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Batch).order_by(Batch.created_at.desc(), Batch.id).limit(limit)
+                .offset(offset)
+            ).all()
+            return self._batch_views(conn, rows)
+
+    def count_batches(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(Batch)).scalar_one()
+
+    def _batch_views(self, conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        counts: dict[str, dict[str, int]] = {i: {} for i in ids}
+        started: dict[str, datetime | None] = {}
+        finished: dict[str, datetime | None] = {}
+        if ids:
+            agg = conn.execute(
+                select(Job.batch_id, Job.status, func.count(), func.min(Job.started_at),
+                       func.max(Job.finished_at))
+                .where(Job.batch_id.in_(ids)).group_by(Job.batch_id, Job.status)
+            ).all()
+            for batch_id, status, n, first_start, last_finish in agg:
+                counts[batch_id][status] = n
+                if first_start and (started.get(batch_id) is None
+                                    or first_start < started[batch_id]):
+                    started[batch_id] = first_start
+                if last_finish and (finished.get(batch_id) is None
+                                    or last_finish > finished[batch_id]):
+                    finished[batch_id] = last_finish
+        views = []
+        for r in rows:
+            c = {s: counts[r.id].get(s, 0) for s in JOB_STATUSES}
+            status = batch_status(c, r.cancelled_at is not None)
+            done = status not in ("queued", "running")
+            views.append({
+                "id": r.id, "status": status, "jobs": r.job_count, "counts": c,
+                "source": r.source, "recipe": json.loads(r.recipe),
+                "created_at": r.created_at, "started_at": started.get(r.id),
+                "finished_at": finished.get(r.id) if done else None,
+                "cancelled_at": r.cancelled_at,
+            })
+        return views
+
+    def list_jobs(self, batch_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Job).where(Job.batch_id == batch_id).order_by(Job.seq)
+                .limit(limit).offset(offset)
+            ).all()
+            return self._job_views(conn, rows)
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Job).where(Job.id == job_id)).first()
+            return self._job_views(conn, [row])[0] if row else None
+
+    def _job_views(self, conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
+        outputs: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
+        if rows:
+            for o in conn.execute(
+                select(Output).where(Output.job_id.in_(list(outputs))).order_by(Output.id)
+            ):
+                outputs[o.job_id].append({
+                    "name": o.name, "format": o.format, "width": o.width, "height": o.height,
+                    "bytes": o.bytes, "blob_path": o.blob_path,
+                })
+        return [{
+            "id": r.id, "batch_id": r.batch_id, "input": r.input_name,
+            "input_format": r.input_format, "input_bytes": r.input_bytes, "status": r.status,
+            "error": r.error, "attempts": r.attempts, "worker": r.worker,
+            "created_at": r.created_at, "started_at": r.started_at,
+            "finished_at": r.finished_at, "outputs": outputs[r.id],
+        } for r in rows]
+
+    def job_output(self, job_id: str, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Output).where(Output.job_id == job_id, Output.name == name)
+            ).first()
+        if row is None:
+            return None
+        return {"name": row.name, "format": row.format, "blob_path": row.blob_path,
+                "bytes": row.bytes}
+
+    def status_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        return {s: 0 for s in JOB_STATUSES} | {s: n for s, n in rows}
+
+
+__all__ = [
+    "FINAL_STATUSES", "JobStore", "NewJob", "OutputRecord", "StartedJob", "batch_status",
+    "make_engine", "migrate", "new_id", "utcnow",
+]

@@ -1,0 +1,1 @@
+"""Celery workers: `tasks` (I/O around one job) and `imaging` (pure Pillow)."""

@@ -1,0 +1,143 @@
+"""Celery task `imgburst.process_image`: read input blob, run imaging, write outputs, record.
+
+Idempotent: the job store claims the job with a guarded update (a finished job is
+skipped), outputs go to fixed blob paths (a rerun overwrites, never adds), and the
+outputs are recorded in the same transaction that marks the job succeeded. A bad image
+fails only its own job; transient storage or database errors retry with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+from sqlalchemy import exc as sa_exc
+
+from imgburst.core.blobs import (
+    BlobError,
+    BlobNotFound,
+    BlobStore,
+    BlobUnavailable,
+    blob_store_from_settings,
+    output_path,
+)
+from imgburst.core.celery_app import PROCESS_IMAGE, make_celery
+from imgburst.core.recipes import RecipeError, parse_recipe
+from imgburst.core.settings import Settings
+from imgburst.core.store import JobStore, OutputRecord
+from imgburst.worker import imaging
+
+log = logging.getLogger("imgburst.worker")
+
+TRANSIENT = (BlobUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError,
+             sa_exc.TimeoutError)
+
+
+@dataclass
+class Runtime:
+    """Per-process connections, made after the prefork pool forks (never shared)."""
+
+    settings: Settings
+    store: JobStore
+    blobs: BlobStore
+
+
+_runtime: Runtime | None = None
+
+
+def runtime(settings: Settings) -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(settings, JobStore.from_settings(settings),
+                           blob_store_from_settings(settings))
+    return _runtime
+
+
+def backoff(retries: int) -> float:
+    """Seconds before retry number `retries + 1`: exponential, capped, with jitter."""
+    return min(60.0, 2.0 ** retries) * random.uniform(0.5, 1.0)
+
+
+def run_job(rt: Runtime, job_id: str, worker: str) -> str:
+    """Do one job; returns its final status, or raises a TRANSIENT error to retry."""
+    job = rt.store.start_job(job_id, worker)
+    if job is None:
+        return "skipped"
+    started = time.perf_counter()
+    try:
+        recipe = parse_recipe(job.recipe)
+        data = rt.blobs.get(job.input_path, container=job.input_container)
+        rendered = imaging.process(data, recipe)
+        records = []
+        for out in rendered:
+            spec = recipe.output(out.name)
+            assert spec is not None
+            path = output_path(job.batch_id, job.id, out.name, spec.extension)
+            rt.blobs.put(path, out.data, content_type=spec.media_type)
+            records.append(OutputRecord(name=out.name, format=out.format, width=out.width,
+                                        height=out.height, bytes=len(out.data), blob_path=path))
+    except imaging.ImageError as exc:
+        return _fail(rt, job_id, str(exc))
+    except RecipeError as exc:
+        return _fail(rt, job_id, f"invalid recipe: {exc}")
+    except BlobNotFound as exc:
+        return _fail(rt, job_id, f"input missing: {exc}")
+    except TRANSIENT:
+        raise
+    except BlobError as exc:
+        return _fail(rt, job_id, str(exc))
+    rt.store.finish_job(job_id, records)
+    log.info("job %s succeeded in %.0f ms (attempt %d)", job_id,
+             (time.perf_counter() - started) * 1000, job.attempts)
+    return "succeeded"
+
+
+def _fail(rt: Runtime, job_id: str, error: str) -> str:
+    rt.store.fail_job(job_id, error)
+    log.info("job %s failed: %s", job_id, error)
+    return "failed"
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    """The Celery app with the task registered, as the worker process runs it."""
+    app = make_celery(settings)
+
+    @app.task(name=PROCESS_IMAGE, bind=True, acks_late=True, max_retries=None)
+    def process_image(self: Task, job_id: str) -> str:
+        rt = runtime(settings)
+        try:
+            return run_job(rt, job_id, self.request.hostname or "unknown")
+        except TRANSIENT as exc:
+            if self.request.retries >= settings.task_max_retries:
+                _give_up(rt, job_id, f"gave up after {self.request.retries + 1} tries: {exc}")
+                return "failed"
+            log.warning("job %s: transient error, retrying: %s", job_id, exc)
+            raise self.retry(countdown=backoff(self.request.retries)) from None
+        except SoftTimeLimitExceeded:
+            _give_up(rt, job_id, f"took longer than the {settings.task_time_limit_s} s limit")
+            return "failed"
+        except Exception as exc:  # a bug must fail one job, never the worker
+            log.exception("job %s: unexpected error", job_id)
+            _give_up(rt, job_id, f"internal error: {type(exc).__name__}: {exc}")
+            return "failed"
+
+    @worker_process_init.connect(weak=False)
+    def _warm_up(**_kwargs: object) -> None:
+        try:
+            runtime(settings).store.ping()
+        except TRANSIENT:
+            log.warning("job store not reachable yet; tasks will retry")
+
+    return app
+
+
+def _give_up(rt: Runtime, job_id: str, error: str) -> None:
+    try:
+        rt.store.fail_job(job_id, error)
+    except TRANSIENT as exc:
+        log.error("job %s: could not record its failure (%s): %s", job_id, error, exc)
