@@ -7,12 +7,12 @@ import time
 from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
 
+from imgburst.api.errors import register_error_handlers
+from imgburst.api.services import Metrics, Services
 from imgburst.core.blobs import blob_store_from_settings
 from imgburst.core.celery_app import make_celery
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
-from imgburst.api.errors import register_error_handlers
-from imgburst.api.services import Metrics, Services
 
 
 def create_app(settings: Settings | None = None, broker_url: str | None = None) -> Flask:

@@ -1,4 +1,4 @@
-"""`GET /api/v1/openapi.json`: the API described in OpenAPI 3.1 (a test keeps it true to the routes)."""
+"""`GET /api/v1/openapi.json`: the API in OpenAPI 3.1 (a test keeps it true to the routes)."""
 
 from __future__ import annotations
 

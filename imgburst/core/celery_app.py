@@ -28,7 +28,14 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
     app = Celery("imgburst", broker=url, set_as_current=False)
     soft = max(1, settings.task_time_limit_s - max(1, settings.task_time_limit_s // 10))
     app.conf.update(
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for messages of dead workers at a pace tied to the visibility timeout,
+            # so a job abandoned by a SIGKILLed worker comes back soon after it expires.
+            "unacked_restore_interval": min(30, max(1, settings.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+            "health_check_interval": 25,
+        },
         broker_connection_retry_on_startup=True,
         task_default_queue=QUEUE,
         task_acks_late=True,

@@ -191,7 +191,8 @@ class JobStore:
             if jobs:
                 conn.execute(insert(Job), [
                     {
-                        "id": j.id, "batch_id": batch_id, "seq": i, "input_name": j.input_name[:512],
+                        "id": j.id, "batch_id": batch_id, "seq": i,
+                        "input_name": j.input_name[:512],
                         "input_container": j.input_container, "input_path": j.input_path,
                         "input_format": j.input_format, "input_bytes": j.input_bytes,
                         "status": "failed" if j.error else "queued", "error": j.error,

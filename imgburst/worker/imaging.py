@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from imgburst.core.recipes import Grayscale, Op, OutputSpec, Recipe, Resize
 
@@ -148,11 +148,10 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     return img
 
 
-def process(data: bytes, recipe: Recipe, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Rendered]:
-    """Make every output of `recipe` from one image; raise `ImageError` for a bad image."""
+def decode(data: bytes, recipe: Recipe, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode only as much as the recipe's largest output needs; oriented, metadata dropped."""
     img = open_image(data, max_pixels)
     orientation = img.getexif().get(EXIF_ORIENTATION, 1) if recipe.auto_orient else 1
-    transposes = ORIENT.get(orientation, ())
     raw_w, raw_h = img.size
     oriented = (raw_h, raw_w) if orientation in (5, 6, 7, 8) else (raw_w, raw_h)
     scale = max(_needed_scale(spec, oriented) for spec in recipe.outputs)
@@ -160,12 +159,17 @@ def process(data: bytes, recipe: Recipe, max_pixels: int = DEFAULT_MAX_PIXELS) -
         img.draft(img.mode, (math.ceil(raw_w * scale), math.ceil(raw_h * scale)))
     try:
         img.load()
-        for method in transposes:
+        for method in ORIENT.get(orientation, ()):
             img = img.transpose(method)
         img = _normalize_mode(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"truncated or corrupt image: {exc}") from None
     img.info = {}  # strip metadata (EXIF, ICC, XMP, comments) from every output
+    return img
+
+
+def render(img: Image.Image, recipe: Recipe) -> list[Rendered]:
+    """Apply each output's operations to the decoded image and encode it."""
     rendered = []
     for spec in recipe.outputs:
         out = img
@@ -174,3 +178,8 @@ def process(data: bytes, recipe: Recipe, max_pixels: int = DEFAULT_MAX_PIXELS) -
         rendered.append(Rendered(name=spec.name, format=spec.format, width=out.width,
                                  height=out.height, data=_encode(out, spec)))
     return rendered
+
+
+def process(data: bytes, recipe: Recipe, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Rendered]:
+    """Make every output of `recipe` from one image; raise `ImageError` for a bad image."""
+    return render(decode(data, recipe, max_pixels), recipe)
