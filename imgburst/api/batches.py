@@ -119,7 +119,6 @@ def create_batch() -> Response:
     svc = services()
     batch_id = new_id()
     if request.mimetype == "multipart/form-data":
-        recipe = _recipe_from_form()
         files = [f for f in request.files.getlist("files") if f]
         if not files:
             raise Problem(400, "No images", "send one or more images as multipart parts "
@@ -128,6 +127,7 @@ def create_batch() -> Response:
             raise Problem(413, "Too many images", f"{len(files)} files; at most "
                           f"{svc.settings.max_files} per batch (IMGBURST_MAX_FILES)",
                           field="files")
+        recipe = _recipe_from_form()
         prepare = lambda: (_upload_jobs(svc, batch_id, files), f"upload:{len(files)} files")  # noqa: E731
     elif request.mimetype == "application/json":
         body = request.get_json(silent=True)

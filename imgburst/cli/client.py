@@ -124,10 +124,10 @@ def register(cli: click.Group) -> None:
             raise click.UsageError("no image files found in the given paths")
         data: dict[str, str] = {}
         if recipe_file is not None:
-            text = recipe_file.read_text()
             try:
+                text = recipe_file.read_text(encoding="utf-8")
                 json.loads(text)
-            except json.JSONDecodeError as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise click.BadParameter(f"{recipe_file} is not JSON: {exc}",
                                          param_hint="--recipe") from None
             data["recipe"] = text

@@ -142,13 +142,13 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def batch_status(counts: dict[str, int], cancelled: bool) -> str:
-    """A batch's status from its jobs' counts (pure, so it is table-tested)."""
+def batch_status(counts: dict[str, int], cancelled: bool, started: bool) -> str:
+    """A batch's status from its jobs' counts and whether any job has started (pure)."""
     total = sum(counts.values())
     waiting = counts.get("queued", 0)
     active = counts.get("running", 0)
     if waiting or active:
-        return "running" if active or waiting < total else "queued"
+        return "running" if active or started else "queued"
     if cancelled:
         return "cancelled"
     if counts.get("succeeded", 0) == total:
@@ -302,7 +302,7 @@ class JobStore:
         views = []
         for r in rows:
             c = {s: counts[r.id].get(s, 0) for s in JOB_STATUSES}
-            status = batch_status(c, r.cancelled_at is not None)
+            status = batch_status(c, r.cancelled_at is not None, r.id in started)
             done = status not in ("queued", "running")
             views.append({
                 "id": r.id, "status": status, "jobs": r.job_count, "counts": c,

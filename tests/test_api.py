@@ -1,0 +1,196 @@
+"""The HTTP API: every 4xx answers problem+json naming the problem; OpenAPI matches routes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from conftest import settings_for
+from helpers import submit
+
+from imgburst.api import create_app
+from imgburst.core.synthetic import photo_bytes
+
+JPEG = photo_bytes(1, 64, 48)
+
+
+@pytest.fixture
+def app(base_env):
+    return create_app(settings_for(base_env | {"IMGBURST_MAX_FILES": "3",
+                                               "IMGBURST_MAX_UPLOAD_MB": "1",
+                                               "APP_VERSION": "v1.111111111"}))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def files(*items):
+    return {"files": [(io.BytesIO(data), name) for name, data in items]}
+
+
+def post_multipart(client, data):
+    return client.post("/api/v1/batches", data=data, content_type="multipart/form-data")
+
+
+def bad_recipe_width():
+    return json.dumps({"outputs": [{"name": "a"}, {"name": "b", "ops": [
+        {"op": "resize", "width": 0}]}]})
+
+
+CASES = [
+    ("no files", lambda c: post_multipart(c, {"recipe": "{}"}), 400, "files", "named 'files'"),
+    ("recipe not json", lambda c: post_multipart(c, files(("a.jpg", JPEG)) | {"recipe": "{x"}),
+     400, "recipe", "not valid JSON"),
+    ("recipe bad field", lambda c: post_multipart(
+        c, files(("a.jpg", JPEG)) | {"recipe": bad_recipe_width()}),
+     400, "outputs[1].ops[0].width", "outputs[1].ops[0].width must be 1..10000"),
+    ("too many files", lambda c: post_multipart(c, files(*[("a.jpg", JPEG)] * 4)), 413, "files",
+     "at most 3"),
+    ("too large", lambda c: post_multipart(c, files(("big.jpg", b"\xff\xd8\xff" + b"0" * 2**21))),
+     413, None, "IMGBURST_MAX_UPLOAD_MB"),
+    ("wrong content type", lambda c: c.post("/api/v1/batches", data="x",
+                                            content_type="text/plain"), 415, None, "multipart"),
+    ("json not object", lambda c: c.post("/api/v1/batches", data="[1",
+                                         content_type="application/json"), 400, None,
+     "JSON object"),
+    ("json unknown field", lambda c: c.post("/api/v1/batches", json={"source": {}, "x": 1}),
+     400, "x", "not a known field"),
+    ("json no source", lambda c: c.post("/api/v1/batches", json={"recipe": None}), 400,
+     "source", "source is required"),
+    ("source not object", lambda c: c.post("/api/v1/batches", json={"source": "pics"}), 400,
+     "source", "must be an object"),
+    ("source bad container", lambda c: c.post("/api/v1/batches",
+                                              json={"source": {"container": "Bad_Name"}}),
+     400, "source.container", "Azure container name"),
+    ("source unknown key", lambda c: c.post("/api/v1/batches",
+                                            json={"source": {"container": "abc", "glob": "*"}}),
+     400, "source.glob", "not a known parameter"),
+    ("source missing container", lambda c: c.post("/api/v1/batches",
+                                                  json={"source": {"container": "nope"}}),
+     404, "source.container", "does not exist"),
+    ("source recipe invalid", lambda c: c.post("/api/v1/batches", json={
+        "source": {"container": "abc"}, "recipe": {"outputs": [{"name": "a", "quality": 0}]}}),
+     400, "outputs[0].quality", "must be 1..100"),
+    ("batch not found", lambda c: c.get("/api/v1/batches/nope"), 404, "id", "no batch"),
+    ("batch jobs not found", lambda c: c.get("/api/v1/batches/nope/jobs"), 404, "id", "no batch"),
+    ("cancel not found", lambda c: c.delete("/api/v1/batches/nope"), 404, "id", "no batch"),
+    ("job not found", lambda c: c.get("/api/v1/jobs/nope"), 404, "id", "no job"),
+    ("output of unknown job", lambda c: c.get("/api/v1/jobs/nope/outputs/thumb"), 404, "name",
+     "no job"),
+    ("bad limit", lambda c: c.get("/api/v1/batches?limit=0"), 400, "limit", "limit must be"),
+    ("bad offset", lambda c: c.get("/api/v1/batches?offset=x"), 400, "offset", "offset must be"),
+    ("unknown route", lambda c: c.get("/api/v1/nothing"), 404, None, "not found"),
+    ("wrong method", lambda c: c.put("/api/v1/batches"), 405, None, "not allowed"),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "status", "field", "words"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_client_errors_are_problem_json(client, name, call, status, field, words):
+    response = call(client)
+    assert response.status_code == status, response.data
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == status and body["title"]
+    assert words.lower() in body["detail"].lower(), body
+    assert body.get("field") == field
+
+
+def test_empty_source_prefix(client, app):
+    blobs = app.extensions["imgburst"].blobs
+    blobs.put("pics/cat.jpg", JPEG, container="mine")
+    response = client.post("/api/v1/batches", json={"source": {"container": "mine",
+                                                               "prefix": "dogs/"}})
+    assert response.status_code == 400 and response.get_json()["field"] == "source.prefix"
+
+
+def test_output_not_made_yet(client):
+    batch = submit(client, [("a.jpg", JPEG)])
+    job = client.get(batch["links"]["jobs"]).get_json()["items"][0]
+    response = client.get(f"/api/v1/jobs/{job['id']}/outputs/thumb")
+    assert response.status_code == 404 and "no output named 'thumb'" in response.get_json()["detail"]
+
+
+def test_submit_from_source_container_sniffs_without_decoding(client, app):
+    blobs = app.extensions["imgburst"].blobs
+    blobs.put("pics/a.jpg", JPEG, container="mine")
+    blobs.put("pics/b.png", photo_bytes(2, 10, 10, "PNG"), container="mine")
+    blobs.put("pics/readme.txt", b"not a picture", container="mine")
+    blobs.put("other/c.jpg", JPEG, container="mine")
+    response = client.post("/api/v1/batches", json={"source": {"container": "mine",
+                                                               "prefix": "pics/"}})
+    assert response.status_code == 202
+    batch = response.get_json()
+    assert batch["jobs"] == 3 and batch["counts"] == {
+        "queued": 2, "running": 0, "succeeded": 0, "failed": 1, "cancelled": 0}
+    jobs = client.get(batch["links"]["jobs"]).get_json()["items"]
+    assert [(j["input"], j["input_format"]) for j in jobs] == [
+        ("a.jpg", "jpeg"), ("b.png", "png"), ("readme.txt", None)]
+    assert jobs[2]["error"].startswith("unsupported format")
+
+
+def test_accepts_and_enqueues_one_task_per_image(client, app, redis_url):
+    import redis
+
+    batch = submit(client, [("a.jpg", JPEG), ("b.jpg", JPEG), ("notes.txt", b"hi")])
+    assert batch["status"] == "queued" and batch["jobs"] == 3
+    assert redis.Redis.from_url(redis_url).llen("images") == 2  # the refused one is not queued
+    listed = client.get("/api/v1/batches").get_json()
+    assert listed["total"] == 1 and listed["items"][0]["id"] == batch["id"]
+    cancelled = client.delete(f"/api/v1/batches/{batch['id']}").get_json()
+    assert cancelled["cancelled_jobs"] == 2 and cancelled["status"] == "cancelled"
+
+
+def test_version_health_metrics(client):
+    response = client.get("/version")
+    assert response.data == b"I am v1.111111111\n" and response.mimetype == "text/plain"
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["checks"] == {
+        "broker": "ok", "store": "ok", "blobs": "ok"}
+    submit(client, [("a.jpg", JPEG)])
+    metrics = client.get("/metrics").data.decode()
+    assert "imgburst_batches_submitted_total 1.0" in metrics
+    assert "imgburst_jobs_enqueued_total 1.0" in metrics
+    assert client.get("/").status_code == 200
+
+
+def test_readyz_reports_a_dead_broker(base_env):
+    app = create_app(settings_for(base_env | {"REDIS_URL": "redis://127.0.0.1:9/0"}))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["broker"].startswith("unavailable")
+
+
+def test_dead_broker_fails_the_batch_with_503(base_env):
+    app = create_app(settings_for(base_env | {"REDIS_URL": "redis://127.0.0.1:9/0"}))
+    app.extensions["imgburst"].celery.conf.broker_connection_max_retries = 1
+    app.extensions["imgburst"].celery.conf.broker_connection_timeout = 1
+    client = app.test_client()
+    response = client.post("/api/v1/batches", data=files(("a.jpg", JPEG)),
+                           content_type="multipart/form-data")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    (batch,) = client.get("/api/v1/batches").get_json()["items"]
+    assert batch["status"] == "failed", "no job may stay queued without a task"
+
+
+def test_openapi_matches_routes(app, client):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    routes: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        routes.setdefault(path, set()).update(
+            m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
+    documented = {path: {m for m in ops if m in {"get", "post", "put", "patch", "delete"}}
+                  for path, ops in doc["paths"].items()}
+    assert documented == routes
+    for path, ops in doc["paths"].items():
+        declared = {p["name"] for p in ops.get("parameters", [])}
+        assert declared == set(re.findall(r"{(\w+)}", path)), path

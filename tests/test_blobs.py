@@ -1,0 +1,75 @@
+"""Blob store: the same contract on a local directory and on Azurite (real Azure protocol)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from conftest import settings_for
+
+from imgburst.core.blobs import (
+    AzureBlobStore,
+    BlobError,
+    BlobNotFound,
+    BlobUnavailable,
+    LocalBlobStore,
+    blob_store_from_settings,
+    input_path,
+    output_path,
+    safe_name,
+)
+
+
+@pytest.fixture(params=["local", "azurite"])
+def blobs(request, tmp_path):
+    env = {"IMGBURST_HOME": str(tmp_path), "IMGBURST_BLOB_CONTAINER": f"t{uuid.uuid4().hex[:10]}"}
+    if request.param == "azurite":
+        env["AZURE_STORAGE_CONNECTION_STRING"] = request.getfixturevalue("azurite")
+    store = blob_store_from_settings(settings_for(env))
+    assert isinstance(store, AzureBlobStore if request.param == "azurite" else LocalBlobStore)
+    return store
+
+
+def test_put_get_head_list(blobs):
+    blobs.ping()
+    blobs.put("inputs/b/j/a.jpg", b"\xff\xd8\xffabc", content_type="image/jpeg")  # container made
+    blobs.put("inputs/b/j/a.jpg", b"\xff\xd8\xffxyz")  # overwrite, not a second blob
+    blobs.put("inputs/b/k/b.png", b"png")
+    assert blobs.get("inputs/b/j/a.jpg") == b"\xff\xd8\xffxyz"
+    assert blobs.head("inputs/b/j/a.jpg", 3) == b"\xff\xd8\xff"
+    listed = list(blobs.list("inputs/b/"))
+    assert [(b.name, b.size) for b in listed] == [("inputs/b/j/a.jpg", 6), ("inputs/b/k/b.png", 3)]
+    assert [b.name for b in blobs.list("inputs/b/k")] == ["inputs/b/k/b.png"]
+
+
+def test_other_container_and_missing(blobs):
+    other = f"o{uuid.uuid4().hex[:10]}"
+    with pytest.raises(BlobNotFound):
+        list(blobs.list("", container=other))
+    blobs.put("pics/cat.jpg", b"x", container=other)
+    assert [b.name for b in blobs.list("pics/", container=other)] == ["pics/cat.jpg"]
+    with pytest.raises(BlobNotFound):
+        blobs.get("pics/dog.jpg", container=other)
+    assert not issubclass(BlobNotFound, BlobUnavailable)
+
+
+def test_unreachable_azure_is_transient():
+    env = {"AZURE_STORAGE_CONNECTION_STRING":
+           "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+           "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"}
+    store = blob_store_from_settings(settings_for(env))
+    store.service._config.retry_policy.total_retries = 0  # fail fast in the test
+    with pytest.raises(BlobUnavailable):
+        store.get("inputs/x")
+
+
+def test_paths_are_safe(tmp_path):
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("C:\\Users\\me\\My Photo (1).JPG") == "My_Photo_1_.JPG"
+    assert safe_name("...") == "image"
+    assert input_path("b", "j", "a b.jpg") == "inputs/b/j/a_b.jpg"
+    assert output_path("b", "j", "thumb", "webp") == "outputs/b/j/thumb.webp"
+    local = LocalBlobStore(tmp_path, "imgburst")
+    for bad in ("../x", "/abs", "a/../../x"):
+        with pytest.raises(BlobError):
+            local.put(bad, b"x")

@@ -1,0 +1,92 @@
+"""`imgburst up` on embedded defaults, then `submit --wait`, `status`, `fetch`, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+from conftest import free_port, wait_until
+from PIL import Image
+
+from imgburst.core.synthetic import photo_bytes
+
+
+def imgburst(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imgburst.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            found |= {int(child)} | descendants(int(child))
+    return found
+
+
+def test_up_submit_status_fetch_and_clean_stop(tmp_path):
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "IMGBURST_HOME": str(tmp_path / "var"),
+           "IMGBURST_PORT": str(port)}  # no REDIS_URL: `up` must embed Redis
+    log = (tmp_path / "up.log").open("w")
+    up = subprocess.Popen([sys.executable, "-m", "imgburst.cli", "up", "--concurrency", "2"],
+                          env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}/readyz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(lambda: ready() or up.poll() is not None, 90, "imgburst up to be ready")
+        assert up.poll() is None, (tmp_path / "up.log").read_text()
+        wait_until(lambda: "imgburst is up" in (tmp_path / "up.log").read_text(), 30, "banner")
+        assert f"dashboard: {url}/" in (tmp_path / "up.log").read_text()
+        photos = tmp_path / "photos"
+        (photos / "sub").mkdir(parents=True)
+        (photos / "a.jpg").write_bytes(photo_bytes(1, 1200, 900))
+        (photos / "sub" / "b.png").write_bytes(photo_bytes(2, 300, 600, "PNG"))
+        (photos / "notes.md").write_text("not an image, skipped by suffix")
+        bad_recipe = tmp_path / "recipe.json"
+        bad_recipe.write_text('{"outputs": [{"name": "a", "quality": 500}]}')
+        result = imgburst("submit", str(photos), "--recipe", str(bad_recipe), env=env)
+        assert result.returncode == 1
+        assert "outputs[0].quality must be 1..100 (field: outputs[0].quality)" in result.stderr
+        result = imgburst("submit", str(photos), "--wait", env=env)
+        assert result.returncode == 0, result.stderr
+        batch_id = result.stdout.strip().splitlines()[-1]
+        assert "succeeded: 2 succeeded, 0 failed" in result.stderr
+        status = imgburst("status", batch_id, env=env)
+        assert status.returncode == 0 and "succeeded" in status.stderr
+        fetch = imgburst("fetch", batch_id, "--out", str(tmp_path / "out"), env=env)
+        assert fetch.returncode == 0, fetch.stderr
+        assert Image.open(tmp_path / "out" / "thumb" / "a.webp").size == (256, 192)
+        assert Image.open(tmp_path / "out" / "medium" / "b.jpg").size == (300, 600)
+        listing = imgburst("status", env=env)
+        assert batch_id[:8] in listing.stderr
+        children = descendants(up.pid)
+        assert len(children) >= 3  # redis, api, worker (+ its pool)
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0, (tmp_path / "up.log").read_text()
+        log.close()
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
+    assert not alive, f"processes left running after Ctrl-C: {alive}"
+    assert "stopped" in (tmp_path / "up.log").read_text()
+
+
+def test_submit_reports_api_errors_and_unreachable(tmp_path, base_env):
+    (tmp_path / "a.jpg").write_bytes(photo_bytes(1, 50, 50))
+    env = base_env | {"IMGBURST_URL": f"http://127.0.0.1:{free_port()}"}
+    result = imgburst("submit", str(tmp_path / "a.jpg"), env=env)
+    assert result.returncode == 1 and "can't reach the imgburst API" in result.stderr
+    assert "imgburst up" in result.stderr
+    result = imgburst("submit", str(tmp_path / "a.jpg"), "--recipe", str(tmp_path / "a.jpg"),
+                      env=env)
+    assert result.returncode == 2 and "not JSON" in result.stderr

@@ -1,0 +1,61 @@
+"""Settings: every bad value stops start-up with the variable's name."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgburst.core.settings import Settings, SettingsError
+
+
+def test_defaults_are_embedded(tmp_path):
+    s = Settings.from_env({"IMGBURST_HOME": str(tmp_path)})
+    assert s.port == 8000 and s.redis_url is None and s.mysql is None
+    assert not s.uses_azure and s.database_url == f"sqlite:///{tmp_path}/imgburst.sqlite3"
+    assert s.local_blob_root == tmp_path / "blobs"
+    assert s.api_url == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(("env", "variable", "words"), [
+    ({"IMGBURST_PORT": "eighty"}, "IMGBURST_PORT", "whole number"),
+    ({"IMGBURST_PORT": "70000"}, "IMGBURST_PORT", "1..65535"),
+    ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL", "unknown scheme http://"),
+    ({"REDIS_URL": "localhost:6379"}, "REDIS_URL", "unknown scheme"),
+    ({"MYSQL_HOST": "db", "MYSQL_USER": "u", "MYSQL_DATABASE": "d", "MYSQL_PORT": "x"},
+     "MYSQL_PORT", "whole number"),
+    ({"MYSQL_HOST": "db", "MYSQL_USER": "u", "MYSQL_DATABASE": "d", "MYSQL_SSL": "maybe"},
+     "MYSQL_SSL", "true or false"),
+    ({"MYSQL_HOST": "db", "MYSQL_DATABASE": "d"}, "MYSQL_USER", "must be set"),
+    ({"AZURE_STORAGE_CONNECTION_STRING": "garbage"}, "AZURE_STORAGE_CONNECTION_STRING",
+     "not a connection string"),
+    ({"AZURE_STORAGE_ACCOUNT_URL": "ftp://x"}, "AZURE_STORAGE_ACCOUNT_URL", "unknown scheme"),
+    ({"IMGBURST_BLOB_CONTAINER": "Bad_Name"}, "IMGBURST_BLOB_CONTAINER", "lowercase"),
+    ({"IMGBURST_TASK_TIME_LIMIT_S": "600", "IMGBURST_VISIBILITY_TIMEOUT_S": "300"},
+     "IMGBURST_VISIBILITY_TIMEOUT_S", "above IMGBURST_TASK_TIME_LIMIT_S"),
+    ({"IMGBURST_URL": "127.0.0.1:8000"}, "IMGBURST_URL", "unknown scheme"),
+])
+def test_bad_values_name_the_variable(env, variable, words):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert info.value.variable == variable
+    assert str(info.value).startswith(f"{variable}: ") and words in str(info.value)
+
+
+def test_mysql_binding_variables_and_secret_kept_out_of_repr():
+    s = Settings.from_env({"MYSQL_HOST": "db.example", "MYSQL_PORT": "3307", "MYSQL_USER": "app",
+                           "MYSQL_PASSWORD": "s3cret!", "MYSQL_DATABASE": "jobs",
+                           "MYSQL_SSL": "true"})
+    assert s.mysql is not None and s.mysql.ssl and s.mysql.port == 3307
+    assert "s3cret" not in repr(s) and "s3cret" not in s.describe_store()
+    assert s.describe_store() == "mysql://app@db.example:3307/jobs (TLS)"
+    assert s.database_url.startswith("mysql+pymysql://app:")
+
+
+def test_bad_setting_stops_cli_with_the_name(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "imgburst.cli", "worker"],
+                            env={"IMGBURST_PORT": "abc", "IMGBURST_HOME": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "IMGBURST_PORT" in result.stderr and "whole number" in result.stderr

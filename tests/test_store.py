@@ -1,0 +1,126 @@
+"""Job store: guarded status changes, batch status, concurrent Alembic migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import settings_for
+from sqlalchemy import inspect, text
+
+from imgburst.core.store import JobStore, NewJob, OutputRecord, batch_status, migrate, new_id
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def store(request, tmp_path):
+    env = {"IMGBURST_HOME": str(tmp_path)}
+    if request.param == "mysql":
+        env |= request.getfixturevalue("mysql_env")
+    store = JobStore.from_settings(settings_for(env))
+    migrate(store.engine)
+    yield store
+    store.dispose()
+
+
+def make_batch(store: JobStore, n: int = 2, refused: int = 0) -> tuple[str, list[str]]:
+    batch_id = new_id()
+    jobs = [NewJob(new_id(), f"img{i}.jpg", "imgburst", f"inputs/{batch_id}/{i}", "jpeg", 10)
+            for i in range(n)]
+    jobs += [NewJob(new_id(), "bad.txt", "imgburst", "x", None, 3, error="unsupported format")
+             for _ in range(refused)]
+    store.create_batch(batch_id, {"outputs": []}, "upload:test", jobs)
+    return batch_id, [j.id for j in jobs]
+
+
+OUT = [OutputRecord("thumb", "webp", 10, 5, 100, "outputs/b/j/thumb.webp")]
+
+
+def test_job_lifecycle_and_guards(store):
+    batch_id, (a, b) = make_batch(store)
+    assert store.get_batch(batch_id)["status"] == "queued"
+    started = store.start_job(a, "base@host-1")
+    assert started is not None and started.attempts == 1 and started.batch_id == batch_id
+    assert store.get_batch(batch_id)["status"] == "running"
+    assert store.finish_job(a, OUT)
+    # a late duplicate of the same task can't restart, refinish, or fail a finished job
+    assert store.start_job(a, "base@host-2") is None
+    assert not store.finish_job(a, OUT + OUT[:0])
+    assert not store.fail_job(a, "late failure")
+    job = store.get_job(a)
+    assert job["status"] == "succeeded" and job["attempts"] == 1 and job["worker"] == "base@host-1"
+    assert job["error"] is None and len(job["outputs"]) == 1
+    # a redelivered job (still running) is claimed again and counts the attempt
+    store.start_job(b, "base@host-1")
+    assert store.start_job(b, "burst@pod-1").attempts == 2
+    assert store.fail_job(b, "unsupported format")
+    assert not store.finish_job(b, OUT), "a failed job must not turn succeeded"
+    batch = store.get_batch(batch_id)
+    assert batch["status"] == "partial" and batch["counts"]["succeeded"] == 1
+    assert batch["finished_at"] is not None and batch["started_at"] is not None
+
+
+def test_finish_replaces_outputs_never_duplicates(store):
+    _, (a, _) = make_batch(store)
+    store.start_job(a, "w")
+    assert store.finish_job(a, OUT + [OutputRecord("medium", "jpeg", 1, 1, 1, "p")])
+    assert [o["name"] for o in store.get_job(a)["outputs"]] == ["thumb", "medium"]
+
+
+def test_cancel_only_touches_queued_jobs(store):
+    batch_id, (a, b) = make_batch(store)
+    store.start_job(a, "w")
+    assert store.cancel_batch(batch_id) == 1
+    assert store.get_job(b)["status"] == "cancelled"
+    assert store.start_job(b, "w") is None, "a cancelled job must not run"
+    assert store.get_batch(batch_id)["status"] == "running"
+    store.finish_job(a, OUT)
+    assert store.get_batch(batch_id)["status"] == "cancelled"
+
+
+def test_refused_inputs_are_recorded_failed(store):
+    batch_id, ids = make_batch(store, n=1, refused=1)
+    assert store.get_job(ids[1])["status"] == "failed"
+    assert store.get_job(ids[1])["error"] == "unsupported format"
+    assert store.get_batch(batch_id)["counts"] == {"queued": 1, "running": 0, "succeeded": 0,
+                                                   "failed": 1, "cancelled": 0}
+    assert store.list_batches(10, 0)[0]["id"] == batch_id and store.count_batches() == 1
+
+
+@pytest.mark.parametrize(("counts", "cancelled", "started", "status"), [
+    ({"queued": 3}, False, False, "queued"),
+    ({"queued": 2, "failed": 1}, False, False, "queued"),  # one refused at submission
+    ({"queued": 2, "running": 1}, False, True, "running"),
+    ({"queued": 2, "succeeded": 1}, False, True, "running"),  # between two jobs
+    ({"queued": 2, "failed": 1}, False, True, "running"),
+    ({"succeeded": 3}, False, True, "succeeded"),
+    ({"failed": 3}, False, False, "failed"),
+    ({"succeeded": 2, "failed": 1}, False, True, "partial"),
+    ({"cancelled": 3}, True, False, "cancelled"),
+    ({"succeeded": 1, "cancelled": 2}, True, True, "cancelled"),
+    ({"running": 1, "cancelled": 2}, True, True, "running"),
+])
+def test_batch_status_table(counts, cancelled, started, status):
+    assert batch_status(counts, cancelled, started) == status
+
+
+MIGRATE = ("import sys; from imgburst.core.settings import Settings; "
+           "from imgburst.core.store import JobStore, migrate; "
+           "migrate(JobStore.from_settings(Settings.from_env()).engine)")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mysql"])
+def test_concurrent_start_up_migrates_once(backend, tmp_path, request):
+    env = {"IMGBURST_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    if backend == "mysql":
+        env |= request.getfixturevalue("mysql_env")
+    procs = [subprocess.Popen([sys.executable, "-c", MIGRATE], env=env, stderr=subprocess.PIPE,
+                              text=True) for _ in range(5)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    store = JobStore.from_settings(settings_for(env))
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() \
+            == ["0001"]
+    assert {"batches", "jobs", "outputs"} <= set(inspect(store.engine).get_table_names())
