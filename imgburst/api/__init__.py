@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from tempfile import SpooledTemporaryFile
+from typing import IO
 
-from flask import Flask, g, request
+from flask import Flask, Request, g, request
 from flask.typing import ResponseReturnValue
 
 from imgburst.api.errors import register_error_handlers
@@ -14,6 +17,19 @@ from imgburst.core.celery_app import make_celery
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
 
+IN_MEMORY_PART_BYTES = 32 * 1024 * 1024
+UPLOAD_THREADS = 8
+
+
+class UploadRequest(Request):
+    """Keeps uploaded parts up to 32 MB in memory (Werkzeug spills to disk above 500 KB),
+    so a photo is not written to a temp file only to be read back and stored again."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None,
+                         content_length: int | None = None) -> IO[bytes]:
+        return SpooledTemporaryFile(max_size=IN_MEMORY_PART_BYTES, mode="rb+")  # noqa: SIM115
+
 
 def create_app(settings: Settings | None = None, broker_url: str | None = None) -> Flask:
     """Build the API. Migrates the job store schema first (safe with several replicas)."""
@@ -21,6 +37,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
     app.config["MAX_FORM_PARTS"] = settings.max_files + 16
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -30,6 +47,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
     app.extensions["imgburst"] = Services(
         settings=settings, store=store, blobs=blob_store_from_settings(settings),
         celery=make_celery(settings, broker_url), metrics=metrics,
+        uploads=ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload"),
     )
     register_error_handlers(app)
     for module in (batches, jobs, health, version, openapi, dashboard):

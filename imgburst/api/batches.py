@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -26,7 +25,6 @@ from imgburst.core.store import NewJob, new_id
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 
 CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
-UPLOAD_THREADS = 8
 
 
 def _recipe(raw: Any) -> Recipe:
@@ -67,8 +65,7 @@ def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list
         svc.blobs.put(path, data, content_type=f"image/{fmt}")
         return NewJob(job_id, name, svc.blobs.container, path, fmt, len(data))
 
-    with ThreadPoolExecutor(max_workers=min(UPLOAD_THREADS, len(files))) as pool:
-        return list(pool.map(store_one, files))
+    return list(svc.uploads.map(store_one, files))
 
 
 def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
@@ -109,9 +106,7 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
         return NewJob(new_id(), name, container, blob.name, fmt, blob.size,
                       error=None if fmt else unsupported_message(head))
 
-    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-        jobs = list(pool.map(sniff_one, blobs))
-    return jobs, f"blobs:{container}/{prefix}"
+    return list(svc.uploads.map(sniff_one, blobs)), f"blobs:{container}/{prefix}"
 
 
 @bp.post("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from celery import Celery
@@ -38,6 +39,7 @@ class Services:
     blobs: BlobStore
     celery: Celery
     metrics: Metrics
+    uploads: ThreadPoolExecutor  # stores inputs in parallel (Azure round trips overlap)
 
 
 def services() -> Services:

@@ -66,7 +66,7 @@ def api(host: str, port: int | None, threads: int) -> None:
                   f"blobs: {settings.describe_blobs()})")
     waitress.serve(app, host=host, port=port, threads=threads, ident="imgburst",
                    max_request_body_size=settings.max_upload_mb * 1024 * 1024,
-                   _quiet=True)
+                   recv_bytes=256 * 1024, inbuf_overflow=64 * 1024 * 1024, _quiet=True)
 
 
 def default_worker_name(pool: str, settings: Settings) -> str:
