@@ -112,7 +112,8 @@ def test_output_not_made_yet(client):
     batch = submit(client, [("a.jpg", JPEG)])
     job = client.get(batch["links"]["jobs"]).get_json()["items"][0]
     response = client.get(f"/api/v1/jobs/{job['id']}/outputs/thumb")
-    assert response.status_code == 404 and "no output named 'thumb'" in response.get_json()["detail"]
+    assert response.status_code == 404
+    assert "no output named 'thumb'" in response.get_json()["detail"]
 
 
 def test_submit_from_source_container_sniffs_without_decoding(client, app):

@@ -30,8 +30,9 @@ def descendants(pid: int) -> set[int]:
 
 def test_up_submit_status_fetch_and_clean_stop(tmp_path):
     port = free_port()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "IMGBURST_HOME": str(tmp_path / "var"),
-           "IMGBURST_PORT": str(port)}  # no REDIS_URL: `up` must embed Redis
+    # no REDIS_URL: `up` must embed Redis
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+           "IMGBURST_HOME": str(tmp_path / "var"), "IMGBURST_PORT": str(port)}
     log = (tmp_path / "up.log").open("w")
     up = subprocess.Popen([sys.executable, "-m", "imgburst.cli", "up", "--concurrency", "2"],
                           env=env, stdout=log, stderr=subprocess.STDOUT)
