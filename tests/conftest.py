@@ -101,17 +101,20 @@ def mysql_env(mysql_root: dict) -> Iterator[dict[str, str]]:
     root.close()
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Azurite blob service on a free port; yields its connection string."""
+def azurite_connection_string(port: int) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+
+
+def start_azurite(port: int, workdir: Path, persist: bool = False) -> subprocess.Popen:
+    """Azurite's blob service; `persist` keeps blobs on disk across a restart."""
     binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
     if not binary.exists():
         pytest.fail(f"{binary} is missing: run `npm ci` (the Makefile's test target does)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
+    storage = ["--location", str(workdir)] if persist else ["--inMemoryPersistence"]
     process = subprocess.Popen(
-        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent"],
+        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), *storage,
+         "--skipApiVersionCheck", "--loose", "--silent"],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def listening() -> bool:
@@ -123,8 +126,15 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     wait_until(lambda: listening() or process.poll() is not None, 30, "Azurite to listen")
     assert process.poll() is None, "Azurite exited at start"
-    yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-           f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    return process
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Azurite blob service on a free port; yields its connection string."""
+    port = free_port()
+    process = start_azurite(port, tmp_path_factory.mktemp("azurite"))
+    yield azurite_connection_string(port)
     process.terminate()
     process.wait(timeout=10)
 

@@ -155,11 +155,16 @@ class AzureBlobStore(BlobStore):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureBlobStore:
-        from azure.storage.blob import BlobServiceClient
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
+        # A few quick retries in the SDK (its default waits 15 s, then 18 s, ...); longer
+        # outages are the worker's business: it retries the job with backoff, slot freed.
+        options = {"connection_timeout": 10, "read_timeout": 60,
+                   "retry_policy": ExponentialRetry(initial_backoff=0.5, increment_base=2,
+                                                    retry_total=2)}
         if settings.azure_connection_string:
             service = BlobServiceClient.from_connection_string(
-                settings.azure_connection_string, connection_timeout=10, read_timeout=60)
+                settings.azure_connection_string, **options)
         else:
             credential = settings.azure_credential
             if credential is None:
@@ -167,7 +172,7 @@ class AzureBlobStore(BlobStore):
 
                 credential = DefaultAzureCredential()
             service = BlobServiceClient(settings.azure_account_url, credential=credential,
-                                        connection_timeout=10, read_timeout=60)
+                                        **options)
         return cls(service, settings.blob_container, settings.describe_blobs())
 
     def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper
