@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from tempfile import SpooledTemporaryFile
+from io import BytesIO
+from tempfile import TemporaryFile
 from typing import IO
 
 from flask import Flask, Request, g, request
@@ -17,18 +18,21 @@ from imgburst.core.celery_app import make_celery
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
 
-IN_MEMORY_PART_BYTES = 32 * 1024 * 1024
+IN_MEMORY_BODY_BYTES = 64 * 1024 * 1024
 UPLOAD_THREADS = 8
 
 
 class UploadRequest(Request):
-    """Keeps uploaded parts up to 32 MB in memory (Werkzeug spills to disk above 500 KB),
-    so a photo is not written to a temp file only to be read back and stored again."""
+    """Uploaded parts of a body up to 64 MB stay in memory (`BytesIO`; Werkzeug would spill
+    each part over 500 KB to a temp file), so a photo is not written to disk and read back
+    before it is stored; larger bodies spill to temp files."""
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None,
                          content_length: int | None = None) -> IO[bytes]:
-        return SpooledTemporaryFile(max_size=IN_MEMORY_PART_BYTES, mode="rb+")  # noqa: SIM115
+        if total_content_length is not None and total_content_length <= IN_MEMORY_BODY_BYTES:
+            return BytesIO()
+        return TemporaryFile("rb+")  # noqa: SIM115 - Werkzeug owns and closes it
 
 
 def create_app(settings: Settings | None = None, broker_url: str | None = None) -> Flask:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from io import BytesIO
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -55,13 +56,15 @@ def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list
 
     def store_one(upload: FileStorage) -> NewJob:
         job_id = new_id()
-        data = upload.read()
+        stream = upload.stream
+        data = stream.getbuffer() if isinstance(stream, BytesIO) else stream.read()  # no copy
         name = upload.filename or "image"
-        fmt = sniff(data[:SNIFF_BYTES])
+        head = bytes(data[:SNIFF_BYTES])
+        fmt = sniff(head)
         path = input_path(batch_id, job_id, name)
         if fmt is None:
             return NewJob(job_id, name, svc.blobs.container, path, None, len(data),
-                          error=unsupported_message(data[:SNIFF_BYTES]))
+                          error=unsupported_message(head))
         svc.blobs.put(path, data, content_type=f"image/{fmt}")
         return NewJob(job_id, name, svc.blobs.container, path, fmt, len(data))
 

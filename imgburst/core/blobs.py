@@ -61,7 +61,7 @@ class BlobStore(ABC):
         self.container = container
 
     @abstractmethod
-    def put(self, path: str, data: bytes, content_type: str | None = None,
+    def put(self, path: str, data: bytes | memoryview, content_type: str | None = None,
             container: str | None = None) -> None: ...
 
     @abstractmethod
@@ -98,7 +98,7 @@ class LocalBlobStore(BlobStore):
             raise BlobError(f"invalid container name {name!r}")
         return self.root.joinpath(name, *parts)
 
-    def put(self, path: str, data: bytes, content_type: str | None = None,
+    def put(self, path: str, data: bytes | memoryview, content_type: str | None = None,
             container: str | None = None) -> None:
         target = self._file(path, container)
         try:
@@ -211,9 +211,12 @@ class AzureBlobStore(BlobStore):
             self._known.add(name)
         return client
 
-    def put(self, path: str, data: bytes, content_type: str | None = None,
+    def put(self, path: str, data: bytes | memoryview, content_type: str | None = None,
             container: str | None = None) -> None:
         from azure.storage.blob import ContentSettings
+
+        if isinstance(data, memoryview):
+            data = data.tobytes()
 
         client = self._container(container, create=True)
         settings = ContentSettings(content_type=content_type) if content_type else None

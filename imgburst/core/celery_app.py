@@ -46,7 +46,7 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=soft,
         worker_prefetch_multiplier=1,
-        worker_send_task_events=True,
+        worker_send_task_events=False,  # job state is in the job store; spare the broker
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
     )
