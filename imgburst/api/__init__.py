@@ -8,6 +8,7 @@ from io import BytesIO
 from tempfile import TemporaryFile
 from typing import IO
 
+import redis
 from flask import Flask, Request, g, request
 from flask.typing import ResponseReturnValue
 
@@ -48,10 +49,12 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
     store = JobStore.from_settings(settings)
     migrate(store.engine)
     metrics = Metrics()
+    celery = make_celery(settings, broker_url)
     app.extensions["imgburst"] = Services(
         settings=settings, store=store, blobs=blob_store_from_settings(settings),
-        celery=make_celery(settings, broker_url), metrics=metrics,
+        celery=celery, metrics=metrics,
         uploads=ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload"),
+        redis=redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5),
     )
     register_error_handlers(app)
     for module in (batches, jobs, health, version, openapi, dashboard):

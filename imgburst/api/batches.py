@@ -20,6 +20,7 @@ from imgburst.api.views import batch_json, job_json, page_args
 from imgburst.core.blobs import BlobError, BlobNotFound, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
+from imgburst.core.inspect import nudge
 from imgburst.core.recipes import DEFAULT_RECIPE, Recipe, RecipeError, parse_recipe
 from imgburst.core.store import NewJob, new_id
 
@@ -154,6 +155,7 @@ def create_batch() -> Response:
     queued = [j.id for j in jobs if j.error is None]
     try:
         enqueue_jobs(svc.celery, queued)
+        nudge(svc.redis)
     except Exception as exc:  # broker down: nothing may stay "queued" without a task
         for job_id in queued:
             svc.store.fail_job(job_id, "could not be queued: the broker was unreachable")

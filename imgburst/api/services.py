@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
 from flask import current_app
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -40,6 +41,7 @@ class Services:
     celery: Celery
     metrics: Metrics
     uploads: ThreadPoolExecutor  # stores inputs in parallel (Azure round trips overlap)
+    redis: redis.Redis  # the broker's Redis: nudges to the scaler, queue inspection
 
 
 def services() -> Services:

@@ -102,6 +102,48 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) 
     ])
 
 
+@cli.command()
+def scaler() -> None:
+    """Run the burst scaler (SCALER_BACKEND: local processes or Kubernetes pods)."""
+    import signal
+    import threading
+
+    import redis
+
+    from imgburst.core.celery_app import make_celery
+    from imgburst.vk.scaler import Scaler
+
+    setup_logging()
+    settings = load_settings()
+    if settings.redis_url is None:
+        console.print("[red]REDIS_URL is not set[/red]: the scaler reads the queue there "
+                      "(`imgburst up` sets it for you).")
+        raise SystemExit(2)
+    backend = make_backend(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runner = Scaler(settings.scaler, backend, redis.Redis.from_url(settings.redis_url),
+                    make_celery(settings))
+    console.print(f"scaler: backend {backend.name}, max burst {settings.scaler.max_burst}, "
+                  f"cooldown {settings.scaler.cooldown_s:g} s")
+    try:
+        runner.run(stop)
+    finally:
+        runner.wait_for_drains(timeout=5)
+        backend.close()
+
+
+def make_backend(settings: Settings):  # noqa: ANN201 - returns a vk Backend
+    if settings.scaler.backend == "kubernetes":
+        from imgburst.vk.backends.kubernetes import KubernetesBackend
+
+        return KubernetesBackend.from_settings(settings)
+    from imgburst.vk.backends.local import LocalBackend
+
+    return LocalBackend(dict(os.environ), concurrency=settings.scaler.slots_per_worker)
+
+
 from imgburst.cli import client  # noqa: E402  (registers submit, status, fetch)
 
 client.register(cli)

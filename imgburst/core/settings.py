@@ -45,6 +45,24 @@ class MySQLSettings:
 
 
 @dataclass(frozen=True)
+class ScalerSettings:
+    """The burst scaler's policy and backend (`SCALER_*`)."""
+
+    backend: str
+    poll_s: float
+    slots_per_worker: int
+    target_per_slot: float
+    max_burst: int
+    max_step: int
+    cooldown_s: float
+    pending_timeout_s: float
+    drain_timeout_s: float
+    namespace: str
+    pod_template: Path | None
+    virtual_node_v2: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     port: int
@@ -64,6 +82,7 @@ class Settings:
     task_max_retries: int
     in_kubernetes: bool
     hostname: str
+    scaler: ScalerSettings
 
     @property
     def sqlite_path(self) -> Path:
@@ -151,6 +170,7 @@ class Settings:
             task_max_retries=_int(env, "IMGBURST_TASK_MAX_RETRIES", 5, 0, 100),
             in_kubernetes=bool(env.get("KUBERNETES_SERVICE_HOST")),
             hostname=env.get("HOSTNAME", ""),
+            scaler=_scaler(env),
         )
 
 
@@ -165,6 +185,40 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise SettingsError(name, f"must be {low}..{high}, got {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise SettingsError(name, f"must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be {low:g}..{high:g}, got {value:g}")
+    return value
+
+
+def _scaler(env: Mapping[str, str]) -> ScalerSettings:
+    backend = env.get("SCALER_BACKEND", "local")
+    if backend not in ("local", "kubernetes"):
+        raise SettingsError("SCALER_BACKEND", f"must be local or kubernetes, got {backend!r}")
+    template = env.get("SCALER_POD_TEMPLATE")
+    return ScalerSettings(
+        backend=backend,
+        poll_s=_float(env, "SCALER_POLL_S", 1.0, 0.05, 60),
+        slots_per_worker=_int(env, "SCALER_SLOTS_PER_WORKER", 1, 1, 64),
+        target_per_slot=_float(env, "SCALER_TARGET_PER_WORKER", 1.0, 0.1, 1000),
+        max_burst=_int(env, "SCALER_MAX_BURST", 4, 0, 1000),
+        max_step=_int(env, "SCALER_MAX_STEP", 4, 1, 1000),
+        cooldown_s=_float(env, "SCALER_COOLDOWN_S", 60.0, 0, 86400),
+        pending_timeout_s=_float(env, "SCALER_PENDING_TIMEOUT_S", 180.0, 1, 86400),
+        drain_timeout_s=_float(env, "SCALER_DRAIN_TIMEOUT_S", 330.0, 1, 86400),
+        namespace=env.get("SCALER_NAMESPACE", "imgburst"),
+        pod_template=Path(template) if template else None,
+        virtual_node_v2=_bool(env, "SCALER_VIRTUAL_NODE_V2", False),
+    )
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -30,7 +30,7 @@ from imgburst.core.celery_app import PROCESS_IMAGE, make_celery
 from imgburst.core.recipes import RecipeError, parse_recipe
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, OutputRecord
-from imgburst.worker import imaging
+from imgburst.worker import heartbeat, imaging
 
 log = logging.getLogger("imgburst.worker")
 
@@ -125,6 +125,8 @@ def create_worker_app(settings: Settings) -> Celery:
             log.exception("job %s: unexpected error", job_id)
             _give_up(rt, job_id, f"internal error: {type(exc).__name__}: {exc}")
             return "failed"
+
+    heartbeat.install(app)
 
     @worker_process_init.connect(weak=False)
     def _warm_up(**_kwargs: object) -> None:

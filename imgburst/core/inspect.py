@@ -1,0 +1,112 @@
+"""How much work there is and who is doing it, read straight from Redis.
+
+- waiting: `LLEN` of the `images` list and of kombu's priority sub-lists;
+- in flight: the kombu `unacked` hash entries of our queue. Every message a worker has
+  taken, prefetched or running (and a retry waiting for its countdown), sits there until
+  it is acknowledged, so this is the broker's own count; KEDA's `LLEN` misses all of it;
+- workers: each worker's heartbeat hash (`worker/heartbeat.py` writes it every second),
+  with its pool, whether it consumes, active and reserved counts, processed total.
+
+The API (stats), the scaler and the tests share these readers; nothing here writes
+except `nudge` and the heartbeat helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from imgburst.core.celery_app import QUEUE
+
+PRIORITY_SEP = "\x06\x16"  # kombu's separator for priority sub-lists
+PRIORITY_STEPS = (3, 6, 9)
+UNACKED = "unacked"
+WORKERS_KEY = "imgburst:workers"  # sorted set: worker name -> last heartbeat
+WORKER_KEY = "imgburst:worker:{name}"
+HEARTBEAT_TTL_S = 10
+NUDGE_CHANNEL = "imgburst:nudge"
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    pool: str
+    host: str
+    pid: int
+    concurrency: int
+    consuming: bool
+    active: int
+    reserved: int
+    processed: int
+    started_at: float
+    heartbeat_at: float
+    idle_since: float | None
+
+    @property
+    def busy(self) -> bool:
+        return self.active > 0 or self.reserved > 0
+
+
+def waiting(client: redis.Redis, queue: str = QUEUE) -> int:
+    """Messages not yet delivered to any worker (all priority levels)."""
+    keys = [queue] + [f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.llen(key)
+        return sum(pipe.execute())
+
+
+def in_flight(client: redis.Redis, queue: str = QUEUE) -> int:
+    """Messages delivered to a worker of `queue` and not yet acknowledged."""
+    count = 0
+    for raw in client.hvals(UNACKED):
+        try:
+            _message, _exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        if routing_key == queue:
+            count += 1
+    return count
+
+
+def write_heartbeat(client: redis.Redis, info: WorkerInfo) -> None:
+    key = WORKER_KEY.format(name=info.name)
+    fields = {k: json.dumps(v) for k, v in info.__dict__.items()}
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, HEARTBEAT_TTL_S)
+        pipe.zadd(WORKERS_KEY, {info.name: info.heartbeat_at})
+        pipe.execute()
+
+
+def remove_heartbeat(client: redis.Redis, name: str) -> None:
+    with client.pipeline(transaction=False) as pipe:
+        pipe.delete(WORKER_KEY.format(name=name))
+        pipe.zrem(WORKERS_KEY, name)
+        pipe.execute()
+
+
+def live_workers(client: redis.Redis, now: float | None = None) -> list[WorkerInfo]:
+    """Workers whose heartbeat is fresh; stale entries are dropped from the index."""
+    now = time.time() if now is None else now
+    client.zremrangebyscore(WORKERS_KEY, "-inf", now - HEARTBEAT_TTL_S)
+    names = [n.decode() if isinstance(n, bytes) else n for n in client.zrange(WORKERS_KEY, 0, -1)]
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(WORKER_KEY.format(name=name))
+        rows = pipe.execute()
+    workers = []
+    for row in rows:
+        if not row:
+            continue
+        data = {k.decode() if isinstance(k, bytes) else k: json.loads(v) for k, v in row.items()}
+        workers.append(WorkerInfo(**data))
+    return sorted(workers, key=lambda w: w.name)
+
+
+def nudge(client: redis.Redis) -> None:
+    """Tell the scaler new work arrived, so it reacts now rather than at its next poll."""
+    client.publish(NUDGE_CHANNEL, b"1")

@@ -1,0 +1,110 @@
+"""Burst policy: pure arithmetic from an observation to a decision (no I/O; table-tested).
+
+desired burst workers = clamp(ceil(work / (slots per worker x target per slot))
+                              - live base workers, 0, max burst)
+
+where work = waiting + in flight (KEDA counts only waiting, so it removes busy workers).
+Pending burst workers (asked for, not yet consuming) count as capacity on the way until
+their pending timeout, so slow ACI starts don't trigger more and more pods. Scale-up is
+immediate (at most `max_step` per tick); scale-down waits until the work stayed below
+the capacity for the whole cooldown, removes pending workers first, then idle ones
+(most recently idle first), and never touches the base pool.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PENDING, RUNNING, DRAINING = "pending", "running", "draining"
+
+
+@dataclass(frozen=True)
+class Policy:
+    slots_per_worker: int = 1
+    target_per_slot: float = 1.0
+    max_burst: int = 4
+    max_step: int = 4
+    cooldown_s: float = 60.0
+    pending_timeout_s: float = 180.0
+
+
+@dataclass(frozen=True)
+class BurstWorker:
+    name: str
+    phase: str  # pending | running | draining
+    created_at: float
+    busy: bool = False
+    idle_since: float | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: float
+    waiting: int
+    in_flight: int
+    base_workers: int
+    burst: tuple[BurstWorker, ...] = ()
+
+    @property
+    def work(self) -> int:
+        return self.waiting + self.in_flight
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    current: int
+    start: int = 0
+    stop: tuple[str, ...] = ()
+    reap: tuple[str, ...] = ()
+    reason: str = "steady"
+    below_since: float | None = None
+
+    @property
+    def acts(self) -> bool:
+        return bool(self.start or self.stop or self.reap)
+
+
+def desired_burst(policy: Policy, work: int, base_workers: int) -> int:
+    per_worker = policy.slots_per_worker * policy.target_per_slot
+    needed = math.ceil(work / per_worker) if work else 0
+    return max(0, min(policy.max_burst, needed - base_workers))
+
+
+def _removal_order(workers: list[BurstWorker]) -> list[BurstWorker]:
+    """Pending first (newest first), then idle (most recently idle first), then busy."""
+    pending = sorted((w for w in workers if w.phase == PENDING), key=lambda w: -w.created_at)
+    running = [w for w in workers if w.phase == RUNNING]
+    idle = sorted((w for w in running if not w.busy), key=lambda w: -(w.idle_since or 0))
+    busy = sorted((w for w in running if w.busy), key=lambda w: -w.created_at)
+    return pending + idle + busy
+
+
+def decide(policy: Policy, obs: Observation, below_since: float | None) -> Decision:
+    """What to do now; `below_since` is when the work first fell below the capacity."""
+    desired = desired_burst(policy, obs.work, obs.base_workers)
+    reap = tuple(w.name for w in obs.burst
+                 if w.phase == PENDING and obs.now - w.created_at > policy.pending_timeout_s)
+    capacity = [w for w in obs.burst if w.phase in (PENDING, RUNNING) and w.name not in reap]
+    current = len(capacity)
+    pending = sum(1 for w in capacity if w.phase == PENDING)
+    if desired > current:
+        start = min(desired - current, policy.max_step, policy.max_burst - current)
+        return Decision(desired, current, start=start, reap=reap, reason=(
+            f"scale up: {obs.work} jobs need {desired} burst workers, have {current}"
+            + (f" ({pending} pending)" if pending else "")))
+    if desired == current:
+        return Decision(desired, current, reap=reap,
+                        reason="steady" if not reap else "replace pods stuck pending")
+    if below_since is None:
+        return Decision(desired, current, reap=reap, below_since=obs.now,
+                        reason=f"below capacity ({obs.work} jobs): cooldown started")
+    if obs.now - below_since < policy.cooldown_s:
+        return Decision(desired, current, reap=reap, below_since=below_since,
+                        reason="below capacity: in cooldown")
+    count = min(current - desired, policy.max_step)
+    stop = tuple(w.name for w in _removal_order(capacity)[:count])
+    return Decision(desired, current, stop=stop, reap=reap, below_since=below_since, reason=(
+        f"scale down: {obs.work} jobs need {desired} burst workers after "
+        f"{policy.cooldown_s:g} s below capacity"))

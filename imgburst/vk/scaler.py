@@ -1,0 +1,172 @@
+"""The burst scaler loop: observe -> decide (pure policy) -> act (backend), and log events.
+
+It wakes every `SCALER_POLL_S` and at once when the API publishes a nudge after an
+enqueue. Removing a worker is a drain: `cancel_consumer` to that worker only, wait until
+its heartbeat shows no active or reserved task (bounded by the drain timeout), then stop
+it through the backend. A worker that dies anyway loses nothing: acks are late, tasks
+are idempotent, and its unacknowledged messages come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+from celery import Celery
+
+from imgburst.core.celery_app import QUEUE
+from imgburst.core.inspect import NUDGE_CHANNEL, WorkerInfo, in_flight, live_workers, waiting
+from imgburst.core.settings import ScalerSettings
+from imgburst.vk.backends import Backend
+from imgburst.vk.events import EventLog
+from imgburst.vk.policy import (
+    DRAINING,
+    PENDING,
+    RUNNING,
+    BurstWorker,
+    Decision,
+    Observation,
+    Policy,
+    decide,
+)
+
+log = logging.getLogger("imgburst.scaler")
+
+
+def policy_from(settings: ScalerSettings) -> Policy:
+    return Policy(slots_per_worker=settings.slots_per_worker,
+                  target_per_slot=settings.target_per_slot, max_burst=settings.max_burst,
+                  max_step=settings.max_step, cooldown_s=settings.cooldown_s,
+                  pending_timeout_s=settings.pending_timeout_s)
+
+
+class Scaler:
+    def __init__(self, settings: ScalerSettings, backend: Backend, client: redis.Redis,
+                 celery: Celery, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.policy = policy_from(settings)
+        self.backend = backend
+        self.client = client
+        self.celery = celery
+        self.clock = clock
+        self.events = EventLog(client)
+        self.below_since: float | None = None
+        self.last_reason: str | None = None
+        self.draining: dict[str, threading.Thread] = {}
+        self.milestones: dict[str, set[str]] = {}
+
+    # -- observe ------------------------------------------------------------------------
+
+    def observe(self) -> Observation:
+        now = self.clock()
+        beats = {w.name: w for w in live_workers(self.client, now)}
+        base = sum(1 for w in beats.values() if w.pool == "base" and w.consuming)
+        burst = []
+        for item in self.backend.workers():
+            beat = beats.get(item.name)
+            if item.name in self.draining:
+                phase = DRAINING
+            elif beat is not None and beat.consuming:
+                phase = RUNNING
+            else:
+                phase = PENDING
+            burst.append(BurstWorker(item.name, phase, item.created_at,
+                                     busy=bool(beat and beat.busy),
+                                     idle_since=beat.idle_since if beat else None))
+            self._milestones(item.name, item.created_at, beat, now)
+        return Observation(now=now, waiting=waiting(self.client), in_flight=in_flight(self.client),
+                           base_workers=base, burst=tuple(burst))
+
+    def _milestones(self, name: str, created_at: float, beat: WorkerInfo | None,
+                    now: float) -> None:
+        """Start latency of each burst worker: created -> consuming -> first task."""
+        seen = self.milestones.setdefault(name, set())
+        if beat is not None and beat.consuming and "consuming" not in seen:
+            seen.add("consuming")
+            self.events.record("burst-consuming", worker=name,
+                               start_latency_s=round(now - created_at, 2))
+        if beat is not None and beat.processed + beat.active > 0 and "first-task" not in seen:
+            seen.add("first-task")
+            self.events.record("burst-first-task", worker=name,
+                               first_task_s=round(now - created_at, 2))
+
+    # -- act ----------------------------------------------------------------------------
+
+    def tick(self) -> Decision:
+        obs = self.observe()
+        decision = decide(self.policy, obs, self.below_since)
+        self.below_since = decision.below_since
+        for name in decision.reap:  # never consumed: nothing to drain
+            threading.Thread(target=self.backend.stop, args=(name,), daemon=True).start()
+        started = self.backend.start(decision.start) if decision.start else []
+        for name in decision.stop:
+            self._drain_in_background(name)
+        if decision.acts or decision.reason != self.last_reason:
+            pending = sum(1 for w in obs.burst if w.phase == PENDING)
+            self.events.record(
+                "decision", reason=decision.reason, work=obs.work, waiting=obs.waiting,
+                in_flight=obs.in_flight, base_workers=obs.base_workers,
+                burst_before=decision.current,
+                burst_after=decision.current + len(started) - len(decision.stop),
+                pending=pending, started=started, stopping=list(decision.stop),
+                reaped=list(decision.reap))
+        self.last_reason = decision.reason
+        return decision
+
+    def _drain_in_background(self, name: str) -> None:
+        thread = threading.Thread(target=self.drain, args=(name,), daemon=True,
+                                  name=f"drain-{name}")
+        self.draining[name] = thread
+        thread.start()
+
+    def drain(self, name: str) -> None:
+        """Stop consuming, wait for no active or reserved task, then remove the worker."""
+        began = self.clock()
+        try:
+            self.celery.control.cancel_consumer(QUEUE, destination=[name], reply=True,
+                                                timeout=2)
+        except Exception as exc:  # a dead worker can't answer; its heartbeat will say so
+            log.warning("cancel_consumer to %s failed: %s", name, exc)
+        deadline = began + self.settings.drain_timeout_s
+        timed_out = True
+        while self.clock() < deadline:
+            beat = next((w for w in live_workers(self.client) if w.name == name), None)
+            if beat is None or (not beat.consuming and not beat.busy):
+                timed_out = False
+                break
+            time.sleep(0.25)
+        self.backend.stop(name)
+        self.draining.pop(name, None)
+        self.events.record("drained", worker=name, drain_s=round(self.clock() - began, 2),
+                           timed_out=timed_out)
+
+    # -- loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until `stop` is set; wake early on a nudge from the API."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(NUDGE_CHANNEL)
+        self.events.record("scaler-started", backend=self.backend.name,
+                           policy=self.policy.__dict__)
+        try:
+            while not stop.is_set():
+                try:
+                    self.tick()
+                except redis.RedisError as exc:
+                    log.warning("scaler tick failed (Redis): %s", exc)
+                try:
+                    pubsub.get_message(timeout=self.settings.poll_s)
+                    while pubsub.get_message(timeout=0.0):
+                        pass
+                except redis.RedisError:
+                    stop.wait(self.settings.poll_s)
+        finally:
+            pubsub.close()
+
+    def wait_for_drains(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in list(self.draining.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))

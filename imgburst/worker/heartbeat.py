@@ -1,0 +1,83 @@
+"""The worker's heartbeat: every second, its pool, load and consuming state into Redis.
+
+The scaler reads it (`core.inspect.live_workers`) to count live capacity, to see when a
+new burst worker starts consuming, and to know when a draining worker holds no task.
+Cheaper and faster than Celery's broadcast `inspect` (which waits for every reply).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+from celery.worker import state
+
+from imgburst.core.inspect import WorkerInfo, remove_heartbeat, write_heartbeat
+
+log = logging.getLogger("imgburst.worker")
+INTERVAL_S = 1.0
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, consumer: Any, broker_url: str) -> None:
+        super().__init__(name="imgburst-heartbeat", daemon=True)
+        self.consumer = consumer
+        self.client = redis.Redis.from_url(broker_url, socket_timeout=5)
+        self.stopping = threading.Event()
+        self.started_at = time.time()
+        self.idle_since: float | None = self.started_at
+        name = consumer.hostname
+        self.name_ = name
+        self.pool = name.split("@", 1)[0]
+        self.host = name.split("@", 1)[1] if "@" in name else name
+
+    def snapshot(self) -> WorkerInfo:
+        active = len(state.active_requests)
+        reserved = max(0, len(state.reserved_requests) - active)
+        now = time.time()
+        if active or reserved:
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = now
+        task_consumer = getattr(self.consumer, "task_consumer", None)
+        consuming = bool(task_consumer is not None and task_consumer.queues)
+        pool = getattr(self.consumer, "pool", None)
+        return WorkerInfo(
+            name=self.name_, pool=self.pool, host=self.host, pid=os.getpid(),
+            concurrency=int(getattr(pool, "num_processes", 0) or 1), consuming=consuming,
+            active=active, reserved=reserved, processed=sum(state.total_count.values()),
+            started_at=self.started_at, heartbeat_at=now, idle_since=self.idle_since,
+        )
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                write_heartbeat(self.client, self.snapshot())
+            except redis.RedisError as exc:
+                log.warning("heartbeat not written: %s", exc)
+            self.stopping.wait(INTERVAL_S)
+        with contextlib.suppress(redis.RedisError):
+            remove_heartbeat(self.client, self.name_)
+
+
+def install(app: Celery) -> None:
+    """Start the heartbeat when the worker is ready; remove it at shutdown."""
+    beat: dict[str, Heartbeat] = {}
+
+    @worker_ready.connect(weak=False)
+    def _start(sender: Any = None, **_kwargs: object) -> None:
+        beat["thread"] = Heartbeat(sender, app.conf.broker_url)
+        beat["thread"].start()
+
+    @worker_shutdown.connect(weak=False)
+    def _stop(**_kwargs: object) -> None:
+        if "thread" in beat:
+            beat["thread"].stopping.set()
+            beat["thread"].join(timeout=3)

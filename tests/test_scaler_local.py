@@ -1,0 +1,72 @@
+"""The burst scaler with the local backend: real Redis, real Celery worker processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import redis
+from conftest import settings_for, wait_until
+from helpers import jobs_of, submit, wait_batch
+
+from imgburst.api import create_app
+from imgburst.core.inspect import live_workers
+from imgburst.core.synthetic import photo_bytes
+from imgburst.vk.events import EventLog
+
+
+def test_spike_bursts_then_drains_back_without_losing_or_repeating_a_job(
+        base_env, start_worker, tmp_path):
+    env = base_env | {"SCALER_MAX_BURST": "3", "SCALER_MAX_STEP": "3", "SCALER_COOLDOWN_S": "3",
+                      "SCALER_POLL_S": "1", "SCALER_SLOTS_PER_WORKER": "1"}
+    client = create_app(settings_for(env)).test_client()
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    events = EventLog(broker)
+    start_worker(env, concurrency=1)  # the base pool
+    log = (tmp_path / "scaler.log").open("wb")
+    scaler = subprocess.Popen([sys.executable, "-m", "imgburst.cli", "scaler"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: any(e["kind"] == "scaler-started" for e in events.recent()), 30,
+                   "the scaler to start")
+        photos = [photo_bytes(seed, 1600, 1200) for seed in range(8)]
+        batch = submit(client, [(f"p{i}.jpg", photos[i % 8]) for i in range(200)])
+        spike = time.time()
+        batch = wait_batch(client, batch["id"], timeout=180)
+        assert batch["status"] == "succeeded" and batch["counts"]["succeeded"] == 200
+
+        consuming = [e for e in events.recent(200) if e["kind"] == "burst-consuming"]
+        assert consuming, "no burst worker started"
+        first = min(e["time"] for e in consuming)
+        assert first - spike <= 3.0, f"first burst worker consumed {first - spike:.2f} s after"
+
+        jobs = jobs_of(client, batch["id"])
+        assert all(j["attempts"] == 1 for j in jobs), "a job ran twice"
+        assert all(len(j["outputs"]) == 2 for j in jobs)
+        by_pool = {j["worker"].split("@")[0] for j in jobs}
+        assert by_pool == {"base", "burst"}, by_pool
+
+        def burst_gone() -> bool:
+            return not [w for w in live_workers(broker) if w.pool == "burst"]
+
+        wait_until(burst_gone, 60, "the burst pool to drain back to 0")
+
+        def drained_all() -> bool:
+            recent = events.recent(300)
+            drained = [e["worker"] for e in recent if e["kind"] == "drained"]
+            started = [n for e in recent if e["kind"] == "decision" for n in e["started"]]
+            return sorted(drained) == sorted(started)
+
+        wait_until(drained_all, 30, "every started burst worker to be drained and removed")
+        recent = events.recent(300)
+        drained = [e for e in recent if e["kind"] == "drained"]
+        assert not any(e["timed_out"] for e in drained)
+        downs = [e for e in recent if e["kind"] == "decision" and e["stopping"]]
+        assert downs and all(e["reason"].startswith("scale down") for e in downs)
+        assert [w.pool for w in live_workers(broker)] == ["base"], "the base pool is never touched"
+    finally:
+        scaler.send_signal(signal.SIGTERM)
+        assert scaler.wait(timeout=60) == 0
+        log.close()
