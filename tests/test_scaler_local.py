@@ -70,3 +70,30 @@ def test_spike_bursts_then_drains_back_without_losing_or_repeating_a_job(
         scaler.send_signal(signal.SIGTERM)
         assert scaler.wait(timeout=60) == 0
         log.close()
+
+
+def test_signals_count_running_work_that_llen_misses(base_env, start_worker):
+    """LLEN alone (KEDA) says 0 while a job runs; waiting + unacked says 1."""
+    from imgburst.core.inspect import NUDGE_CHANNEL, in_flight, waiting
+
+    env = base_env | {"IMGBURST_TASK_TIME_LIMIT_S": "60", "IMGBURST_VISIBILITY_TIMEOUT_S": "61"}
+    client = create_app(settings_for(env)).test_client()
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    nudges = broker.pubsub(ignore_subscribe_messages=True)
+    nudges.subscribe(NUDGE_CHANNEL)
+    nudges.get_message(timeout=1)
+    slow = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
+    batch = submit(client, [("a.jpg", photo_bytes(1, 3000, 2000))], slow)
+    assert nudges.get_message(timeout=2) is not None, "submit must wake the scaler"
+    assert (waiting(broker), in_flight(broker)) == (1, 0)
+    worker = start_worker(env, concurrency=1)
+    wait_until(lambda: in_flight(broker) == 1, 30, "the job to be taken")
+    assert broker.llen("images") == 0 and waiting(broker) == 0
+    (beat,) = live_workers(broker)
+    assert beat.pool == "base" and beat.consuming and beat.concurrency == 1
+    wait_until(lambda: live_workers(broker)[0].active == 1, 10, "the heartbeat to show the task")
+    wait_batch(client, batch["id"])
+    wait_until(lambda: in_flight(broker) == 0, 10, "the ack")
+    wait_until(lambda: live_workers(broker)[0].processed == 1, 10, "processed to count it")
+    worker.stop()
+    assert live_workers(broker) == [], "a stopped worker removes its heartbeat"

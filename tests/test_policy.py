@@ -1,0 +1,120 @@
+"""Burst policy, table-tested, including the cases KEDA's Redis list scaler gets wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgburst.vk.policy import (
+    DRAINING,
+    PENDING,
+    RUNNING,
+    BurstWorker,
+    Observation,
+    Policy,
+    decide,
+    desired_burst,
+)
+
+P = Policy(slots_per_worker=2, target_per_slot=1.0, max_burst=10, max_step=4, cooldown_s=60,
+           pending_timeout_s=120)
+
+
+def running(n: int, busy: bool = False, start: int = 0) -> tuple[BurstWorker, ...]:
+    return tuple(BurstWorker(f"burst@r{i}", RUNNING, created_at=i, busy=busy,
+                             idle_since=None if busy else 500 + i) for i in range(start, start + n))
+
+
+def pending(n: int, created_at: float = 990) -> tuple[BurstWorker, ...]:
+    return tuple(BurstWorker(f"burst@p{i}", PENDING, created_at=created_at) for i in range(n))
+
+
+@pytest.mark.parametrize(("work", "base", "desired"), [
+    (0, 1, 0), (2, 1, 0), (3, 1, 1), (8, 1, 3), (8, 4, 0), (1000, 1, 10),
+])
+def test_desired_formula(work, base, desired):
+    assert desired_burst(P, work, base) == desired
+
+
+def test_target_per_slot_scales_the_need():
+    assert desired_burst(Policy(slots_per_worker=1, target_per_slot=4, max_burst=9), 20, 1) == 4
+
+
+def test_spike_scales_up_at_once_bounded_by_step():
+    d = decide(P, Observation(now=1000, waiting=200, in_flight=2, base_workers=1), None)
+    assert d.desired == 10 and d.start == 4 and d.stop == () and d.below_since is None
+    assert d.reason.startswith("scale up")
+
+
+def test_empty_list_but_running_tasks_is_not_idle():
+    """KEDA sees LLEN 0 and scales to zero while 8 tasks run; we count them."""
+    obs = Observation(now=1000, waiting=0, in_flight=8, base_workers=1, burst=running(3, True))
+    d = decide(P, obs, below_since=900)
+    assert d.desired == 3 and d.stop == () and d.start == 0
+
+
+def test_pending_pods_count_as_capacity():
+    """20 pods still starting on ACI: no more pods, however long the queue."""
+    big = Policy(slots_per_worker=1, max_burst=50, max_step=50, pending_timeout_s=120)
+    obs = Observation(now=1000, waiting=21, in_flight=0, base_workers=1, burst=pending(20))
+    d = decide(big, obs, None)
+    assert d.desired == 20 and d.current == 20 and d.start == 0
+
+
+def test_stuck_pending_pods_are_reaped_and_replaced():
+    obs = Observation(now=1000, waiting=40, in_flight=0, base_workers=0,
+                      burst=pending(2, created_at=800) + running(1, True))
+    d = decide(P, obs, None)
+    assert set(d.reap) == {"burst@p0", "burst@p1"} and d.current == 1 and d.start == 4
+
+
+def test_scale_down_waits_for_the_whole_cooldown():
+    obs = Observation(now=1000, waiting=0, in_flight=0, base_workers=1, burst=running(3))
+    d1 = decide(P, obs, None)
+    assert d1.stop == () and d1.below_since == 1000
+    d2 = decide(P, Observation(now=1059, waiting=0, in_flight=0, base_workers=1,
+                               burst=running(3)), d1.below_since)
+    assert d2.stop == () and d2.below_since == 1000
+    d3 = decide(P, Observation(now=1060, waiting=0, in_flight=0, base_workers=1,
+                               burst=running(3)), d2.below_since)
+    assert len(d3.stop) == 3 and d3.reason.startswith("scale down")
+
+
+def test_flapping_load_within_cooldown_causes_no_churn():
+    below = None
+    actions = []
+    for t, work in enumerate([0, 6, 0, 6, 0, 6, 0, 6] * 10):  # 80 s of flapping, 1 s apart
+        obs = Observation(now=1000 + t, waiting=work, in_flight=0, base_workers=0,
+                          burst=running(3))
+        d = decide(P, obs, below)
+        below = d.below_since
+        actions.append(d.start + len(d.stop))
+    assert sum(actions) == 0
+
+
+def test_removal_order_pending_then_most_recently_idle_then_busy():
+    burst = (
+        BurstWorker("busy", RUNNING, 1, busy=True),
+        BurstWorker("idle-old", RUNNING, 2, idle_since=100),
+        BurstWorker("idle-new", RUNNING, 3, idle_since=900),
+        BurstWorker("pending", PENDING, 1990),
+        BurstWorker("draining", DRAINING, 4),
+    )
+    obs = Observation(now=2000, waiting=0, in_flight=0, base_workers=1, burst=burst)
+    many = Policy(slots_per_worker=1, max_burst=10, max_step=10, cooldown_s=0)
+    d = decide(many, obs, below_since=1000)
+    assert d.stop == ("pending", "idle-new", "idle-old", "busy")
+    assert "draining" not in d.stop and d.current == 4
+
+
+def test_step_bounds_scale_down_and_max_burst_bounds_up():
+    obs = Observation(now=2000, waiting=0, in_flight=0, base_workers=1, burst=running(6))
+    assert len(decide(P, obs, below_since=1000).stop) == 4
+    small = Policy(slots_per_worker=1, max_burst=2, max_step=10)
+    assert decide(small, Observation(now=0, waiting=99, in_flight=0, base_workers=0),
+                  None).start == 2
+
+
+def test_base_pool_is_never_scaled():
+    obs = Observation(now=2000, waiting=0, in_flight=0, base_workers=5, burst=())
+    d = decide(P, obs, below_since=1000)
+    assert d.stop == () and d.start == 0 and d.desired == 0
