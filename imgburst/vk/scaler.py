@@ -76,14 +76,18 @@ class Scaler:
             burst.append(BurstWorker(item.name, phase, item.created_at,
                                      busy=bool(beat and beat.busy),
                                      idle_since=beat.idle_since if beat else None))
-            self._milestones(item.name, item.created_at, beat, now)
+            self._milestones(item.name, item.created_at, item.running_at, beat, now)
         return Observation(now=now, waiting=waiting(self.client), in_flight=in_flight(self.client),
                            base_workers=base, burst=tuple(burst))
 
-    def _milestones(self, name: str, created_at: float, beat: WorkerInfo | None,
-                    now: float) -> None:
-        """Start latency of each burst worker: created -> consuming -> first task."""
+    def _milestones(self, name: str, created_at: float, running_at: float | None,
+                    beat: WorkerInfo | None, now: float) -> None:
+        """Start latency of each burst worker: created -> running -> consuming -> first task."""
         seen = self.milestones.setdefault(name, set())
+        if running_at is not None and "running" not in seen:
+            seen.add("running")
+            self.events.record("burst-running", worker=name,
+                               running_latency_s=round(running_at - created_at, 2))
         if beat is not None and beat.consuming and "consuming" not in seen:
             seen.add("consuming")
             self.events.record("burst-consuming", worker=name,

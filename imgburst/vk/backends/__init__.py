@@ -13,6 +13,7 @@ class BackendWorker:
     name: str  # the Celery worker name, burst@<host>
     created_at: float
     detail: str = ""
+    running_at: float | None = None  # when its container started (pods), if known
 
 
 class Backend(Protocol):

@@ -1,0 +1,158 @@
+"""Kubernetes backend through the official client against a stateful fake API server."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import redis
+from conftest import ROOT, wait_until
+from fake_kube import FakeKube
+from kubernetes import client as k8s
+
+from imgburst.core.celery_app import make_celery
+from imgburst.core.inspect import WorkerInfo, write_heartbeat
+from imgburst.core.settings import ScalerSettings, Settings
+from imgburst.vk.backends.kubernetes import (
+    KubernetesBackend,
+    TemplateError,
+    check_template,
+    load_template,
+)
+from imgburst.vk.events import EventLog
+from imgburst.vk.scaler import Scaler
+
+TEMPLATE = ROOT / "k8s" / "base" / "burst-pod-template.yaml"
+
+
+@pytest.fixture
+def fake():
+    server = FakeKube()
+    yield server
+    server.close()
+
+
+def backend_for(fake: FakeKube, v2: bool = False) -> KubernetesBackend:
+    config = k8s.Configuration()
+    config.host = fake.url
+    return KubernetesBackend(k8s.CoreV1Api(k8s.ApiClient(config)), "imgburst",
+                             load_template(TEMPLATE), virtual_node_v2=v2)
+
+
+def test_pod_spec_lands_on_virtual_kubelet(fake):
+    (name,) = backend_for(fake).start(1)
+    pod_name = name.removeprefix("burst@")
+    pod = fake.pods[("imgburst", pod_name)]
+    meta, spec = pod["metadata"], pod["spec"]
+    assert meta["labels"]["app.kubernetes.io/name"] == "imgburst"
+    assert meta["labels"]["imgburst.io/pool"] == "burst"
+    assert spec["nodeSelector"] == {"type": "virtual-kubelet", "kubernetes.io/os": "linux"}
+    tolerations = {(t["key"], t.get("operator"), t.get("effect")) for t in spec["tolerations"]}
+    assert ("virtual-kubelet.io/provider", "Exists", None) in tolerations
+    assert ("azure.com/aci", None, "NoSchedule") in tolerations
+    assert spec["restartPolicy"] == "Never"
+    (container,) = spec["containers"]
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert container["args"][-2:] == ["--name", f"burst@{pod_name}"]
+    assert container["args"][:3] == ["worker", "--pool", "burst"]
+    sources = {(k, v["name"]) for e in container["envFrom"] for k, v in e.items()}
+    assert sources == {("configMapRef", "imgburst-config"), ("secretRef", "imgburst-mysql")}
+    assert not any("hostPath" in v or "persistentVolumeClaim" in v
+                   for v in spec.get("volumes", []))
+    (name2,) = backend_for(fake, v2=True).start(1)
+    v2 = fake.pods[("imgburst", name2.removeprefix("burst@"))]["spec"]["nodeSelector"]
+    assert v2["virtualization"] == "virtualnode2"
+
+
+def _pod(**container_extra):
+    container = {"name": "w", "image": "i", "resources": {"requests": {"cpu": "1"}}}
+    container.update(container_extra)
+    return {"kind": "Pod", "spec": {"containers": [container]}}
+
+
+@pytest.mark.parametrize(("template", "words"), [
+    (_pod(resources={"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}),
+     "spec.containers[0].resources.limits must equal requests"),
+    (_pod(resources={}), "spec.containers[0].resources.requests is required"),
+    ({"kind": "Pod", "spec": {"containers": [_pod()["spec"]["containers"][0]],
+                              "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}},
+     "spec.volumes[0].hostPath"),
+    ({"kind": "Pod", "spec": {"containers": [_pod()["spec"]["containers"][0]],
+                              "volumes": [{"name": "d", "persistentVolumeClaim": {}}]}},
+     "spec.volumes[0].persistentVolumeClaim"),
+    ({"kind": "Deployment"}, "must be a Pod"),
+])
+def test_template_refused_with_the_field(template, words):
+    with pytest.raises(TemplateError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        check_template(template)
+
+
+def beat(client: redis.Redis, name: str, pool: str = "burst", consuming: bool = True,
+         active: int = 0) -> None:
+    now = time.time()
+    write_heartbeat(client, WorkerInfo(
+        name=name, pool=pool, host=name.split("@")[1], pid=1, concurrency=1,
+        consuming=consuming, active=active, reserved=0, processed=3, started_at=now - 5,
+        heartbeat_at=now, idle_since=None if active else now - 1))
+
+
+def test_scale_up_pending_reconcile_and_drain(fake, redis_url):
+    broker = redis.Redis.from_url(redis_url)
+    settings = ScalerSettings(
+        backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0,
+        max_burst=5, max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30,
+        namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+    celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))
+
+    def scaler() -> Scaler:
+        return Scaler(settings, backend_for(fake), broker, celery)
+
+    beat(broker, "base@node-1", pool="base")
+    broker.rpush("images", *[b"job"] * 6)  # 6 waiting, 1 base worker: 5 burst wanted
+    first = scaler()
+    assert [first.tick().start for _ in range(4)] == [2, 2, 1, 0]
+    pods = fake.names()
+    assert len(pods) == 5
+    broker.rpush("images", *[b"job"] * 20)  # more work while all 5 are still Pending
+    assert first.tick().start == 0 and len(fake.names()) == 5, "pending pods over-provisioned"
+
+    for pod in pods:
+        fake.set_phase(pod, "Running")
+        beat(broker, f"burst@{pod}")
+    first.tick()
+    kinds = [e["kind"] for e in EventLog(broker).recent(100)]
+    assert kinds.count("burst-running") == 5 and kinds.count("burst-consuming") == 5
+
+    # The scaler restarts; one pod has failed meanwhile: it is deleted, the rest adopted.
+    fake.set_phase(pods[0], "Failed")
+    second = scaler()
+    decision = second.tick()
+    assert pods[0] not in fake.names()
+    assert decision.current == 4 and decision.start == 1
+    replacement = (set(fake.names()) - set(pods)).pop()
+    fake.set_phase(replacement, "Running")
+    beat(broker, f"burst@{replacement}")
+
+    # Spike over: every burst pod is drained; a busy one is deleted only once it is idle.
+    busy = f"burst@{pods[1]}"
+    for pod in fake.names():
+        beat(broker, f"burst@{pod}", active=1 if f"burst@{pod}" == busy else 0)
+    broker.delete("images")
+    second.policy = dataclasses.replace(second.policy, max_step=5)
+    second.tick()  # cooldown starts
+    decision = second.tick()
+    assert len(decision.stop) == 5 and decision.stop[-1] == busy  # idle ones first
+    for pod in fake.names():  # the workers got cancel_consumer: they stop consuming
+        name = f"burst@{pod}"
+        beat(broker, name, consuming=False, active=1 if name == busy else 0)
+    wait_until(lambda: fake.names() == [pods[1]], 20, "the idle pods to be deleted")
+    time.sleep(1.5)
+    beat(broker, busy, consuming=False, active=1)
+    assert fake.names() == [pods[1]], "a pod holding a task must not be deleted"
+    beat(broker, busy, consuming=False, active=0)
+    wait_until(lambda: fake.names() == [], 20, "the busy pod to be deleted once idle")
+    drained = [e for e in EventLog(broker).recent(200) if e["kind"] == "drained"]
+    assert len(drained) == 5 and not any(e["timed_out"] for e in drained)
+    methods = {m for m, _ in fake.requests}
+    assert methods <= {"GET", "POST", "DELETE"}, "only pods create/get/list/delete are used"
