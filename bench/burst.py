@@ -1,0 +1,90 @@
+"""Burst benchmark: the same spike on the base pool alone, then with bursting (local backend).
+
+300 jobs of 4 MP photo-like JPEGs (30 distinct images, 10 copies each) already in storage,
+submitted as one batch (the spike), default recipe. Base pool: one worker process. With
+bursting, the scaler adds up to 3 local burst workers (1 process each) and drains them
+after a 5 s cooldown. Prints the makespan of each run and their ratio, the time from the
+spike to the first burst worker consuming, from the last job done to the burst pool at
+0, and jobs lost / run twice (must be 0 / 0).
+Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import UTC, datetime
+
+import redis
+from harness import Stack, images
+from sqlalchemy import func, select
+
+from imgburst.core.inspect import live_workers
+from imgburst.core.schema import Job
+from imgburst.vk.events import EventLog
+
+SCALER = {"SCALER_MAX_BURST": "3", "SCALER_MAX_STEP": "3", "SCALER_COOLDOWN_S": "5",
+          "SCALER_POLL_S": "1", "SCALER_SLOTS_PER_WORKER": "1"}
+
+
+def spike(redis_url: str, copies: int, burst: bool) -> dict[str, float]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    stack = Stack(redis_url, processes=1, scaler_env=SCALER if burst else None)
+    try:
+        stack.store_sources(images(30, 2304, 1728), "spike/", copies=copies)
+        time.sleep(2 if burst else 0)  # the scaler is up and watching
+        started_wall = datetime.now(UTC).replace(tzinfo=None)
+        started, spike_at = time.perf_counter(), time.time()
+        batch_id = stack.submit_from_storage("spike/")
+        makespan = stack.wait([batch_id], started, started_wall)
+        done_at = spike_at + makespan
+        with stack.store.engine.connect() as conn:
+            rows = conn.execute(select(Job.status, func.count(), func.max(Job.attempts))
+                                .where(Job.batch_id == batch_id).group_by(Job.status)).all()
+            twice = conn.execute(select(func.count()).where(Job.batch_id == batch_id,
+                                                            Job.attempts > 1)).scalar_one()
+        result = {"makespan_s": makespan, "jobs": sum(n for _, n, _ in rows),
+                  "lost": sum(n for s, n, _ in rows if s != "succeeded"), "twice": twice}
+        if burst:
+            while [w for w in live_workers(client) if w.pool == "burst"]:
+                time.sleep(0.1)
+            result["drain_to_zero_s"] = time.time() - done_at
+            events = EventLog(client).recent(500)
+            consuming = [e["time"] for e in events if e["kind"] == "burst-consuming"]
+            result["first_burst_s"] = min(consuming) - spike_at if consuming else float("nan")
+            result["burst_workers"] = len(consuming)
+        return result
+    finally:
+        stack.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=10, help="copies of the 30 images")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    print("preparing 30 photo-like 2304x1728 JPEGs ...", flush=True)
+    images(30, 2304, 1728)
+    base = spike(redis_url, args.copies, burst=False)
+    print(f"base pool only: {base['jobs']} jobs in {base['makespan_s']:.2f} s", flush=True)
+    ours = spike(redis_url, args.copies, burst=True)
+    print(f"with bursting:  {ours['jobs']} jobs in {ours['makespan_s']:.2f} s "
+          f"({ours['burst_workers']} burst workers)")
+    print(f"spike -> first burst worker consuming: {ours['first_burst_s']:.2f} s")
+    print(f"last job done -> burst pool at 0: {ours['drain_to_zero_s']:.2f} s "
+          f"(cooldown {SCALER['SCALER_COOLDOWN_S']} s)")
+    print(f"lost / run twice: base {base['lost']} / {base['twice']}, "
+          f"burst {ours['lost']} / {ours['twice']}")
+    print(f"RESULT burst_makespan_base {base['makespan_s']:.2f} s")
+    print(f"RESULT burst_makespan {ours['makespan_s']:.2f} s")
+    print(f"RESULT burst_speedup {base['makespan_s'] / ours['makespan_s']:.2f} x")
+    print(f"RESULT burst_first_worker {ours['first_burst_s']:.2f} s")
+    print(f"RESULT burst_drain_to_zero {ours['drain_to_zero_s']:.2f} s")
+    print(f"RESULT burst_jobs_lost {base['lost'] + ours['lost']} jobs")
+    print(f"RESULT burst_jobs_run_twice {base['twice'] + ours['twice']} jobs")
+
+
+if __name__ == "__main__":
+    main()

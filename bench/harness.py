@@ -1,0 +1,144 @@
+"""Shared harness of the benchmarks: cached photo-like images and a live local stack."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from sqlalchemy import func, select
+
+from imgburst.core.blobs import blob_store_from_settings
+from imgburst.core.schema import Job
+from imgburst.core.settings import Settings
+from imgburst.core.store import JobStore
+from imgburst.core.synthetic import photo_bytes
+
+CACHE = Path(__file__).parent / ".cache"
+WIDTH, HEIGHT = 4000, 3000
+
+
+def images(count: int, width: int = WIDTH, height: int = HEIGHT) -> list[Path]:
+    """Photo-like JPEGs from seeds 0..count-1, generated once and cached."""
+    CACHE.mkdir(exist_ok=True)
+    paths = []
+    for seed in range(count):
+        path = CACHE / f"photo-{seed}-{width}x{height}.jpg"
+        if not path.exists():
+            path.write_bytes(photo_bytes(seed, width, height, quality=90))
+        paths.append(path)
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """API + base worker (+ the scaler, if given its settings) as real processes on a
+    temporary IMGBURST_HOME."""
+
+    def __init__(self, redis_url: str, processes: int,
+                 scaler_env: dict[str, str] | None = None) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="imgburst-bench-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, IMGBURST_HOME=str(self.home), REDIS_URL=redis_url,
+                        IMGBURST_PORT=str(self.port))
+        cmd = [sys.executable, "-m", "imgburst.cli"]
+        log = (self.home / "stack.log").open("wb")
+        self.procs = [
+            subprocess.Popen([*cmd, "api", "--host", "127.0.0.1"], env=self.env, stdout=log,
+                             stderr=subprocess.STDOUT),
+            subprocess.Popen([*cmd, "worker", "--concurrency", str(processes), "--loglevel",
+                              "WARNING"], env=self.env, stdout=log, stderr=subprocess.STDOUT),
+        ]
+        if scaler_env is not None:
+            self.procs.append(subprocess.Popen([*cmd, "scaler"], env=self.env | scaler_env,
+                                               stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            raise SystemExit(f"stack did not start; see {self.home / 'stack.log'}")
+        settings = Settings.from_env(self.env)
+        self.store = JobStore.from_settings(settings)
+        self.blobs = blob_store_from_settings(settings)
+
+    def run(self, paths: list[Path], batches: int, parallel: int) -> float:
+        """Seconds from the first submit to the last job's finished_at."""
+        size = -(-len(paths) // batches)
+        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+        started_wall = datetime.now(UTC).replace(tzinfo=None)
+        started = time.perf_counter()
+
+        def post(chunk: list[Path]) -> str:
+            files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in chunk]
+            response = requests.post(f"{self.url}/api/v1/batches", files=files, timeout=300)
+            response.raise_for_status()
+            return response.json()["id"]
+
+        with ThreadPoolExecutor(parallel) as pool:
+            ids = list(pool.map(post, chunks))
+        return self.wait(ids, started, started_wall)
+
+    def wait(self, ids: list[str], started: float, started_wall: datetime) -> float:
+        """Seconds from `started` to the last job's finished_at, once all jobs are done."""
+        # Poll the job store directly and gently: the measurement must not load the API.
+        unfinished = select(func.count()).where(Job.batch_id.in_(ids),
+                                                Job.status.in_(("queued", "running")))
+        while True:
+            with self.store.engine.connect() as conn:
+                if conn.execute(unfinished).scalar_one() == 0:
+                    break
+            time.sleep(0.2)
+        done = [requests.get(f"{self.url}/api/v1/batches/{i}", timeout=10).json() for i in ids]
+        assert all(b["status"] == "succeeded" for b in done), done
+        with self.store.engine.connect() as conn:
+            last = conn.execute(select(func.max(Job.finished_at))
+                                .where(Job.batch_id.in_(ids))).scalar_one()
+        wall = time.perf_counter() - started
+        return min(wall, (last - started_wall).total_seconds())
+
+    def run_from_storage(self, paths: list[Path], round_no: int) -> float:
+        """Like `run`, but the images are already in a container (the original demo's flow):
+        one JSON submit names the container and prefix; the upload is not timed."""
+        prefix = f"round-{round_no}/"
+        self.store_sources(paths, prefix)
+        started_wall = datetime.now(UTC).replace(tzinfo=None)
+        started = time.perf_counter()
+        batch_id = self.submit_from_storage(prefix)
+        return self.wait([batch_id], started, started_wall)
+
+    def store_sources(self, paths: list[Path], prefix: str, copies: int = 1) -> None:
+        """Put the images into the `bench-source` container (`copies` times each)."""
+        for copy in range(copies):
+            for path in paths:
+                self.blobs.put(f"{prefix}{copy}-{path.name}", path.read_bytes(),
+                               container="bench-source")
+
+    def submit_from_storage(self, prefix: str) -> str:
+        response = requests.post(f"{self.url}/api/v1/batches", timeout=60, json={
+            "source": {"container": "bench-source", "prefix": prefix}})
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):  # the scaler first: it drains its burst workers
+            proc.terminate()
+            proc.wait(timeout=90)
+
+
