@@ -152,7 +152,11 @@ def test_scale_up_pending_reconcile_and_drain(fake, redis_url):
     assert fake.names() == [pods[1]], "a pod holding a task must not be deleted"
     beat(broker, busy, consuming=False, active=0)
     wait_until(lambda: fake.names() == [], 20, "the busy pod to be deleted once idle")
-    drained = [e for e in EventLog(broker).recent(200) if e["kind"] == "drained"]
-    assert len(drained) == 5 and not any(e["timed_out"] for e in drained)
+
+    def drained() -> list[dict]:
+        return [e for e in EventLog(broker).recent(200) if e["kind"] == "drained"]
+
+    wait_until(lambda: len(drained()) == 5, 10, "five drained events")
+    assert not any(e["timed_out"] for e in drained())
     methods = {m for m, _ in fake.requests}
     assert methods <= {"GET", "POST", "DELETE"}, "only pods create/get/list/delete are used"

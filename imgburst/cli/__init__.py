@@ -91,9 +91,10 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) 
     from imgburst.worker.tasks import create_worker_app
 
     settings = load_settings()
-    store = JobStore.from_settings(settings)
-    migrate(store.engine)
-    store.dispose()
+    if pool == "base":  # burst workers join a running system: they start faster without
+        store = JobStore.from_settings(settings)  # the schema check, which base owns
+        migrate(store.engine)
+        store.dispose()
     app = create_worker_app(settings)
     app.worker_main([
         "worker", "--queues", QUEUE, "--hostname", name or default_worker_name(pool, settings),
@@ -141,7 +142,7 @@ def make_backend(settings: Settings):  # noqa: ANN201 - returns a vk Backend
         return KubernetesBackend.from_settings(settings)
     from imgburst.vk.backends.local import LocalBackend
 
-    return LocalBackend(dict(os.environ), concurrency=settings.scaler.slots_per_worker)
+    return LocalBackend(settings, concurrency=settings.scaler.slots_per_worker)
 
 
 from imgburst.cli import client  # noqa: E402  (registers submit, status, fetch)
