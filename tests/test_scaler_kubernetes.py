@@ -160,3 +160,36 @@ def test_scale_up_pending_reconcile_and_drain(fake, redis_url):
     assert not any(e["timed_out"] for e in drained())
     methods = {m for m, _ in fake.requests}
     assert methods <= {"GET", "POST", "DELETE"}, "only pods create/get/list/delete are used"
+
+
+def test_watch_keeps_the_pod_cache_without_listing_every_tick(fake):
+    backend = backend_for(fake)
+    (stale,) = backend.start(1)  # exists before the scaler (re)starts
+    backend.start_watching()
+    try:
+        (name,) = backend.start(1)
+        pod = name.removeprefix("burst@")
+        assert {w.name for w in backend.workers()} == {stale, name}
+        fake.set_phase(pod, "Running")
+
+        def running() -> bool:
+            return any(w.name == name and w.running_at for w in backend.workers())
+
+        wait_until(running, 10, "the watch to report the pod Running")
+        fake.set_phase(stale.removeprefix("burst@"), "Failed")
+
+        def failed_pod_reaped() -> bool:
+            names = [w.name for w in backend.workers()]  # a tick: finished pods are deleted
+            return stale not in names and stale.removeprefix("burst@") not in fake.names()
+
+        wait_until(failed_pod_reaped, 10, "the failed pod to be deleted")
+        with fake.lock:  # someone else deletes our pod: the watch sees it go
+            del fake.pods[("imgburst", pod)]
+            fake._event("imgburst", "DELETED", {"metadata": {"name": pod, "labels": {
+                "app.kubernetes.io/name": "imgburst", "imgburst.io/pool": "burst"}}})
+        wait_until(lambda: backend.workers() == [], 10, "the watch to report the deletion")
+        lists = [path for method, path in fake.requests
+                 if method == "GET" and "watch=" not in path and path.endswith("pool%3Dburst")]
+        assert len(lists) == 1, f"listed {len(lists)} times; the watch should keep the cache"
+    finally:
+        backend.close()

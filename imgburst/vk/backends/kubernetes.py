@@ -14,6 +14,8 @@ Permissions needed (namespaced): pods create, get, list, watch, delete.
 from __future__ import annotations
 
 import copy
+import logging
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ TOLERATIONS = [
     {"key": "azure.com/aci", "effect": "NoSchedule"},
 ]
 DEFAULT_TEMPLATE = Path("k8s/base/burst-pod-template.yaml")
+WATCH_TIMEOUT_S = 60
+log = logging.getLogger("imgburst.scaler")
 
 
 class TemplateError(ValueError):
@@ -103,6 +107,9 @@ def build_pod(template: dict[str, Any], pod_name: str, virtual_node_v2: bool) ->
 
 
 class KubernetesBackend:
+    """Pods of the burst pool. Reads come from a cache kept by a list + watch (as an
+    informer does), so a tick costs no API call; without `start_watching` it lists."""
+
     name = "kubernetes"
 
     def __init__(self, api: Any, namespace: str, template: dict[str, Any],
@@ -111,6 +118,10 @@ class KubernetesBackend:
         self.namespace = namespace
         self.template = template
         self.virtual_node_v2 = virtual_node_v2
+        self.cache: dict[str, Any] | None = None  # pod name -> V1Pod while watching
+        self.resource_version: str | None = None
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KubernetesBackend:
@@ -121,10 +132,67 @@ class KubernetesBackend:
         else:
             config.load_kube_config()
         template = load_template(settings.scaler.pod_template or DEFAULT_TEMPLATE)
-        return cls(client.CoreV1Api(), settings.scaler.namespace, template,
-                   settings.scaler.virtual_node_v2)
+        backend = cls(client.CoreV1Api(), settings.scaler.namespace, template,
+                      settings.scaler.virtual_node_v2)
+        backend.start_watching()
+        return backend
+
+    def start_watching(self) -> None:
+        """List once, then follow pod changes (phase, deletion) with a watch."""
+        self._relist()
+        threading.Thread(target=self._watch_loop, name="pod-watch", daemon=True).start()
+
+    def _relist(self) -> None:
+        result = self.api.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
+        with self.lock:
+            self.cache = {p.metadata.name: p for p in result.items}
+            self.resource_version = result.metadata.resource_version
+
+    def _watch_loop(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.rest import ApiException
+
+        while not self.stopping.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(self.api.list_namespaced_pod, self.namespace,
+                                           label_selector=SELECTOR,
+                                           resource_version=self.resource_version,
+                                           timeout_seconds=WATCH_TIMEOUT_S):
+                    self._apply(event["type"], event["object"])
+                    if self.stopping.is_set():
+                        stream.stop()
+            except ApiException as exc:
+                if exc.status == 410:  # our resourceVersion is too old: start over
+                    self._relist_quietly()
+                else:
+                    log.warning("pod watch failed (%s); retrying", exc.status)
+                    self.stopping.wait(1)
+            except Exception as exc:  # network trouble: list again, then watch again
+                log.warning("pod watch interrupted: %s", exc)
+                self.stopping.wait(1)
+                self._relist_quietly()
+
+    def _relist_quietly(self) -> None:
+        try:
+            self._relist()
+        except Exception as exc:
+            log.warning("pod list failed: %s", exc)
+
+    def _apply(self, kind: str, pod: Any) -> None:
+        with self.lock:
+            if self.cache is None:
+                return
+            if kind == "DELETED":
+                self.cache.pop(pod.metadata.name, None)
+            else:
+                self.cache[pod.metadata.name] = pod
+            self.resource_version = pod.metadata.resource_version
 
     def _pods(self) -> list[Any]:
+        with self.lock:
+            if self.cache is not None:
+                return list(self.cache.values())
         return self.api.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
 
     def workers(self) -> list[BackendWorker]:
@@ -152,9 +220,11 @@ class KubernetesBackend:
         names = []
         for _ in range(count):
             pod_name = f"imgburst-burst-{uuid.uuid4().hex[:8]}"
-            self.api.create_namespaced_pod(self.namespace,
-                                           build_pod(self.template, pod_name,
-                                                     self.virtual_node_v2))
+            created = self.api.create_namespaced_pod(
+                self.namespace, build_pod(self.template, pod_name, self.virtual_node_v2))
+            with self.lock:  # seen at the next tick even before the watch reports it
+                if self.cache is not None:
+                    self.cache[pod_name] = created
             names.append(f"burst@{pod_name}")
         return names
 
@@ -169,6 +239,10 @@ class KubernetesBackend:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+        with self.lock:
+            if self.cache is not None:
+                self.cache.pop(pod_name, None)
 
     def close(self) -> None:
-        """Leave the pods: a restarted scaler adopts them."""
+        """Stop watching; leave the pods: a restarted scaler adopts them."""
+        self.stopping.set()
