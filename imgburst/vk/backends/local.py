@@ -1,8 +1,8 @@
 """Local backend: burst workers are Celery worker processes on this machine.
 
 So `imgburst up` shows real bursting on a laptop. Each worker is forked from the scaler,
-which has imported the worker code once already: a new worker skips a second of imports
-and consumes within about half a second even while the machine is busy with the spike.
+which has imported the worker code once already: a new worker skips about a second of
+CPU spent on imports, which matters most when the spike has the machine busy.
 Each is named `burst@<host>-<id>`; stopping sends SIGTERM, Celery's warm shutdown.
 """
 
