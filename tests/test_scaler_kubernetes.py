@@ -193,3 +193,25 @@ def test_watch_keeps_the_pod_cache_without_listing_every_tick(fake):
         assert len(lists) == 1, f"listed {len(lists)} times; the watch should keep the cache"
     finally:
         backend.close()
+
+
+def test_scaler_survives_an_unreachable_api_server(fake, redis_url, caplog):
+    import threading
+
+    broker = redis.Redis.from_url(redis_url)
+    settings = ScalerSettings(
+        backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0,
+        max_burst=2, max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=5,
+        namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+    backend = backend_for(fake)
+    fake.close()  # the API server goes away
+    scaler = Scaler(settings, backend, broker,
+                    make_celery(Settings.from_env({"REDIS_URL": redis_url})))
+    stop = threading.Event()
+    loop = threading.Thread(target=scaler.run, args=(stop,))
+    loop.start()
+    time.sleep(1.5)
+    assert loop.is_alive(), "a failing tick must not end the scaler"
+    stop.set()
+    loop.join(timeout=10)
+    assert "scaler tick failed" in caplog.text

@@ -136,14 +136,20 @@ class Scaler:
             log.warning("cancel_consumer to %s failed: %s", name, exc)
         deadline = began + self.settings.drain_timeout_s
         timed_out = True
-        while self.clock() < deadline:
-            beat = next((w for w in live_workers(self.client) if w.name == name), None)
-            if beat is None or (not beat.consuming and not beat.busy):
-                timed_out = False
-                break
-            time.sleep(0.25)
-        self.backend.stop(name)
-        self.draining.pop(name, None)
+        try:
+            while self.clock() < deadline:
+                beat = next((w for w in live_workers(self.client) if w.name == name), None)
+                if beat is None or (not beat.consuming and not beat.busy):
+                    timed_out = False
+                    break
+                time.sleep(0.25)
+            self.backend.stop(name)
+        except Exception as exc:  # leave it to the next tick: it is still listed if alive
+            log.warning("drain of %s failed: %s: %s", name, type(exc).__name__, exc)
+            self.events.record("drain-failed", worker=name, error=str(exc))
+            return
+        finally:
+            self.draining.pop(name, None)
         self.events.record("drained", worker=name, drain_s=round(self.clock() - began, 2),
                            timed_out=timed_out)
 
@@ -159,8 +165,8 @@ class Scaler:
             while not stop.is_set():
                 try:
                     self.tick()
-                except redis.RedisError as exc:
-                    log.warning("scaler tick failed (Redis): %s", exc)
+                except Exception as exc:  # Redis or the cluster API hiccups: try next tick
+                    log.warning("scaler tick failed: %s: %s", type(exc).__name__, exc)
                 try:
                     pubsub.get_message(timeout=self.settings.poll_s)
                     while pubsub.get_message(timeout=0.0):
