@@ -52,7 +52,7 @@ def spike(redis_url: str, copies: int, burst: bool) -> dict[str, float]:
                 time.sleep(0.1)
             result["drain_to_zero_s"] = time.time() - done_at
             events = EventLog(client).recent(500)
-            consuming = [e["time"] for e in events if e["kind"] == "burst-consuming"]
+            consuming = [e["at"] for e in events if e["kind"] == "burst-consuming"]
             result["first_burst_s"] = min(consuming) - spike_at if consuming else float("nan")
             result["burst_workers"] = len(consuming)
         return result

@@ -39,7 +39,7 @@ def test_spike_bursts_then_drains_back_without_losing_or_repeating_a_job(
 
         consuming = [e for e in events.recent(200) if e["kind"] == "burst-consuming"]
         assert consuming, "no burst worker started"
-        first = min(e["time"] for e in consuming)
+        first = min(e["at"] for e in consuming)
         print(f"first burst worker consuming {first - spike:.2f} s after the spike")
         assert first - spike <= 3.0, f"first burst worker consumed {first - spike:.2f} s after"
 

@@ -142,7 +142,7 @@ def make_backend(settings: Settings):  # noqa: ANN201 - returns a vk Backend
         return KubernetesBackend.from_settings(settings)
     from imgburst.vk.backends.local import LocalBackend
 
-    return LocalBackend(settings, concurrency=settings.scaler.slots_per_worker)
+    return LocalBackend(dict(os.environ), concurrency=settings.scaler.slots_per_worker)
 
 
 from imgburst.cli import client  # noqa: E402  (registers submit, status, fetch)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import requests
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,11 +22,15 @@ class ApiError(click.ClickException):
 
 class Client:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
+        import requests  # here, not at import: `imgburst worker` starts faster without it
+
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import requests
+
         try:
             response = self.http.request(method, self.url + path,
                                          timeout=kwargs.pop("timeout", self.timeout), **kwargs)

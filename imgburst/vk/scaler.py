@@ -89,9 +89,9 @@ class Scaler:
             self.events.record("burst-running", worker=name,
                                running_latency_s=round(running_at - created_at, 2))
         if beat is not None and beat.consuming and "consuming" not in seen:
-            seen.add("consuming")
-            self.events.record("burst-consuming", worker=name,
-                               start_latency_s=round(now - created_at, 2))
+            seen.add("consuming")  # the worker's heartbeat says when it became ready
+            self.events.record("burst-consuming", worker=name, at=round(beat.started_at, 3),
+                               start_latency_s=round(beat.started_at - created_at, 2))
         if beat is not None and beat.processed + beat.active > 0 and "first-task" not in seen:
             seen.add("first-task")
             self.events.record("burst-first-task", worker=name,

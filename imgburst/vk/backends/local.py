@@ -1,102 +1,110 @@
-"""Local backend: burst workers are Celery worker processes on this machine.
+"""Local backend: burst workers are `imgburst worker --pool burst` processes on this machine.
 
-So `imgburst up` shows real bursting on a laptop. Each worker is forked from the scaler,
-which has imported the worker code once already: a new worker skips about a second of
-CPU spent on imports, which matters most when the spike has the machine busy.
-Each is named `burst@<host>-<id>`; stopping sends SIGTERM, Celery's warm shutdown.
+So `imgburst up` shows real bursting on a laptop. Each process is named
+`burst@<host>-<id>`; stopping sends SIGTERM, Celery's warm shutdown. When several are
+asked for at once they start `STAGGER_S` apart: a worker spends about a second of CPU
+starting, and on a machine already busy with the spike, starting them all together
+would make the first one consume seconds later.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from multiprocessing.process import BaseProcess
+from collections.abc import Mapping
 
-from imgburst.core.celery_app import QUEUE, worker_name
-from imgburst.core.settings import Settings
+from imgburst.core.celery_app import worker_name
 from imgburst.vk.backends import BackendWorker
 
 STOP_GRACE_S = 60
-
-
-def _run_worker(settings: Settings, name: str, concurrency: int, log_path: str | None) -> None:
-    """Body of a forked burst worker: a fresh Celery worker on the images queue."""
-    from imgburst.worker.tasks import create_worker_app
-
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(target, 1)
-    os.dup2(target, 2)
-    sys.stdout = os.fdopen(1, "w", buffering=1)
-    sys.stderr = os.fdopen(2, "w", buffering=1)
-    create_worker_app(settings).worker_main([
-        "worker", "--queues", QUEUE, "--hostname", name, "--concurrency", str(concurrency),
-        "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--pool", "prefork"])
+STAGGER_S = 0.75
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, settings: Settings, concurrency: int = 1,
+    def __init__(self, env: Mapping[str, str], concurrency: int = 1,
                  log_dir: str | None = None) -> None:
-        import imgburst.worker.tasks  # noqa: F401  - imported once here, shared by every fork
-
-        self.settings = settings
+        self.env = dict(env)
         self.concurrency = concurrency
         self.log_dir = log_dir
-        self.procs: dict[str, tuple[BaseProcess, float]] = {}
+        # name -> (process, or None while its staggered start is pending; created at)
+        self.procs: dict[str, tuple[subprocess.Popen[bytes] | None, float]] = {}
         self.lock = threading.Lock()
-        self.context = multiprocessing.get_context("fork")
 
     def workers(self) -> list[BackendWorker]:
         with self.lock:
             for name, (proc, _) in list(self.procs.items()):
-                if not proc.is_alive():
-                    proc.join(0)
+                if proc is not None and proc.poll() is not None:
                     del self.procs[name]
-            return [BackendWorker(name, created, f"pid {proc.pid}")
+            return [BackendWorker(name, created, f"pid {proc.pid}" if proc else "starting")
                     for name, (proc, created) in self.procs.items()]
 
     def start(self, count: int) -> list[str]:
-        names = []
-        for _ in range(count):
-            name = worker_name("burst", f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
-            log_path = os.path.join(self.log_dir, f"{name}.log") if self.log_dir else None
-            proc = self.context.Process(target=_run_worker, name=name, daemon=False,
-                                        args=(self.settings, name, self.concurrency, log_path))
-            proc.start()
-            with self.lock:
-                self.procs[name] = (proc, time.time())
-            names.append(name)
+        names = [worker_name("burst", f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+                 for _ in range(count)]
+        now = time.time()
+        with self.lock:
+            for name in names:
+                self.procs[name] = (None, now)
+        if names:
+            self._launch(names[0])
+        if len(names) > 1:
+            threading.Thread(target=self._launch_staggered, args=(names[1:],),
+                             daemon=True).start()
         return names
+
+    def _launch_staggered(self, names: list[str]) -> None:
+        for name in names:
+            time.sleep(STAGGER_S)
+            self._launch(name)
+
+    def _launch(self, name: str) -> None:
+        with self.lock:
+            if name not in self.procs:  # stopped before it started
+                return
+        out = subprocess.DEVNULL
+        if self.log_dir:
+            out = open(os.path.join(self.log_dir, f"{name}.log"), "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imgburst.cli", "worker", "--pool", "burst", "--name", name,
+             "--concurrency", str(self.concurrency)],
+            env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        with self.lock:
+            if name in self.procs:
+                self.procs[name] = (proc, self.procs[name][1])
+                return
+        proc.terminate()  # stopped while it was being launched
 
     def stop(self, name: str) -> None:
         with self.lock:
-            entry = self.procs.get(name)
-        if entry is None:
-            return
-        proc = entry[0]
-        if proc.is_alive():
-            proc.terminate()  # SIGTERM: Celery's warm shutdown
-        proc.join(STOP_GRACE_S)
-        if proc.is_alive():
+            proc = self.procs.get(name, (None, 0.0))[0]
+            if proc is None:
+                self.procs.pop(name, None)
+                return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            proc.join()
+            proc.wait()
         with self.lock:
             self.procs.pop(name, None)
 
     def close(self) -> None:
-        """The local burst workers are ours: stop them all (warm shutdown)."""
-        for item in self.workers():
-            with self.lock:
-                proc = self.procs[item.name][0]
-            proc.terminate()
+        """The local burst workers are ours: stop them all (warm shutdown, in parallel)."""
+        with self.lock:
+            running = [p for p, _ in self.procs.values() if p is not None and p.poll() is None]
+            for name in [n for n, (p, _) in self.procs.items() if p is None]:
+                del self.procs[name]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
         for item in self.workers():
             self.stop(item.name)
