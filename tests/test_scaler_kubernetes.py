@@ -215,3 +215,20 @@ def test_scaler_survives_an_unreachable_api_server(fake, redis_url, caplog):
     stop.set()
     loop.join(timeout=10)
     assert "scaler tick failed" in caplog.text
+
+
+def test_scaler_cli_refuses_a_bad_template_with_a_clear_message(tmp_path, redis_url):
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "pod.yaml"
+    bad.write_text("kind: Pod\nspec:\n  containers:\n  - name: w\n    image: i\n"
+                   "    resources:\n      requests: {cpu: '1'}\n      limits: {cpu: '2'}\n")
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "SCALER_BACKEND": "kubernetes",
+           "SCALER_POD_TEMPLATE": str(bad), "IMGBURST_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "imgburst.cli", "scaler"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "limits must equal requests" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

@@ -112,6 +112,8 @@ def scaler() -> None:
     import redis
 
     from imgburst.core.celery_app import make_celery
+    from imgburst.vk.backends import backend_from_settings
+    from imgburst.vk.backends.kubernetes import BackendConfigError
     from imgburst.vk.scaler import Scaler
 
     setup_logging()
@@ -120,7 +122,11 @@ def scaler() -> None:
         console.print("[red]REDIS_URL is not set[/red]: the scaler reads the queue there "
                       "(`imgburst up` sets it for you).")
         raise SystemExit(2)
-    backend = make_backend(settings)
+    try:
+        backend = backend_from_settings(settings, dict(os.environ))
+    except BackendConfigError as exc:
+        console.print(f"[red]The {settings.scaler.backend} backend can't start[/red]: {exc}")
+        raise SystemExit(2) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -133,16 +139,6 @@ def scaler() -> None:
     finally:
         runner.wait_for_drains(timeout=5)
         backend.close()
-
-
-def make_backend(settings: Settings):  # noqa: ANN201 - returns a vk Backend
-    if settings.scaler.backend == "kubernetes":
-        from imgburst.vk.backends.kubernetes import KubernetesBackend
-
-        return KubernetesBackend.from_settings(settings)
-    from imgburst.vk.backends.local import LocalBackend
-
-    return LocalBackend(dict(os.environ), concurrency=settings.scaler.slots_per_worker)
 
 
 from imgburst.cli import client  # noqa: E402  (registers submit, status, fetch)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from imgburst.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,14 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Stop watching; leave running workers alone unless the backend owns them."""
+
+
+def backend_from_settings(settings: Settings, environ: Mapping[str, str]) -> Backend:
+    """The backend `SCALER_BACKEND` names; `environ` is passed on to local worker processes."""
+    if settings.scaler.backend == "kubernetes":
+        from imgburst.vk.backends.kubernetes import KubernetesBackend
+
+        return KubernetesBackend.from_settings(settings)
+    from imgburst.vk.backends.local import LocalBackend
+
+    return LocalBackend(environ, concurrency=settings.scaler.slots_per_worker)

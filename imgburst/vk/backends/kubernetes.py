@@ -37,7 +37,11 @@ WATCH_TIMEOUT_S = 60
 log = logging.getLogger("imgburst.scaler")
 
 
-class TemplateError(ValueError):
+class BackendConfigError(ValueError):
+    """The backend can't start as configured; the message says what to fix."""
+
+
+class TemplateError(BackendConfigError):
     """The pod template can't run on ACI; the message names the field."""
 
 
@@ -127,11 +131,15 @@ class KubernetesBackend:
     def from_settings(cls, settings: Settings) -> KubernetesBackend:
         from kubernetes import client, config
 
-        if settings.in_kubernetes:
-            config.load_incluster_config()
-        else:
-            config.load_kube_config()
         template = load_template(settings.scaler.pod_template or DEFAULT_TEMPLATE)
+        try:
+            if settings.in_kubernetes:
+                config.load_incluster_config()
+            else:
+                config.load_kube_config()
+        except config.ConfigException as exc:
+            raise BackendConfigError(f"no Kubernetes configuration ({exc}): run the scaler in "
+                                     "the cluster, or point KUBECONFIG at a kubeconfig") from None
         backend = cls(client.CoreV1Api(), settings.scaler.namespace, template,
                       settings.scaler.virtual_node_v2)
         backend.start_watching()
