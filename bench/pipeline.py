@@ -7,9 +7,11 @@ Same 40 photo-like 12 MP JPEGs (deterministic, cached under bench/.cache), defau
   no queue, no storage.
 - ours: a live stack (waitress API, Celery worker with 2 processes, real Redis, SQLite job
   store, local blob store), timed from the first HTTP submit to the last job done (its
-  `finished_at` in the job store). The client uploads the images as several batches in
-  a stream of small batches, one after the other, as a folder is sent by a client that
-  lets the workers start on the first images while the rest upload.
+  `finished_at` in the job store). The client (curl, as in the README; `--client
+  requests` for Python's) uploads the images as a stream of small batches, one after the
+  other, so the workers start on the first images while the rest upload.
+- ours, from storage: the images are already in a container (the original demo's flow);
+  one JSON submit names it.
 
 Rounds alternate baseline / ours; medians and the ratio of medians are printed.
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", type=int, default=10, help="batches the images are sent in")
     parser.add_argument("--parallel", type=int, default=1, help="submissions in flight at once")
+    parser.add_argument("--client", choices=("curl", "requests"), default="curl",
+                        help="HTTP client of the upload runs")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
     redis.Redis.from_url(redis_url).flushdb()
@@ -62,7 +66,7 @@ def main() -> None:
         stack.run(paths[: args.processes * 2], 1, 1)  # warm-up
         for round_no in range(1, args.rounds + 1):
             base_times.append(run_baseline(paths, args.processes))
-            our_times.append(stack.run(paths, args.batches, args.parallel))
+            our_times.append(stack.run(paths, args.batches, args.parallel, args.client))
             stored_times.append(stack.run_from_storage(paths, round_no))
             print(f"round {round_no}: baseline {base_times[-1]:.2f} s, ours (upload) "
                   f"{our_times[-1]:.2f} s, ours (from storage) {stored_times[-1]:.2f} s",
