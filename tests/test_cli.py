@@ -91,3 +91,22 @@ def test_submit_reports_api_errors_and_unreachable(tmp_path, base_env):
     result = imgburst("submit", str(tmp_path / "a.jpg"), "--recipe", str(tmp_path / "a.jpg"),
                       env=env)
     assert result.returncode == 2 and "not JSON" in result.stderr
+
+
+def test_up_stops_everything_on_sigterm(tmp_path):
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+           "IMGBURST_HOME": str(tmp_path / "var"), "IMGBURST_PORT": str(port)}
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen([sys.executable, "-m", "imgburst.cli", "up", "--concurrency", "1"],
+                              env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_until(lambda: "imgburst is up" in log.read_text() or up.poll() is not None, 90,
+                   "imgburst up to be ready")
+        children = descendants(up.pid)
+        assert len(children) >= 4, log.read_text()  # redis, api, worker, scaler
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0, log.read_text()
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
+    assert not alive, f"processes left running after SIGTERM: {alive}"

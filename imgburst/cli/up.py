@@ -90,7 +90,12 @@ def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `docker stop` stop cleanly too
     port = port or settings.port
     settings.home.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
