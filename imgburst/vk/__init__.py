@@ -1,4 +1,5 @@
 """Burst scaler: queue-driven burst workers on Virtual Kubelet / ACI pods or local processes.
 
-`signals` come from `core.inspect`; `policy` is pure; `backends` act; `scaler` loops.
+The signals (work, workers) come from `core.inspect`; `policy` decides (pure); `backends`
+act; `scaler` runs the loop; `events` records every decision.
 """
