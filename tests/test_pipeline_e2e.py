@@ -7,6 +7,8 @@ user + Azurite (what a cluster runs against).
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 
 import pytest
@@ -140,9 +142,6 @@ def test_sigkill_mid_job_is_redelivered_once(base_env, start_worker, victim):
     time.sleep(0.3)
     if victim == "pool-process":
         (child,) = worker.children()
-        import os
-        import signal
-
         os.kill(child, signal.SIGKILL)
     else:
         worker.kill()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,7 +22,7 @@ def readyz() -> Response:
     svc = services()
     checks: dict[str, str] = {}
 
-    def check(name: str, probe) -> None:  # noqa: ANN001
+    def check(name: str, probe: Callable[[], object]) -> None:
         try:
             probe()
             checks[name] = "ok"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
 def register(cli: click.Group) -> None:
     from imgburst.cli import console, load_settings
 
-    def url_option(fn):  # noqa: ANN001, ANN202
+    def url_option(fn: Callable[..., None]) -> Callable[..., None]:
         return click.option("--url", default=None,
                             help="API URL (default IMGBURST_URL or http://127.0.0.1:8000).")(fn)
 

@@ -12,9 +12,10 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from imgburst.core.settings import Settings
 
@@ -175,7 +176,7 @@ class AzureBlobStore(BlobStore):
                                         **options)
         return cls(service, settings.blob_container, settings.describe_blobs())
 
-    def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from azure.core.exceptions import (
             HttpResponseError,
             ResourceNotFoundError,
@@ -197,7 +198,7 @@ class AzureBlobStore(BlobStore):
             raise BlobError(f"{what}: blob store refused ({exc.status_code} "
                             f"{exc.error_code or ''})".rstrip()) from exc
 
-    def _container(self, container: str | None, create: bool):  # noqa: ANN202
+    def _container(self, container: str | None, create: bool) -> Any:
         name = container or self.container
         client = self.service.get_container_client(name)
         if create and name not in self._known:

@@ -21,7 +21,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
 class Base(DeclarativeBase):

@@ -23,7 +23,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from imgburst.core.schema import FINAL_STATUSES, JOB_STATUSES, Batch, Job, Output
+from imgburst.core.schema import JOB_STATUSES, Batch, Job, Output
 from imgburst.core.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -359,8 +359,3 @@ class JobStore:
             rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
         return {s: 0 for s in JOB_STATUSES} | {s: n for s, n in rows}
 
-
-__all__ = [
-    "FINAL_STATUSES", "JobStore", "NewJob", "OutputRecord", "StartedJob", "batch_status",
-    "make_engine", "migrate", "new_id", "utcnow",
-]

@@ -65,7 +65,10 @@ class Scaler:
         beats = {w.name: w for w in live_workers(self.client, now)}
         base = sum(1 for w in beats.values() if w.pool == "base" and w.consuming)
         burst = []
-        for item in self.backend.workers():
+        items = self.backend.workers()
+        for gone in set(self.milestones) - {item.name for item in items}:
+            del self.milestones[gone]  # forget removed workers: the scaler runs for months
+        for item in items:
             beat = beats.get(item.name)
             if item.name in self.draining:
                 phase = DRAINING

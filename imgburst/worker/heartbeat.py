@@ -34,7 +34,7 @@ class Heartbeat(threading.Thread):
         self.started_at = time.time()
         self.idle_since: float | None = self.started_at
         name = consumer.hostname
-        self.name_ = name
+        self.worker_name = name
         self.pool = name.split("@", 1)[0]
         self.host = name.split("@", 1)[1] if "@" in name else name
 
@@ -50,7 +50,7 @@ class Heartbeat(threading.Thread):
         consuming = bool(task_consumer is not None and task_consumer.queues)
         pool = getattr(self.consumer, "pool", None)
         return WorkerInfo(
-            name=self.name_, pool=self.pool, host=self.host, pid=os.getpid(),
+            name=self.worker_name, pool=self.pool, host=self.host, pid=os.getpid(),
             concurrency=int(getattr(pool, "num_processes", 0) or 1), consuming=consuming,
             active=active, reserved=reserved, processed=sum(state.total_count.values()),
             started_at=self.started_at, heartbeat_at=now, idle_since=self.idle_since,
@@ -64,7 +64,7 @@ class Heartbeat(threading.Thread):
                 log.warning("heartbeat not written: %s", exc)
             self.stopping.wait(INTERVAL_S)
         with contextlib.suppress(redis.RedisError):
-            remove_heartbeat(self.client, self.name_)
+            remove_heartbeat(self.client, self.worker_name)
 
 
 def install(app: Celery) -> None:

@@ -20,8 +20,7 @@ from imgburst.core.recipes import Grayscale, Op, OutputSpec, Recipe, Resize
 
 DEFAULT_MAX_PIXELS = 50_000_000
 REDUCING_GAP = 3.0
-READABLE = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif",
-            "TIFF": "tiff", "BMP": "bmp"}
+READABLE = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP"}  # Pillow format names
 ORIENT = {
     2: (Image.Transpose.FLIP_LEFT_RIGHT,),
     3: (Image.Transpose.ROTATE_180,),

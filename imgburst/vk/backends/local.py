@@ -9,7 +9,6 @@ would make the first one consume seconds later.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -29,11 +28,9 @@ STAGGER_S = 0.75
 class LocalBackend:
     name = "local"
 
-    def __init__(self, env: Mapping[str, str], concurrency: int = 1,
-                 log_dir: str | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], concurrency: int = 1) -> None:
         self.env = dict(env)
         self.concurrency = concurrency
-        self.log_dir = log_dir
         # name -> (process, or None while its staggered start is pending; created at)
         self.procs: dict[str, tuple[subprocess.Popen[bytes] | None, float]] = {}
         self.lock = threading.Lock()
@@ -69,13 +66,10 @@ class LocalBackend:
         with self.lock:
             if name not in self.procs:  # stopped before it started
                 return
-        out = subprocess.DEVNULL
-        if self.log_dir:
-            out = open(os.path.join(self.log_dir, f"{name}.log"), "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "imgburst.cli", "worker", "--pool", "burst", "--name", name,
              "--concurrency", str(self.concurrency)],
-            env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         with self.lock:
             if name in self.procs:
                 self.procs[name] = (proc, self.procs[name][1])
