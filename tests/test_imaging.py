@@ -124,9 +124,9 @@ def test_12mp_jpeg_is_not_fully_decoded_for_the_default_recipe():
     data = photo_bytes(5, 4000, 3000)
     base = decode(data, DEFAULT_RECIPE)
     # 1024 px needs 1/2 scale (1/4 would give 1000 px, too small): decoded at 2000x1500
-    assert base.size == (2000, 1500)
+    assert base.image.size == (2000, 1500) and base.size == (4000, 3000)
     thumb_only = parse_recipe({"outputs": [DEFAULT_RECIPE.outputs[0].to_dict()]})
-    assert decode(data, thumb_only).size == (500, 375)  # 1/8 scale is enough for 256 px
+    assert decode(data, thumb_only).image.size == (500, 375)  # 1/8 is enough for 256 px
     sizes = {r.name: (r.width, r.height) for r in process(data, DEFAULT_RECIPE)}
     assert sizes == {"thumb": (256, 192), "medium": (1024, 768)}
 
@@ -167,3 +167,11 @@ def test_resolution_limit_checked_before_decoding():
     big = encode(Image.new("L", (9000, 9000)), "PNG")  # 81 MP, compresses to a few KB
     with pytest.raises(ImageError, match="above the 50 MP limit"):
         process(big, DEFAULT_RECIPE)
+
+
+def test_smaller_outputs_made_from_larger_ones_keep_exact_geometry():
+    """The thumbnail is resampled from the 1024 px output; its size must still be what
+    the source's own geometry gives (odd sizes round the same way)."""
+    data = photo_bytes(11, 1201, 901, "PNG")
+    sizes = {r.name: (r.width, r.height) for r in process(data, DEFAULT_RECIPE)}
+    assert sizes == {"thumb": (256, 192), "medium": (1024, 768)}

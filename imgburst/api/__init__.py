@@ -38,7 +38,17 @@ class UploadRequest(Request):
 
 def create_app(settings: Settings | None = None, broker_url: str | None = None) -> Flask:
     """Build the API. Migrates the job store schema first (safe with several replicas)."""
-    from imgburst.api import batches, dashboard, health, jobs, openapi, version
+    from imgburst.api import (
+        assets,
+        batches,
+        dashboard,
+        health,
+        jobs,
+        openapi,
+        presets,
+        preview,
+        version,
+    )
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -57,7 +67,8 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         redis=redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5),
     )
     register_error_handlers(app)
-    for module in (batches, jobs, health, version, openapi, dashboard):
+    for module in (batches, jobs, presets, preview, assets, health, version, openapi,
+                   dashboard):
         app.register_blueprint(module.bp)
 
     @app.before_request

@@ -6,7 +6,6 @@ recorded, and enqueued. The recipe is validated whole before anything is stored.
 
 from __future__ import annotations
 
-import json
 import re
 from io import BytesIO
 from typing import Any
@@ -15,41 +14,18 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
 from imgburst.api.errors import Problem
+from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
 from imgburst.api.views import batch_json, job_json, page_args
 from imgburst.core.blobs import BlobError, BlobNotFound, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.inspect import nudge
-from imgburst.core.recipes import DEFAULT_RECIPE, Recipe, RecipeError, parse_recipe
 from imgburst.core.store import NewJob, new_id
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 
 CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
-
-
-def _recipe(raw: Any) -> Recipe:
-    if raw is None:
-        return DEFAULT_RECIPE
-    try:
-        return parse_recipe(raw)
-    except RecipeError as exc:
-        raise Problem(400, "Invalid recipe", str(exc), field=exc.field) from None
-
-
-def _recipe_from_form() -> Recipe:
-    text = request.form.get("recipe")
-    if text is None and "recipe" in request.files:
-        text = request.files["recipe"].read().decode("utf-8", errors="replace")
-    if text is None or not text.strip():
-        return DEFAULT_RECIPE
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Problem(400, "Invalid recipe", f"recipe is not valid JSON: {exc.msg} at line "
-                      f"{exc.lineno} column {exc.colno}", field="recipe") from None
-    return _recipe(raw)
 
 
 def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list[NewJob]:
@@ -69,7 +45,25 @@ def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list
         svc.blobs.put(path, data, content_type=f"image/{fmt}")
         return NewJob(job_id, name, svc.blobs.container, path, fmt, len(data))
 
+    limit = svc.settings.max_file_mb << 20
+    for i, upload in enumerate(files):
+        size = _size(upload)
+        if size > limit:
+            raise Problem(413, "Image too large", f"files[{i}] ({upload.filename or 'image'}) is "
+                          f"{size / 1e6:.1f} MB; at most {svc.settings.max_file_mb} MB per image "
+                          "(IMGBURST_MAX_FILE_MB)", field=f"files[{i}]")
     return list(svc.uploads.map(store_one, files))
+
+
+def _size(upload: FileStorage) -> int:
+    stream = upload.stream
+    if isinstance(stream, BytesIO):
+        return stream.getbuffer().nbytes
+    position = stream.tell()
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(position)
+    return size
 
 
 def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
@@ -104,9 +98,13 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
                       field="source.prefix")
 
     def sniff_one(blob: Any) -> NewJob:
+        name = blob.name.rsplit("/", 1)[-1]
+        if blob.size > svc.settings.max_file_mb << 20:
+            return NewJob(new_id(), name, container, blob.name, None, blob.size,
+                          error=f"image too large: {blob.size / 1e6:.1f} MB, above the "
+                          f"{svc.settings.max_file_mb} MB limit (IMGBURST_MAX_FILE_MB)")
         head = svc.blobs.head(blob.name, SNIFF_BYTES, container=container)
         fmt = sniff(head)
-        name = blob.name.rsplit("/", 1)[-1]
         return NewJob(new_id(), name, container, blob.name, fmt, blob.size,
                       error=None if fmt else unsupported_message(head))
 
@@ -126,22 +124,22 @@ def create_batch() -> Response:
             raise Problem(413, "Too many images", f"{len(files)} files; at most "
                           f"{svc.settings.max_files} per batch (IMGBURST_MAX_FILES)",
                           field="files")
-        recipe = _recipe_from_form()
+        recipe = recipe_from_form(svc)
         prepare = lambda: (_upload_jobs(svc, batch_id, files), f"upload:{len(files)} files")  # noqa: E731
     elif request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise Problem(400, "Invalid body", "the body must be a JSON object with 'source' "
                           "(and optionally 'recipe')")
-        unknown = set(body) - {"source", "recipe"}
+        unknown = set(body) - {"source", "recipe", "preset"}
         if unknown:
             key = sorted(unknown)[0]
             raise Problem(400, "Invalid body", f"{key} is not a known field (known: source, "
-                          "recipe)", field=key)
+                          "recipe, preset)", field=key)
         if "source" not in body:
             raise Problem(400, "Invalid body", "source is required: {\"container\": ..., "
                           "\"prefix\": ...}", field="source")
-        recipe = _recipe(body.get("recipe"))
+        recipe = recipe_from(svc, body.get("recipe"), body.get("preset"))
         prepare = lambda: _source_jobs(svc, body["source"])  # noqa: E731
     else:
         raise Problem(415, "Unsupported media type", "send multipart/form-data (files + "

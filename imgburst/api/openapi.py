@@ -7,6 +7,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from imgburst import __version__
+from imgburst.core.recipes import FORMAT_OPTIONS, FORMATS, OPS, Op, OutputSpec
+from imgburst.core.recipes.recipe import MAX_OPS, MAX_OUTPUTS, NAME_PATTERN
 
 bp = Blueprint("openapi", __name__)
 
@@ -17,6 +19,14 @@ PROBLEM = {"description": "Problem details", "content": {"application/problem+js
 def _json(ref: str, description: str) -> dict[str, Any]:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _op_schema(op: type[Op]) -> dict[str, Any]:
+    """An operation's JSON Schema, from the same declaration that validates it."""
+    return {"type": "object", "description": (op.__doc__ or "").split("\n\n")[0],
+            "required": ["op", *op.required], "additionalProperties": False,
+            "properties": {"op": {"const": op.name},
+                           **{key: param.schema() for key, param in op.params.items()}}}
 
 
 def _id(name: str) -> dict[str, Any]:
@@ -32,20 +42,22 @@ SCHEMAS: dict[str, Any] = {
     "Problem": {"type": "object", "required": ["title", "status", "detail"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "field": {"type": "string"}}},
-    "Op": {"type": "object", "required": ["op"], "properties": {
-        "op": {"type": "string", "enum": ["resize", "grayscale"]},
-        "width": {"type": "integer", "minimum": 1, "maximum": 10000},
-        "height": {"type": "integer", "minimum": 1, "maximum": 10000},
-        "mode": {"type": "string", "enum": ["fit", "fill"]},
-        "enlarge": {"type": "boolean"}}},
-    "Recipe": {"type": "object", "required": ["outputs"], "properties": {
+    **{f"Op.{name}": _op_schema(op) for name, op in OPS.items()},
+    "Op": {"oneOf": [{"$ref": f"#/components/schemas/Op.{name}"} for name in OPS]},
+    "OutputSpec": {"type": "object", "required": ["name"], "additionalProperties": False,
+                   "properties": {
+        "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+        "format": {"type": "string", "enum": list(FORMATS)},
+        **{key: param.schema() for key, param in OutputSpec.params.items()},
+        "ops": {"type": "array", "maxItems": MAX_OPS,
+                "items": {"$ref": "#/components/schemas/Op"}}},
+        "description": "Format options apply to: " + "; ".join(
+            f"{fmt}: {', '.join(keys)}" for fmt, keys in FORMAT_OPTIONS.items())},
+    "Recipe": {"type": "object", "required": ["outputs"], "additionalProperties": False,
+               "properties": {
         "auto_orient": {"type": "boolean", "default": True},
-        "outputs": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
-                "format": {"type": "string", "enum": ["jpeg", "png", "webp"]},
-                "quality": {"type": "integer", "minimum": 1, "maximum": 100},
-                "ops": {"type": "array", "items": {"$ref": "#/components/schemas/Op"}}}}}}},
+        "outputs": {"type": "array", "minItems": 1, "maxItems": MAX_OUTPUTS,
+                    "items": {"$ref": "#/components/schemas/OutputSpec"}}}},
     "Output": {"type": "object", "properties": {
         "name": {"type": "string"}, "format": {"type": "string"}, "width": {"type": "integer"},
         "height": {"type": "integer"}, "bytes": {"type": "integer"}, "url": {"type": "string"}}},
@@ -81,13 +93,15 @@ DOCUMENT: dict[str, Any] = {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
                         "files": {"type": "array", "items": {"type": "string",
                                                              "format": "binary"}},
-                        "recipe": {"type": "string", "description": "Recipe as JSON"}},
+                        "recipe": {"type": "string", "description": "Recipe as JSON"},
+                        "preset": {"type": "string", "description": "A preset's name"}},
                         "required": ["files"]}},
                     "application/json": {"schema": {"type": "object", "required": ["source"],
                         "properties": {
                             "source": {"type": "object", "properties": {
                                 "container": {"type": "string"}, "prefix": {"type": "string"}}},
-                            "recipe": {"$ref": "#/components/schemas/Recipe"}}}}}},
+                            "recipe": {"$ref": "#/components/schemas/Recipe"},
+                            "preset": {"type": "string"}}}}}},
                 "responses": {"202": _json("Batch", "Accepted; Location names the batch"),
                               "400": PROBLEM, "404": PROBLEM, "413": PROBLEM, "415": PROBLEM,
                               "503": PROBLEM}},
@@ -119,6 +133,34 @@ DOCUMENT: dict[str, Any] = {
                 "200": {"description": "The image", "content": {
                     "image/*": {"schema": {"type": "string", "format": "binary"}}}},
                 "404": PROBLEM, "503": PROBLEM}},
+        },
+        "/api/v1/presets": {
+            "get": {"summary": "Named recipes a batch may use as `preset`",
+                    "responses": {"200": {"description": "Presets and their recipes"}}},
+        },
+        "/api/v1/preview": {
+            "post": {
+                "summary": "Render one output of a recipe for one small image, synchronously",
+                "description": "`Accept` picks the format of `auto` outputs (AVIF, WebP).",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {
+                    "schema": {"type": "object", "required": ["file"], "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "recipe": {"type": "string", "description": "Recipe as JSON"},
+                        "preset": {"type": "string"},
+                        "output": {"type": "string", "description": "Which output "
+                                   "(default: the first)"}}}}}},
+                "responses": {"200": {"description": "The image", "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}}}},
+                    "400": PROBLEM, "413": PROBLEM, "415": PROBLEM, "422": PROBLEM,
+                    "503": PROBLEM, "504": PROBLEM}},
+        },
+        "/api/v1/assets/{name}": {
+            "parameters": [_id("name")],
+            "put": {"summary": "Upload an image recipes can use as a watermark (`image`)",
+                    "requestBody": {"required": True, "content": {"image/*": {
+                        "schema": {"type": "string", "format": "binary"}}}},
+                    "responses": {"201": {"description": "Stored"}, "400": PROBLEM,
+                                  "413": PROBLEM, "415": PROBLEM, "503": PROBLEM}},
         },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document",

@@ -85,8 +85,8 @@ def default_worker_name(pool: str, settings: Settings) -> str:
 @click.option("--name", default=None, help="Celery worker name (default <pool>@<host>).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) -> None:
-    """Run a Celery worker on the `images` queue."""
-    from imgburst.core.celery_app import QUEUE
+    """Run a Celery worker on the `images` queue (and `preview`, for recipe previews)."""
+    from imgburst.core.celery_app import PREVIEW_QUEUE, QUEUE
     from imgburst.core.store import JobStore, migrate
     from imgburst.worker.tasks import create_worker_app
 
@@ -97,7 +97,8 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) 
         store.dispose()
     app = create_worker_app(settings)
     app.worker_main([
-        "worker", "--queues", QUEUE, "--hostname", name or default_worker_name(pool, settings),
+        "worker", "--queues", f"{QUEUE},{PREVIEW_QUEUE}",
+        "--hostname", name or default_worker_name(pool, settings),
         "--concurrency", str(concurrency or os.cpu_count() or 1), "--loglevel", loglevel,
         "--without-mingle", "--without-gossip", "--pool", "prefork",
     ])

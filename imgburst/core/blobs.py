@@ -51,6 +51,11 @@ def input_path(batch_id: str, job_id: str, filename: str) -> str:
     return f"inputs/{batch_id}/{job_id}/{safe_name(filename)}"
 
 
+def asset_path(name: str) -> str:
+    """Where an uploaded asset (a watermark image) lives; `name` is validated by the recipe."""
+    return f"assets/{safe_name(name)}"
+
+
 def output_path(batch_id: str, job_id: str, name: str, extension: str) -> str:
     return f"outputs/{batch_id}/{job_id}/{name}.{extension}"
 

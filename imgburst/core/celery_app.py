@@ -8,14 +8,19 @@ longest job, and no result backend (job state lives in the job store).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
+from typing import Any
 
 from celery import Celery
 
 from imgburst.core.settings import Settings
 
 QUEUE = "images"
+PREVIEW_QUEUE = "preview"
 PROCESS_IMAGE = "imgburst.process_image"
+PREVIEW_IMAGE = "imgburst.preview_image"
+PREVIEW_REPLY_TTL_S = 60
 POOLS = ("base", "burst")
 
 
@@ -49,6 +54,9 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         worker_send_task_events=False,  # job state is in the job store; spare the broker
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
+        # A pool process that grew past this after a task is replaced (a huge image can
+        # leave a fragmented heap behind); the task itself always finishes.
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
     )
     return app
 
@@ -61,6 +69,18 @@ def enqueue_jobs(app: Celery, job_ids: Iterable[str]) -> int:
             app.send_task(PROCESS_IMAGE, args=[job_id], queue=QUEUE, producer=producer)
             sent += 1
     return sent
+
+
+def request_preview(app: Celery, reply_key: str, data: bytes, recipe: dict[str, Any],
+                    accept: str | None) -> None:
+    """Ask a worker to render one small image; the worker pushes the reply to `reply_key`.
+
+    The API never decodes untrusted images itself: previews run on the workers, on their
+    own queue so they don't wait behind a batch of 10,000.
+    """
+    app.send_task(PREVIEW_IMAGE, args=[reply_key, base64.b64encode(data).decode("ascii"),
+                                       recipe, accept],
+                  queue=PREVIEW_QUEUE, expires=PREVIEW_REPLY_TTL_S)
 
 
 def worker_name(pool: str, host: str) -> str:

@@ -1,9 +1,25 @@
-"""Image formats told apart by their first bytes (never by file name)."""
+"""Image formats told apart by their first bytes (never by file name or content type).
+
+The allowlist is what the worker's decoder is allowed to open. Everything else, and in
+particular the formats image servers learned to fear (EPS and PDF run a PostScript
+interpreter, SVG fetches and scripts, PSD is a large attack surface), is refused by name.
+"""
 
 from __future__ import annotations
 
-SNIFF_BYTES = 32
-SUPPORTED = ("jpeg", "png", "webp", "gif", "tiff", "bmp")
+from importlib.util import find_spec
+
+SNIFF_BYTES = 64
+SUPPORTED = ("jpeg", "png", "webp", "gif", "tiff", "bmp", "avif", "heif")
+HEIF_PLUGIN = find_spec("pillow_heif") is not None
+AVIF_BRANDS = (b"avif", b"avis")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+REFUSED = (  # magic bytes of formats we name when refusing them
+    (b"%PDF", "PDF"), (b"%!PS", "PostScript/EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"PK\x03\x04", "ZIP"),
+    (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+)
 
 
 def sniff(head: bytes) -> str | None:
@@ -20,6 +36,28 @@ def sniff(head: bytes) -> str | None:
         return "tiff"
     if head[:2] == b"BM" and len(head) >= 26:
         return "bmp"
+    if head[4:8] == b"ftyp":
+        size = int.from_bytes(head[:4], "big")
+        brands = [head[8:12]] + [head[i:i + 4] for i in range(16, min(size, len(head)), 4)]
+        if any(b in AVIF_BRANDS for b in brands):
+            return "avif"
+        if any(b in HEIF_BRANDS for b in brands):
+            return "heif"
+    return None
+
+
+def describe(head: bytes) -> str | None:
+    """The name of a refused format we recognise (for the error message), or None."""
+    for magic, name in REFUSED:
+        if head.startswith(magic):
+            return name
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "SVG"
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "HTML"
+    if text.startswith(b"<?xml"):
+        return "XML"
     return None
 
 
@@ -27,5 +65,7 @@ def unsupported_message(head: bytes) -> str:
     """Why an input was refused, in words a user can act on."""
     if not head:
         return "unsupported format: the file is empty"
-    allowed = ", ".join(f.upper() for f in SUPPORTED)
-    return f"unsupported format: not one of {allowed} (judged by content, not by file name)"
+    allowed = ", ".join(f.upper() for f in SUPPORTED if f != "heif" or HEIF_PLUGIN)
+    name = describe(head)
+    what = f"{name} is not accepted" if name else "not a known image"
+    return f"unsupported format: {what} (allowed: {allowed}; judged by content, not by name)"

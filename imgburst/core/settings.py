@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from imgburst import __version__
+from imgburst.core.recipes import PresetError, Recipe, load_presets
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -77,6 +78,11 @@ class Settings:
     api_keys: tuple[str, ...] = field(repr=False)
     max_upload_mb: int
     max_files: int
+    max_file_mb: int
+    max_megapixels: float
+    max_frames: int
+    presets: Mapping[str, Recipe] = field(repr=False)
+    worker_max_memory_mb: int
     task_time_limit_s: int
     visibility_timeout_s: int
     task_max_retries: int
@@ -165,6 +171,11 @@ class Settings:
             api_keys=tuple(k for k in env.get("IMGBURST_API_KEYS", "").split(",") if k.strip()),
             max_upload_mb=_int(env, "IMGBURST_MAX_UPLOAD_MB", 512, 1, 1 << 20),
             max_files=_int(env, "IMGBURST_MAX_FILES", 1000, 1, 1_000_000),
+            max_file_mb=_int(env, "IMGBURST_MAX_FILE_MB", 50, 1, 4096),
+            max_megapixels=_float(env, "IMGBURST_MAX_MEGAPIXELS", 50, 0.01, 1000),
+            max_frames=_int(env, "IMGBURST_MAX_FRAMES", 100, 1, 100_000),
+            presets=_presets(env),
+            worker_max_memory_mb=_int(env, "IMGBURST_WORKER_MAX_MEMORY_MB", 1024, 0, 1 << 20),
             task_time_limit_s=time_limit,
             visibility_timeout_s=visibility,
             task_max_retries=_int(env, "IMGBURST_TASK_MAX_RETRIES", 5, 0, 100),
@@ -195,6 +206,14 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     return _number(env, name, default, low, high)
+
+
+def _presets(env: Mapping[str, str]) -> Mapping[str, Recipe]:
+    path = env.get("IMGBURST_PRESETS_FILE") or None
+    try:
+        return load_presets(Path(path) if path else None)
+    except PresetError as exc:
+        raise SettingsError("IMGBURST_PRESETS_FILE", str(exc)) from None
 
 
 def _scaler(env: Mapping[str, str]) -> ScalerSettings:

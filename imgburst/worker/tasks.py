@@ -8,11 +8,14 @@ fails only its own job; transient storage or database errors retry with backoff.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
@@ -23,16 +26,24 @@ from imgburst.core.blobs import (
     BlobNotFound,
     BlobStore,
     BlobUnavailable,
+    asset_path,
     blob_store_from_settings,
     output_path,
 )
-from imgburst.core.celery_app import PROCESS_IMAGE, make_celery
-from imgburst.core.recipes import RecipeError, parse_recipe
+from imgburst.core.celery_app import (
+    PREVIEW_IMAGE,
+    PREVIEW_REPLY_TTL_S,
+    PROCESS_IMAGE,
+    make_celery,
+)
+from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, OutputRecord
 from imgburst.worker import heartbeat, imaging
 
 log = logging.getLogger("imgburst.worker")
+ASSET_CACHE = 32
+ASSET_TTL_S = 60.0
 
 TRANSIENT = (BlobUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError,
              sa_exc.TimeoutError)
@@ -45,6 +56,35 @@ class Runtime:
     settings: Settings
     store: JobStore
     blobs: BlobStore
+    asset_cache: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> imaging.Limits:
+        return limits_from_settings(self.settings)
+
+    def assets(self, names: set[str]) -> dict[str, bytes]:
+        """The watermark assets a recipe names, cached for a minute per process (a missing
+        one is left out: the operation then fails its job saying which)."""
+        now = time.monotonic()
+        found = {}
+        for name in names:
+            cached = self.asset_cache.get(name)
+            if cached is None or now - cached[0] > ASSET_TTL_S:
+                try:
+                    cached = (now, self.blobs.get(asset_path(name)))
+                except BlobNotFound:
+                    continue
+                self.asset_cache[name] = cached
+                if len(self.asset_cache) > ASSET_CACHE:
+                    self.asset_cache.pop(next(iter(self.asset_cache)))
+            found[name] = cached[1]
+        return found
+
+
+def limits_from_settings(settings: Settings) -> imaging.Limits:
+    return imaging.Limits(max_pixels=int(settings.max_megapixels * 1_000_000),
+                          max_frames=settings.max_frames,
+                          max_bytes=settings.max_file_mb << 20)
 
 
 _runtime: Runtime | None = None
@@ -72,13 +112,11 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     try:
         recipe = parse_recipe(job.recipe)
         data = rt.blobs.get(job.input_path, container=job.input_container)
-        rendered = imaging.process(data, recipe)
+        rendered = imaging.process(data, recipe, rt.limits, rt.assets(recipe.assets))
         records = []
         for out in rendered:
-            spec = recipe.output(out.name)
-            assert spec is not None
-            path = output_path(job.batch_id, job.id, out.name, spec.extension)
-            rt.blobs.put(path, out.data, content_type=spec.media_type)
+            path = output_path(job.batch_id, job.id, out.name, EXTENSIONS[out.format])
+            rt.blobs.put(path, out.data, content_type=MEDIA_TYPES[out.format])
             records.append(OutputRecord(name=out.name, format=out.format, width=out.width,
                                         height=out.height, bytes=len(out.data), blob_path=path))
     except imaging.ImageError as exc:
@@ -126,6 +164,15 @@ def create_worker_app(settings: Settings) -> Celery:
             _give_up(rt, job_id, f"internal error: {type(exc).__name__}: {exc}")
             return "failed"
 
+    @app.task(name=PREVIEW_IMAGE, acks_late=False, ignore_result=True)
+    def preview_image(reply_key: str, data_b64: str, recipe_raw: dict[str, object],
+                      accept: str | None) -> str:
+        reply = run_preview(settings, base64.b64decode(data_b64), recipe_raw, accept)
+        client = preview_redis(app.conf.broker_url)
+        client.rpush(reply_key, json.dumps(reply))
+        client.expire(reply_key, PREVIEW_REPLY_TTL_S)
+        return "ok" if "error" not in reply else "failed"
+
     heartbeat.install(app)
 
     @worker_process_init.connect(weak=False)
@@ -136,6 +183,36 @@ def create_worker_app(settings: Settings) -> Celery:
             log.warning("job store not reachable yet; tasks will retry")
 
     return app
+
+
+def run_preview(settings: Settings, data: bytes, recipe_raw: object,
+                accept: str | None) -> dict[str, object]:
+    """Render the first output of a recipe for one image: the reply the API waits for."""
+    try:
+        recipe = parse_recipe(recipe_raw)
+        limits = limits_from_settings(settings)
+        names = recipe.assets
+        assets = runtime(settings).assets(names) if names else {}
+        out = imaging.process(data, replace(recipe, outputs=recipe.outputs[:1]), limits,
+                              assets, accept)[0]
+    except (imaging.ImageError, RecipeError) as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # a bug must fail one preview, never the worker
+        log.exception("preview: unexpected error")
+        return {"error": f"internal error: {type(exc).__name__}"}
+    return {"name": out.name, "format": out.format, "width": out.width, "height": out.height,
+            "data": base64.b64encode(out.data).decode("ascii")}
+
+
+_preview_redis: redis.Redis | None = None
+
+
+def preview_redis(url: str) -> redis.Redis:
+    """The connection previews reply on (the broker's Redis), one per process."""
+    global _preview_redis
+    if _preview_redis is None:
+        _preview_redis = redis.Redis.from_url(url, socket_timeout=5)
+    return _preview_redis
 
 
 def _give_up(rt: Runtime, job_id: str, error: str) -> None:

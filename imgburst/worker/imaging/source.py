@@ -1,0 +1,236 @@
+"""Opening untrusted images safely, and decoding no more of them than the recipe needs.
+
+Safety, in the order it is checked: the size of the bytes; the format, by magic bytes
+and by the Pillow plugins allowed to open it (never EPS, PSD, PDF or SVG: Pillow is told
+exactly which plugins may try); the resolution, read from the header before any pixel
+is decoded (a decompression bomb is refused, never decoded); the number of frames.
+`LOAD_TRUNCATED_IMAGES` stays off, so a truncated file fails with a clear error.
+
+Speed: for a JPEG, `draft` asks the decoder for a reduced DCT scale (1/2, 1/4, 1/8) that
+is still at least as large as the biggest output needs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from imgburst.core.formats import HEIF_PLUGIN, sniff, unsupported_message
+from imgburst.core.recipes import Crop, OutputSpec, Recipe, Resize, Rotate
+from imgburst.worker.imaging.errors import ImageError, Limits
+from imgburst.worker.imaging.geometry import resize_plan
+
+PLUGINS = {  # our format name -> the Pillow plugins allowed to open it
+    "jpeg": ["JPEG", "MPO"], "png": ["PNG"], "webp": ["WEBP"], "gif": ["GIF"],
+    "tiff": ["TIFF"], "bmp": ["BMP"], "avif": ["AVIF"], "heif": ["HEIF"],
+}
+ORIENT = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
+EXIF_ORIENTATION = 0x0112
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+# Pillow's own bomb check is global and fixed; ours (`Limits.max_pixels`) is configurable
+# and runs on every open, before decoding, with a message that gives the dimensions.
+Image.MAX_IMAGE_PIXELS = None
+
+if HEIF_PLUGIN:  # optional extra: `pip install 'imgburst[heif]'`
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+@dataclass
+class Source:
+    """A decoded image: pixels at `image.size`, standing for `size` source pixels."""
+
+    image: Image.Image
+    size: tuple[int, int]
+    format: str
+    icc: bytes | None
+    exif: Image.Exif | None
+
+
+def open_image(data: bytes, limits: Limits | None = None,
+               what: str = "image") -> tuple[Image.Image, str]:
+    """Open (without decoding) and check size, format, resolution and frame count."""
+    limits = limits or Limits()
+    if len(data) > limits.max_bytes:
+        raise ImageError(f"{what} too large: {len(data) / 1e6:.1f} MB, above the "
+                         f"{limits.max_bytes / 1e6:.0f} MB limit")
+    head = bytes(data[:64])
+    fmt = sniff(head)
+    if fmt is None:
+        raise ImageError(unsupported_message(head))
+    if fmt == "heif" and not HEIF_PLUGIN:
+        raise ImageError("unsupported format: HEIF needs the pillow-heif package "
+                         "(pip install 'imgburst[heif]')")
+    try:
+        img = Image.open(io.BytesIO(data), formats=PLUGINS[fmt])
+    except UnidentifiedImageError:
+        raise ImageError(f"corrupt {fmt.upper()}: its header can't be read") from None
+    except DECODE_ERRORS as exc:
+        raise ImageError(f"corrupt {fmt.upper()} header: {exc}") from None
+    if fmt == "png":  # Pillow checks IDAT CRCs only in verify(): cheap, no decoding
+        try:
+            Image.open(io.BytesIO(data), formats=["PNG"]).verify()
+        except DECODE_ERRORS as exc:
+            raise ImageError(f"corrupt PNG: {exc}") from None
+    w, h = img.size
+    if w * h > limits.max_pixels:
+        raise ImageError(f"{what} too large: {w}x{h} is {w * h / 1e6:.1f} MP, above the "
+                         f"{limits.max_pixels / 1e6:g} MP limit")
+    frames = count_frames(img, limits.max_frames + 1)
+    if frames > limits.max_frames:
+        raise ImageError(f"too many frames: more than {limits.max_frames} (the first frame is "
+                         "used, but the count is limited)")
+    if frames > 1:
+        img.seek(0)
+    return img, fmt
+
+
+def count_frames(img: Image.Image, stop: int) -> int:
+    """Frames in `img`, counting no further than `stop` (a frame bomb costs nothing)."""
+    if not getattr(img, "is_animated", False):
+        return 1
+    count = 1
+    try:
+        while count < stop:
+            img.seek(count)
+            count += 1
+    except EOFError:
+        pass
+    except DECODE_ERRORS as exc:
+        raise ImageError(f"corrupt animation at frame {count + 1}: {exc}") from None
+    return count
+
+
+def needed_scale(spec: OutputSpec, size: tuple[int, int]) -> float:
+    """How much of the source resolution this output needs (1.0 = full decode).
+
+    Walks the operations up to the first resize; only operations that don't depend on
+    pixel density (`scale_free`) may come before it, or the full image is needed.
+    """
+    w, h = float(size[0]), float(size[1])
+    for op in spec.ops:
+        if isinstance(op, Resize):
+            target, crop = resize_plan(op, (w, h))
+            if op.enlarge or op.mode == "force":
+                return 1.0
+            return min(1.0, max(target[0] / crop[0], target[1] / crop[1]))
+        if not op.scale_free:
+            return 1.0
+        if isinstance(op, Crop):
+            w, h = w * float(op.width), h * float(op.height)
+        elif isinstance(op, Rotate) and op.angle % 180:
+            w, h = h, w
+    return 1.0
+
+
+def decode(data: bytes, recipe: Recipe, limits: Limits | None = None) -> Source:
+    """Decode only as much as the recipe's largest output needs; oriented, in a mode
+    every operation handles (RGB, RGBA, L, LA), with metadata kept aside."""
+    img, fmt = open_image(data, limits or Limits())
+    try:
+        exif = img.getexif()
+    except DECODE_ERRORS:
+        exif = None
+    orientation = exif.get(EXIF_ORIENTATION, 1) if exif is not None and recipe.auto_orient else 1
+    if orientation not in ORIENT:
+        orientation = 1
+    raw_w, raw_h = img.size
+    size = (raw_h, raw_w) if orientation in (5, 6, 7, 8) else (raw_w, raw_h)
+    scale = max(needed_scale(spec, size) for spec in recipe.outputs)
+    if fmt == "jpeg" and scale < 1:
+        img.draft(img.mode, (math.ceil(raw_w * scale), math.ceil(raw_h * scale)))
+    icc = img.info.get("icc_profile") or None
+    try:
+        img.load()
+        for method in ORIENT.get(orientation, ()):
+            img = img.transpose(method)
+        img = normalize_mode(img, icc)
+    except DECODE_ERRORS as exc:
+        raise ImageError(f"truncated or corrupt image: {exc}") from None
+    if img.mode in ("RGB", "RGBA") and icc is not None and is_cmyk_profile(icc):
+        icc = None  # the CMYK profile was used to convert; the pixels are sRGB now
+    img.info = {}
+    if exif is not None and orientation != 1:
+        exif[EXIF_ORIENTATION] = 1
+    return Source(image=img, size=size, format=fmt, icc=icc, exif=exif)
+
+
+def normalize_mode(img: Image.Image, icc: bytes | None = None) -> Image.Image:
+    """RGB, RGBA, L or LA: the modes every operation and encoder handles."""
+    mode = img.mode
+    if mode in ("RGB", "RGBA", "L", "LA"):
+        return img
+    if mode == "CMYK":
+        if icc is not None and is_cmyk_profile(icc):
+            try:
+                return ImageCms.profileToProfile(img, _profile(icc), SRGB, outputMode="RGB")
+            except (ImageCms.PyCMSError, OSError):
+                pass
+        return img.convert("RGB")
+    if mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if mode in ("PA", "RGBa", "RGBX"):
+        return img.convert("RGBA" if mode != "RGBX" else "RGB")
+    if mode == "La":
+        return img.convert("LA")
+    if mode == "1":
+        return img.convert("L")
+    if mode.startswith("I;16") or mode == "I":  # 16-bit and 32-bit grey: top 8 bits
+        img = img if mode == "I" else img.convert("I")
+        return img.point(lambda v: v / 256).convert("L")
+    if mode == "F":
+        return img.convert("L")
+    return img.convert("RGBA" if "A" in img.getbands() else "RGB")
+
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@lru_cache(maxsize=32)
+def _profile(icc: bytes) -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(io.BytesIO(icc))
+
+
+def is_cmyk_profile(icc: bytes) -> bool:
+    return icc[16:20] == b"CMYK"
+
+
+@lru_cache(maxsize=32)
+def _to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """A cached transform from the profile to sRGB; None when it is sRGB already or
+    unusable (then the pixels are taken as sRGB, as browsers do)."""
+    try:
+        profile = _profile(icc)
+        description = ImageCms.getProfileDescription(profile) or ""
+        if "srgb" in description.lower() or icc[16:20] != b"RGB ":
+            return None
+        return ImageCms.buildTransform(profile, SRGB, mode, mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None
+
+
+def to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert colours from the source's profile to sRGB (a no-op for sRGB sources)."""
+    if icc is None or img.mode not in ("RGB", "RGBA"):
+        return img
+    transform = _to_srgb(icc, img.mode)
+    if transform is None:
+        return img
+    try:
+        return ImageCms.applyTransform(img, transform) or img
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img
