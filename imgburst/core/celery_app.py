@@ -31,7 +31,10 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         raise RuntimeError("REDIS_URL is not set: set it, or run `imgburst up` to start an "
                            "embedded Redis")
     app = Celery("imgburst", broker=url, set_as_current=False)
-    soft = max(1, settings.task_time_limit_s - max(1, settings.task_time_limit_s // 10))
+    # The soft limit (an exception in the task, which marks the job failed) comes first;
+    # the hard limit (the pool process is killed) only if the task ignores it.
+    limit = settings.task_time_limit_s
+    soft = limit - max(0.5, limit / 10)
     app.conf.update(
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,

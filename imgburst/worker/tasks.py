@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass, field, replace
 
 import redis
+from billiard.exceptions import TimeLimitExceeded
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import task_failure, worker_process_init
 from sqlalchemy import exc as sa_exc
 
 from imgburst.core.blobs import (
@@ -172,6 +173,24 @@ def create_worker_app(settings: Settings) -> Celery:
         client.rpush(reply_key, json.dumps(reply))
         client.expire(reply_key, PREVIEW_REPLY_TTL_S)
         return "ok" if "error" not in reply else "failed"
+
+    @task_failure.connect(weak=False)
+    def _killed_over_time(sender: Task | None = None, exception: BaseException | None = None,
+                          args: list[str] | None = None, **_kwargs: object) -> None:
+        """The hard limit killed a pool process stuck in C code: record the job as failed
+        (this runs in the worker's main process, with a short-lived store connection)."""
+        if sender is None or sender.name != PROCESS_IMAGE or not args:
+            return
+        if not isinstance(exception, TimeLimitExceeded):
+            return
+        store = JobStore.from_settings(settings)
+        try:
+            store.fail_job(args[0], f"took longer than the {settings.task_time_limit_s} s "
+                           "limit and was stopped")
+        except TRANSIENT as exc:
+            log.error("job %s: could not record its time-out: %s", args[0], exc)
+        finally:
+            store.dispose()
 
     heartbeat.install(app)
 
