@@ -16,6 +16,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed
+	$(BIN)/python bench/imaging.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/burst.py
 

@@ -97,7 +97,8 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) 
         store.dispose()
     app = create_worker_app(settings)
     app.worker_main([
-        "worker", "--queues", f"{QUEUE},{PREVIEW_QUEUE}",
+        # previews go to the steady pool only: a burst worker drains and leaves
+        "worker", "--queues", f"{QUEUE},{PREVIEW_QUEUE}" if pool == "base" else QUEUE,
         "--hostname", name or default_worker_name(pool, settings),
         "--concurrency", str(concurrency or os.cpu_count() or 1), "--loglevel", loglevel,
         "--without-mingle", "--without-gossip", "--pool", "prefork",

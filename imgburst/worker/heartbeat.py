@@ -19,6 +19,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state
 
+from imgburst.core.celery_app import QUEUE
 from imgburst.core.inspect import WorkerInfo, remove_heartbeat, write_heartbeat
 
 log = logging.getLogger("imgburst.worker")
@@ -47,7 +48,8 @@ class Heartbeat(threading.Thread):
         elif self.idle_since is None:
             self.idle_since = now
         task_consumer = getattr(self.consumer, "task_consumer", None)
-        consuming = bool(task_consumer is not None and task_consumer.queues)
+        consuming = task_consumer is not None and any(  # the images queue, not previews
+            queue.name == QUEUE for queue in task_consumer.queues)
         pool = getattr(self.consumer, "pool", None)
         return WorkerInfo(
             name=self.worker_name, pool=self.pool, host=self.host, pid=os.getpid(),
