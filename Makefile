@@ -16,6 +16,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/imaging.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/burst.py

@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import CACHE, images
+os.environ.setdefault("VIPS_CONCURRENCY", "1")  # single-threaded, like both other columns
+
+from harness import CACHE, images  # noqa: E402
 from PIL import Image, ImageFilter
 
 from imgburst.core.recipes import DEFAULT_RECIPE_JSON, Recipe, Resize, parse_recipe
@@ -73,6 +76,39 @@ def naive(data: bytes, recipe: Recipe) -> int:
         img.save(out, fmt, **options)
         total += out.tell()
     return total
+
+
+VIPS_SAVE = {"jpeg": ".jpg[Q=85]", "webp": ".webp[Q=80]", "png": ".png[compression=6]",
+             "avif": ".avif[Q=60,effort=1]"}
+
+
+def vips(data: bytes, recipe: Recipe) -> int:
+    """The reference: libvips' thumbnail (shrink-on-load), one thread, no cache."""
+    import pyvips
+
+    total = 0
+    for spec in recipe.outputs:
+        resize = spec.ops[0]
+        assert isinstance(resize, Resize) and resize.width and resize.height
+        img = pyvips.Image.thumbnail_buffer(
+            data, resize.width, height=resize.height, size="down",
+            crop="centre" if resize.mode == "fill" else "none")
+        for op in spec.ops[1:]:
+            if op.name == "grayscale":
+                img = img.colourspace("b-w")
+            elif op.name == "blur":
+                img = img.gaussblur(op.sigma)  # type: ignore[attr-defined]
+        total += len(img.write_to_buffer(VIPS_SAVE[spec.format]))
+    return total
+
+
+def vips_available() -> bool:
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        return False
+    pyvips.cache_set_max(0)
+    return True
 
 
 def ours(data: bytes, recipe: Recipe) -> int:
@@ -136,13 +172,11 @@ def main() -> None:
     args = parser.parse_args()
     print("preparing images ...", flush=True)
     inputs = sources(args.images)
-    try:
-        import pyvips  # noqa: F401
-
-        print("pyvips is installed but not wired as a reference column yet")
-    except ImportError:
-        print("pyvips not installed: no reference column")
-    print(f"\n{'recipe':24} {'source':11} {'naive img/s':>11} {'ours img/s':>10} {'ratio':>6}")
+    with_vips = vips_available()
+    print("pyvips: " + ("reference column, one thread (VIPS_CONCURRENCY=1)" if with_vips
+                        else "not installed (pip install 'pyvips[binary]'): no reference"))
+    print(f"\n{'recipe':24} {'source':11} {'naive img/s':>11} {'ours img/s':>10} {'ratio':>6}"
+          + (f" {'vips img/s':>10}" if with_vips else ""))
     ratios: dict[str, float] = {}
     for row, raw in ROWS.items():
         recipe = parse_recipe(raw)
@@ -154,7 +188,15 @@ def main() -> None:
                 mine.append(throughput(ours, datas, recipe))
             b, m = statistics.median(base), statistics.median(mine)
             ratios[f"{row} / {source}"] = m / b
-            print(f"{row:24} {source:11} {b:11.2f} {m:10.2f} {m / b:5.2f}x", flush=True)
+            line = f"{row:24} {source:11} {b:11.2f} {m:10.2f} {m / b:5.2f}x"
+            if with_vips:
+                try:
+                    v = statistics.median(throughput(vips, datas, recipe)
+                                          for _ in range(args.rounds))
+                    line += f" {v:10.2f}"
+                except Exception as exc:  # a format this libvips build lacks
+                    line += f" {'n/a':>10} ({type(exc).__name__})"
+            print(line, flush=True)
     big = CACHE / "36mp.jpg"
     if not big.exists():
         big.write_bytes(photo_bytes(36, 7360, 4912))

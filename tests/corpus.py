@@ -104,5 +104,7 @@ GOOD: list[tuple[str, Callable[[], bytes]]] = [
     ("grey-alpha.png", la_png),
     ("few-frames.gif", lambda: gif_frames(5)),
     ("profiled.jpg", adobe_rgb_jpeg),
+    ("photo.avif", lambda: _save(Image.open(io.BytesIO(photo_bytes(12, 320, 240))), "AVIF")),
+    ("photo.tiff", lambda: photo_bytes(13, 320, 240, "TIFF")),
     *[(f"orient-{n}.jpg", lambda n=n: oriented(n)) for n in range(1, 9)],
 ]

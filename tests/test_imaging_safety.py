@@ -102,3 +102,13 @@ def test_a_corrupt_frame_after_a_valid_header_is_caught():
         process(bytes(data), DEFAULT_RECIPE)
     except ImageError as exc:
         assert "corrupt" in str(exc) or "truncated" in str(exc)
+
+
+def test_heif_is_recognised_and_refused_clearly_without_its_plugin(monkeypatch):
+    from imgburst.worker.imaging import source
+
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    assert sniff(heic) == "heif"
+    monkeypatch.setattr(source, "HEIF_PLUGIN", False)
+    with pytest.raises(ImageError, match="HEIF needs the pillow-heif package"):
+        process(heic, DEFAULT_RECIPE)

@@ -92,11 +92,26 @@ def _prepare(img: Image.Image, fmt: str, spec: OutputSpec) -> Image.Image:
     if fmt in ("webp", "avif"):
         return img if img.mode in ("RGB", "RGBA") else img.convert(
             "RGBA" if "A" in img.getbands() else "RGB")
+    if fmt == "gif" and "A" in img.getbands():
+        return _gif_with_transparency(img, spec.colors)
     if fmt == "gif" or (fmt == "png" and spec.palette):
-        if "A" in img.getbands():
+        if "A" in img.getbands():  # PNG keeps per-entry alpha (tRNS)
             return img.convert("RGBA").quantize(spec.colors, Image.Quantize.FASTOCTREE)
         return img.convert("RGB").quantize(spec.colors, Image.Quantize.MEDIANCUT)
     return img
+
+
+def _gif_with_transparency(img: Image.Image, colors: int) -> Image.Image:
+    """GIF has one fully transparent palette entry: quantize the colours into the rest,
+    then point every mostly-transparent pixel at it."""
+    rgba = img.convert("RGBA")
+    paletted = rgba.convert("RGB").quantize(max(1, colors - 1), Image.Quantize.MEDIANCUT)
+    clear = len(paletted.getpalette() or []) // 3
+    palette = (paletted.getpalette() or []) + [0, 0, 0]
+    paletted.putpalette(palette)
+    paletted.paste(clear, mask=rgba.getchannel("A").point(lambda a: 255 if a < 128 else 0))
+    paletted.info["transparency"] = clear
+    return paletted
 
 
 def encode(img: Image.Image, spec: OutputSpec, source: Source,
@@ -111,6 +126,9 @@ def encode(img: Image.Image, spec: OutputSpec, source: Source,
     if spec.keep_exif and source.exif is not None and fmt != "gif":
         extra["exif"] = source.exif.tobytes()
     img = _prepare(img, fmt, spec)
+    # Encoders also write info's icc_profile and exif: only what `extra` says may be written
+    # (a colour conversion leaves the sRGB profile there).
+    img.info = {k: v for k, v in img.info.items() if k == "transparency"}
     quality = spec.quality_for(fmt)
     data = _save(img, fmt, spec, quality, extra)
     if spec.max_bytes is None or len(data) <= spec.max_bytes or fmt not in LOSSY or (
