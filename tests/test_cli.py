@@ -68,6 +68,13 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert fetch.returncode == 0, fetch.stderr
         assert Image.open(tmp_path / "out" / "thumb" / "a.webp").size == (256, 192)
         assert Image.open(tmp_path / "out" / "medium" / "b.jpg").size == (300, 600)
+        preset = imgburst("submit", str(photos / "a.jpg"), "--preset", "avatar", "--wait",
+                          env=env)
+        assert preset.returncode == 0 and "1 succeeded" in preset.stderr, preset.stderr
+        fetched = imgburst("fetch", preset.stdout.strip().splitlines()[-1], "--out",
+                           str(tmp_path / "avatars"), env=env)
+        assert fetched.returncode == 0, fetched.stderr
+        assert Image.open(tmp_path / "avatars" / "avatar-2x" / "a.webp").size == (256, 256)
         listing = imgburst("status", env=env)
         assert batch_id[:8] in listing.stderr
         children = descendants(up.pid)

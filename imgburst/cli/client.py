@@ -116,10 +116,12 @@ def register(cli: click.Group) -> None:
     @click.option("--recipe", "recipe_file", type=click.Path(exists=True, dir_okay=False,
                                                              path_type=Path),
                   help="Recipe JSON file (default: 256 px WebP thumb + 1024 px JPEG).")
+    @click.option("--preset", default=None,
+                  help="A named recipe instead of --recipe (see GET /api/v1/presets).")
     @click.option("--wait", is_flag=True, help="Show progress until the batch is done.")
     @url_option
-    def submit(paths: tuple[Path, ...], recipe_file: Path | None, wait: bool,
-               url: str | None) -> None:
+    def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
+               wait: bool, url: str | None) -> None:
         """Upload images (files or folders) as one batch."""
         client = client_for(url)
         files = collect_files(paths)
@@ -134,6 +136,8 @@ def register(cli: click.Group) -> None:
                 raise click.BadParameter(f"{recipe_file} is not JSON: {exc}",
                                          param_hint="--recipe") from None
             data["recipe"] = text
+        if preset is not None:
+            data["preset"] = preset
         size = sum(f.stat().st_size for f in files)
         with console.status(f"uploading {len(files)} images ({size / 1e6:.1f} MB)..."):
             handles = [f.open("rb") for f in files]
