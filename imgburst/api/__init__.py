@@ -13,7 +13,8 @@ from flask import Flask, Request, g, request
 from flask.typing import ResponseReturnValue
 
 from imgburst.api.errors import register_error_handlers
-from imgburst.api.services import Metrics, Services
+from imgburst.api.metrics import Metrics
+from imgburst.api.services import Services
 from imgburst.core.blobs import blob_store_from_settings
 from imgburst.core.celery_app import make_celery
 from imgburst.core.settings import Settings
@@ -42,11 +43,13 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         assets,
         batches,
         dashboard,
+        demo,
         health,
         jobs,
         openapi,
         presets,
         preview,
+        stats,
         version,
     )
 
@@ -66,9 +69,11 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         uploads=ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload"),
         redis=redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5),
     )
+    services = app.extensions["imgburst"]
+    metrics.watch(lambda: services)
     register_error_handlers(app)
-    for module in (batches, jobs, presets, preview, assets, health, version, openapi,
-                   dashboard):
+    for module in (batches, jobs, presets, preview, assets, stats, demo, health, version,
+                   openapi, dashboard):
         app.register_blueprint(module.bp)
 
     @app.before_request

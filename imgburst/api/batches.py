@@ -21,6 +21,7 @@ from imgburst.core.blobs import BlobError, BlobNotFound, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.inspect import nudge
+from imgburst.core.recipes import Recipe
 from imgburst.core.store import NewJob, new_id
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
@@ -28,22 +29,26 @@ bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 
+def store_input(svc: Services, batch_id: str, name: str, data: bytes | memoryview) -> NewJob:
+    """Sniff one input and store it as a blob; an unsupported one becomes a refused job."""
+    job_id = new_id()
+    head = bytes(data[:SNIFF_BYTES])
+    fmt = sniff(head)
+    path = input_path(batch_id, job_id, name)
+    if fmt is None:
+        return NewJob(job_id, name, svc.blobs.container, path, None, len(data),
+                      error=unsupported_message(head))
+    svc.blobs.put(path, data, content_type=f"image/{fmt}")
+    return NewJob(job_id, name, svc.blobs.container, path, fmt, len(data))
+
+
 def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list[NewJob]:
     """Store each uploaded file as an input blob (in parallel); refuse unsupported ones."""
 
     def store_one(upload: FileStorage) -> NewJob:
-        job_id = new_id()
         stream = upload.stream
         data = stream.getbuffer() if isinstance(stream, BytesIO) else stream.read()  # no copy
-        name = upload.filename or "image"
-        head = bytes(data[:SNIFF_BYTES])
-        fmt = sniff(head)
-        path = input_path(batch_id, job_id, name)
-        if fmt is None:
-            return NewJob(job_id, name, svc.blobs.container, path, None, len(data),
-                          error=unsupported_message(head))
-        svc.blobs.put(path, data, content_type=f"image/{fmt}")
-        return NewJob(job_id, name, svc.blobs.container, path, fmt, len(data))
+        return store_input(svc, batch_id, upload.filename or "image", data)
 
     limit = svc.settings.max_file_mb << 20
     for i, upload in enumerate(files):
@@ -149,6 +154,12 @@ def create_batch() -> Response:
     except BlobError as exc:
         raise Problem(503, "Blob store unavailable", f"{exc}; try again shortly",
                       headers={"Retry-After": "5"}) from None
+    return accept_batch(svc, batch_id, recipe, source, jobs)
+
+
+def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
+                 jobs: list[NewJob]) -> Response:
+    """Record the batch, enqueue its jobs, answer 202 (shared by every way to submit)."""
     svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs)
     queued = [j.id for j in jobs if j.error is None]
     try:

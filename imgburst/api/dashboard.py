@@ -1,11 +1,13 @@
-"""`GET /`: a server-rendered overview of recent batches (the live dashboard builds on it)."""
+"""`GET /`: the live dashboard. Server-rendered with the current stats, so it says
+something without JavaScript; `static/dashboard.js` then polls `/api/v1/stats` every
+second and draws the charts (plain SVG, no library, nothing fetched from a CDN)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, render_template
 
 from imgburst.api.services import services
-from imgburst.api.views import batch_json
+from imgburst.api.stats import cached_snapshot
 
 bp = Blueprint("dashboard", __name__)
 
@@ -13,6 +15,5 @@ bp = Blueprint("dashboard", __name__)
 @bp.get("/")
 def index() -> str:
     svc = services()
-    batches = [batch_json(v) for v in svc.store.list_batches(limit=20, offset=0)]
-    return render_template("dashboard.html", batches=batches, counts=svc.store.status_counts(),
+    return render_template("dashboard.html", stats=cached_snapshot(svc),
                            version=svc.settings.app_version)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -110,3 +111,48 @@ def live_workers(client: redis.Redis, now: float | None = None) -> list[WorkerIn
 def nudge(client: redis.Redis) -> None:
     """Tell the scaler new work arrived, so it reacts now rather than at its next poll."""
     client.publish(NUDGE_CHANNEL, b"1")
+
+
+# -- the scaler's telemetry (the scaler writes it in vk/events.py; the API reads it) ------
+
+EVENTS_STREAM = "imgburst:scaler:events"
+STATE_KEY = "imgburst:scaler:state"
+SAMPLES_STREAM = "imgburst:scaler:samples"
+SCALED_KEY = "imgburst:scaler:scaled"  # hash: up / down -> burst workers started / stopped
+STATE_TTL_S = 10
+MAX_SAMPLES = 1800  # 30 minutes at one sample a second
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def scaler_state(client: redis.Redis) -> dict[str, Any] | None:
+    """The scaler's view at its last tick (desired size, burst workers and phases), or
+    None when no scaler has ticked in the last few seconds."""
+    raw = client.get(STATE_KEY)
+    return json.loads(raw) if raw else None
+
+
+def scaling_events(client: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
+    """The newest `count` scaler events, oldest first."""
+    rows = client.xrevrange(EVENTS_STREAM, count=count)
+    return [json.loads(fields[b"event"]) for _id, fields in reversed(rows)]
+
+
+def samples(client: redis.Redis, since: float | None = None,
+            count: int = MAX_SAMPLES) -> list[dict[str, Any]]:
+    """The scaler's once-a-tick samples of work and pool sizes, oldest first; only those
+    after `since` (epoch seconds) when given."""
+    start = f"({int(since * 1000)}" if since else "-"
+    rows = client.xrevrange(SAMPLES_STREAM, max="+", min=start, count=count)
+    return [{_decode(k): json.loads(v) for k, v in fields.items()}
+            for _id, fields in reversed(rows)]
+
+
+def scaled_totals(client: redis.Redis) -> dict[str, int]:
+    """Burst workers the scaler has started (`up`) and stopped (`down`), ever."""
+    raw = client.hgetall(SCALED_KEY)
+    totals = {"up": 0, "down": 0}
+    totals.update({_decode(k): int(v) for k, v in raw.items()})
+    return totals

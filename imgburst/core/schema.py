@@ -56,7 +56,11 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    wait_ms: Mapped[int | None] = mapped_column(Integer)
+    """Queue wait: created -> first start (ms), set when the job ends."""
+    run_ms: Mapped[int | None] = mapped_column(Integer)
+    """Processing: first start -> end (ms; retries included), set when the job ends."""
 
 
 class Output(Base):

@@ -20,7 +20,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from imgburst.core.schema import JOB_STATUSES, Batch, Job, Output
@@ -160,6 +170,17 @@ def batch_status(counts: dict[str, int], cancelled: bool, started: bool) -> str:
     return "partial"
 
 
+def _ended(conn: Connection, job_id: str) -> dict[str, Any]:
+    """finished_at, and the job's queue wait and processing time, for the ending UPDATE."""
+    now = utcnow()
+    row = conn.execute(select(Job.created_at, Job.started_at).where(Job.id == job_id)).first()
+    values: dict[str, Any] = {"finished_at": now}
+    if row is not None and row.started_at is not None:
+        values["wait_ms"] = max(0, round((row.started_at - row.created_at).total_seconds() * 1000))
+        values["run_ms"] = max(0, round((now - row.started_at).total_seconds() * 1000))
+    return values
+
+
 class JobStore:
     """Reads and guarded writes of batches and jobs. Safe to share across threads."""
 
@@ -228,7 +249,7 @@ class JobStore:
         with self.engine.begin() as conn:
             done = conn.execute(
                 update(Job).where(Job.id == job_id, Job.status == "running")
-                .values(status="succeeded", error=None, finished_at=utcnow())
+                .values(status="succeeded", error=None, **_ended(conn, job_id))
             ).rowcount
             if not done:
                 return False
@@ -246,7 +267,7 @@ class JobStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(
                 update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
-                .values(status="failed", error=error[:4000], finished_at=utcnow())
+                .values(status="failed", error=error[:4000], **_ended(conn, job_id))
             ).rowcount)
 
     def cancel_batch(self, batch_id: str) -> int:
@@ -358,4 +379,76 @@ class JobStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
         return {s: 0 for s in JOB_STATUSES} | {s: n for s, n in rows}
+
+    # -- stats --------------------------------------------------------------------------
+
+    def finished_since(self, since: datetime) -> int:
+        """Jobs that ended (any final status) at or after `since`."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(Job)
+                                .where(Job.finished_at >= since)).scalar_one()
+
+    def recent_timings(self, since: datetime, limit: int = 2000) -> list[tuple[int, int]]:
+        """(wait_ms, run_ms) of the newest jobs that ran and ended since `since`."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Job.wait_ms, Job.run_ms)
+                .where(Job.finished_at >= since, Job.run_ms.is_not(None))
+                .order_by(Job.finished_at.desc()).limit(limit)
+            ).all()
+        return [(r.wait_ms, r.run_ms) for r in rows]
+
+    def active_batches(self, recent: int = 5, limit: int = 20) -> list[dict[str, Any]]:
+        """Batches with unfinished jobs, then the newest others (so a bar reaching 100% is
+        seen), newest first."""
+        with self.engine.connect() as conn:
+            unfinished = select(Job.batch_id).where(Job.status.in_(("queued", "running")))
+            active = conn.execute(
+                select(Batch).where(Batch.id.in_(unfinished.distinct()))
+                .order_by(Batch.created_at.desc()).limit(limit)
+            ).all()
+            newest = conn.execute(
+                select(Batch).order_by(Batch.created_at.desc()).limit(recent)
+            ).all()
+            rows = list({r.id: r for r in [*active, *newest]}.values())
+            rows.sort(key=lambda r: r.created_at, reverse=True)
+            return self._batch_views(conn, rows[:limit])
+
+    def latest_outputs(self, limit: int = 12) -> list[dict[str, Any]]:
+        """The smallest output of each of the newest succeeded jobs (for a gallery)."""
+        with self.engine.connect() as conn:
+            jobs = conn.execute(
+                select(Job.id, Job.finished_at, Job.worker)
+                .where(Job.status == "succeeded", Job.finished_at.is_not(None))
+                .order_by(Job.finished_at.desc()).limit(limit)
+            ).all()
+            if not jobs:
+                return []
+            smallest: dict[str, Any] = {}
+            for o in conn.execute(select(Output).where(Output.job_id.in_([j.id for j in jobs]))):
+                best = smallest.get(o.job_id)
+                if best is None or o.width * o.height < best.width * best.height:
+                    smallest[o.job_id] = o
+        return [{"job_id": j.id, "name": smallest[j.id].name, "format": smallest[j.id].format,
+                 "width": smallest[j.id].width, "height": smallest[j.id].height,
+                 "worker": j.worker, "finished_at": j.finished_at}
+                for j in jobs if j.id in smallest]
+
+    def timing_histograms(self, buckets_ms: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+        """Cumulative bucket counts, sum and count of queue wait and processing over every
+        job that ran (one aggregate query; Prometheus histograms built from the store)."""
+        columns = {"queue": Job.wait_ms, "processing": Job.run_ms}
+        exprs = []
+        for column in columns.values():
+            exprs += [func.count(column), func.coalesce(func.sum(column), 0)]
+            exprs += [func.coalesce(func.sum(case((column <= b, 1), else_=0)), 0)
+                      for b in buckets_ms]
+        with self.engine.connect() as conn:
+            row = list(conn.execute(select(*exprs).where(Job.run_ms.is_not(None))).one())
+        out, width = {}, 2 + len(buckets_ms)
+        for i, phase in enumerate(columns):
+            part = row[i * width:(i + 1) * width]
+            out[phase] = {"count": int(part[0]), "sum_ms": int(part[1]),
+                          "buckets": [int(v) for v in part[2:]]}
+        return out
 

@@ -1,4 +1,9 @@
-"""Scaling events: a capped Redis stream for the dashboard, plus one JSON log line each."""
+"""What the scaler tells the world: events, its state, samples, and scale counts.
+
+Events go to a capped Redis stream (the dashboard's event list and chart markers) and
+to the log as one JSON line each; the state key and the samples stream feed
+`/api/v1/stats` and the dashboard's charts. Readers live in `core.inspect`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,17 @@ from typing import Any
 
 import redis
 
-STREAM = "imgburst:scaler:events"
+from imgburst.core.inspect import (
+    EVENTS_STREAM,
+    MAX_SAMPLES,
+    SAMPLES_STREAM,
+    SCALED_KEY,
+    STATE_KEY,
+    STATE_TTL_S,
+    scaling_events,
+)
+
+STREAM = EVENTS_STREAM
 MAX_EVENTS = 1000
 log = logging.getLogger("imgburst.scaler")
 
@@ -30,5 +45,20 @@ class EventLog:
 
     def recent(self, count: int = 50) -> list[dict[str, Any]]:
         """Newest last."""
-        rows = self.client.xrevrange(STREAM, count=count)
-        return [json.loads(fields[b"event"]) for _id, fields in reversed(rows)]
+        return scaling_events(self.client, count)
+
+    def publish(self, state: dict[str, Any], sample: dict[str, Any], up: int = 0,
+                down: int = 0) -> None:
+        """The state of this tick, one sample for the charts, and what was scaled."""
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(STATE_KEY, json.dumps(state), ex=STATE_TTL_S)
+                pipe.xadd(SAMPLES_STREAM, {k: json.dumps(v) for k, v in sample.items()},
+                          maxlen=MAX_SAMPLES, approximate=True)
+                if up:
+                    pipe.hincrby(SCALED_KEY, "up", up)
+                if down:
+                    pipe.hincrby(SCALED_KEY, "down", down)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("state not published: %s", exc)

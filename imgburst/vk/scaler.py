@@ -121,7 +121,25 @@ class Scaler:
                 pending=pending, started=started, stopping=list(decision.stop),
                 reaped=list(decision.reap))
         self.last_reason = decision.reason
+        self._publish(obs, decision, started)
         return decision
+
+    def _publish(self, obs: Observation, decision: Decision, started: list[str]) -> None:
+        """State and a sample for `/api/v1/stats` and the dashboard, every tick."""
+        phases = {w.name: w.phase for w in obs.burst}
+        phases.update({name: PENDING for name in started})
+        phases.update({name: DRAINING for name in decision.stop})
+        counts = {phase: sum(1 for p in phases.values() if p == phase)
+                  for phase in (PENDING, RUNNING, DRAINING)}
+        self.events.publish(
+            state={"at": round(obs.now, 3), "backend": self.backend.name,
+                   "desired": decision.desired, "max_burst": self.policy.max_burst,
+                   "reason": decision.reason, "burst": phases},
+            sample={"t": round(obs.now, 3), "waiting": obs.waiting,
+                    "in_flight": obs.in_flight, "base": obs.base_workers,
+                    "burst_running": counts[RUNNING] + counts[DRAINING],
+                    "burst_pending": counts[PENDING], "desired": decision.desired},
+            up=len(started), down=len(decision.stop) + len(decision.reap))
 
     def _drain_in_background(self, name: str) -> None:
         thread = threading.Thread(target=self.drain, args=(name,), daemon=True,

@@ -1,0 +1,57 @@
+"""`POST /api/v1/demo/spike`: a burst of synthetic photos, for presenters.
+
+The dashboard's "submit demo spike" form calls it: N photo-like JPEGs of a chosen size
+go through the same path as an upload (stored, recorded, enqueued), so the burst that
+follows is the real thing. A few distinct photos are generated (deterministically, then
+cached in the process) and reused, so a spike of 500 costs milliseconds per image.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flask import Blueprint, Response, request
+
+from imgburst.api.batches import accept_batch, store_input
+from imgburst.api.errors import Problem
+from imgburst.api.recipe_args import recipe_from
+from imgburst.api.services import services
+from imgburst.core.blobs import BlobError
+from imgburst.core.store import new_id
+from imgburst.core.synthetic import photo_bytes
+
+bp = Blueprint("demo", __name__, url_prefix="/api/v1/demo")
+MAX_IMAGES = 1000
+DISTINCT = 6
+SIZES = {"1MP": (1200, 900), "2MP": (1600, 1200), "4MP": (2400, 1600), "12MP": (4000, 3000)}
+
+
+@lru_cache(maxsize=len(SIZES) * DISTINCT)
+def _photo(seed: int, size: str) -> bytes:
+    return photo_bytes(seed, *SIZES[size])
+
+
+@bp.post("/spike")
+def spike() -> Response:
+    svc = services()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Problem(400, "Invalid body", "send JSON: {\"images\": 100, \"size\": \"2MP\"}")
+    count = body.get("images", 100)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_IMAGES:
+        raise Problem(400, "Invalid spike", f"images must be 1..{MAX_IMAGES}", field="images")
+    size = body.get("size", "2MP")
+    if size not in SIZES:
+        raise Problem(400, "Invalid spike", f"size must be one of {', '.join(SIZES)}",
+                      field="size")
+    recipe = recipe_from(svc, body.get("recipe"), body.get("preset"))
+    batch_id = new_id()
+    photos = [_photo(seed, size) for seed in range(min(count, DISTINCT))]
+    try:
+        jobs = list(svc.uploads.map(
+            lambda i: store_input(svc, batch_id, f"demo-{i:04d}.jpg", photos[i % len(photos)]),
+            range(count)))
+    except BlobError as exc:
+        raise Problem(503, "Blob store unavailable", f"{exc}; try again shortly",
+                      headers={"Retry-After": "5"}) from None
+    return accept_batch(svc, batch_id, recipe, f"demo:{count} x {size}", jobs)

@@ -1,0 +1,233 @@
+// The live dashboard: polls /api/v1/stats every second and redraws. No dependencies:
+// the charts are plain SVG, the tables plain DOM (text only, never HTML from the server).
+"use strict";
+
+(() => {
+  const WINDOW_S = 600;          // the charts show at most the last 10 minutes,
+  const MIN_WINDOW_S = 60;       // and at least the last minute
+  const POLL_MS = 1000;
+  const W = 600, H = 180, TOP = 8;
+  const SVG = "http://www.w3.org/2000/svg";
+  const $ = (id) => document.getElementById(id);
+  let series = [];
+  let since = null;
+  let galleryKey = "";
+
+  function node(tag, attrs, text) {
+    const svgTags = ["path", "line", "title", "g", "rect"];
+    const el = svgTags.includes(tag) ? document.createElementNS(SVG, tag) : document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+    if (text !== undefined && text !== null) el.textContent = String(text);
+    return el;
+  }
+
+  function clock(epoch) {
+    return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
+  }
+
+  function ms(value) {
+    if (value === null || value === undefined) return "–";
+    return value >= 1000 ? (value / 1000).toFixed(1) + " s" : value + " ms";
+  }
+
+  // -- charts -----------------------------------------------------------------------
+
+  function scalingEvents(events) {
+    return events.filter((e) => e.kind === "decision" &&
+      ((e.started && e.started.length) || (e.stopping && e.stopping.length)));
+  }
+
+  function chart(svg, now, layers, line, events) {
+    const points = series.filter((s) => s.t >= now - WINDOW_S);
+    const span = Math.min(WINDOW_S, Math.max(MIN_WINDOW_S, points.length ? now - points[0].t : 0));
+    const x = (t) => ((t - (now - span)) / span) * W;
+    let max = 1;
+    for (const p of points) {
+      max = Math.max(max, layers.reduce((sum, l) => sum + (p[l.key] || 0), 0));
+      if (line && p[line.key] !== null && p[line.key] !== undefined) max = Math.max(max, p[line.key]);
+    }
+    max = Math.ceil(max * 1.1);
+    const y = (v) => H - (v / max) * (H - TOP);
+    svg.replaceChildren();
+    for (const f of [0.25, 0.5, 0.75]) {
+      svg.appendChild(node("line", { class: "grid", x1: 0, x2: W, y1: y(max * f), y2: y(max * f) }));
+    }
+    if (points.length) {
+      const below = points.map(() => 0);
+      for (const layer of layers) {
+        const above = points.map((p, i) => below[i] + (p[layer.key] || 0));
+        let d = "M" + points.map((p, i) => `${x(p.t).toFixed(1)},${y(above[i]).toFixed(1)}`).join("L");
+        for (let i = points.length - 1; i >= 0; i--) d += `L${x(points[i].t).toFixed(1)},${y(below[i]).toFixed(1)}`;
+        svg.appendChild(node("path", { class: layer.cls, d: d + "Z" }));
+        above.forEach((v, i) => { below[i] = v; });
+      }
+      if (line) {
+        const known = points.filter((p) => p[line.key] !== null && p[line.key] !== undefined);
+        if (known.length) {
+          const d = "M" + known.map((p) => `${x(p.t).toFixed(1)},${y(p[line.key]).toFixed(1)}`).join("L");
+          svg.appendChild(node("path", { class: line.cls, d }));
+        }
+      }
+    }
+    for (const e of scalingEvents(events)) {
+      if (e.time < now - span) continue;
+      const g = node("g", { class: "marker" });
+      const at = x(e.time).toFixed(1);
+      g.appendChild(node("line", { class: "event", x1: at, x2: at, y1: 0, y2: H }));
+      g.appendChild(node("line", { class: "event-hit", x1: at, x2: at, y1: 0, y2: H }));
+      g.appendChild(node("title", {}, `${clock(e.time)} ${e.reason}`));
+      svg.appendChild(g);
+    }
+    svg.dataset.points = String(points.length);
+    svg.dataset.max = String(max);
+    svg.dataset.last = points.length ? JSON.stringify(points[points.length - 1]) : "";
+  }
+
+  // -- panels -----------------------------------------------------------------------
+
+  function tiles(stats) {
+    $("tile-waiting").textContent = stats.queue.waiting;
+    $("tile-inflight").textContent = stats.queue.in_flight;
+    $("pool-base").textContent = stats.workers.base;
+    $("pool-burst-running").textContent = stats.workers.burst_running;
+    $("pool-burst-pending").textContent = stats.workers.burst_pending;
+    $("tile-throughput").textContent = `${stats.throughput.last_10s} · ${stats.throughput.last_60s}`;
+    const wait = stats.latency.queue_wait_ms, run = stats.latency.processing_ms;
+    $("tile-wait").textContent = `${ms(wait.p50)} · ${ms(wait.p95)}`;
+    $("tile-run").textContent = `${ms(run.p50)} · ${ms(run.p95)}`;
+  }
+
+  function batches(items) {
+    const body = $("batches").tBodies[0];
+    body.replaceChildren();
+    if (!items.length) {
+      const row = body.insertRow();
+      const cell = row.insertCell();
+      cell.colSpan = 4;
+      cell.className = "empty";
+      cell.textContent = "No batches yet: submit some images or a demo spike.";
+      return;
+    }
+    for (const b of items) {
+      const done = b.counts.succeeded + b.counts.failed + b.counts.cancelled;
+      const row = body.insertRow();
+      row.className = "batch";
+      row.dataset.id = b.id;
+      row.insertCell().appendChild(node("code", {}, b.id.slice(0, 8)));
+      row.insertCell().textContent = b.status;
+      const bar = node("div", { class: "bar" });
+      const fill = node("span");
+      fill.style.width = (b.jobs ? (100 * done / b.jobs).toFixed(1) : 0) + "%";
+      bar.appendChild(fill);
+      row.insertCell().appendChild(bar);
+      row.insertCell().textContent = `${done} / ${b.jobs}` + (b.counts.failed ? ` (${b.counts.failed} failed)` : "");
+    }
+  }
+
+  function workers(items) {
+    const body = $("workers").tBodies[0];
+    body.replaceChildren();
+    for (const w of items) {
+      const row = body.insertRow();
+      row.dataset.pool = w.pool;
+      row.dataset.state = w.state;
+      for (const value of [w.name, w.pool, w.host, w.state, w.active, w.processed,
+        w.up_since ? clock(w.up_since) : "–"]) row.insertCell().textContent = value;
+    }
+  }
+
+  function describe(e) {
+    if (e.kind === "decision") {
+      const up = (e.started || []).length, down = (e.stopping || []).length;
+      const change = up ? `+${up} burst` : down ? `−${down} burst` : "";
+      return `${change} ${e.reason}`.trim();
+    }
+    if (e.kind === "burst-consuming") return `${e.worker} consuming after ${e.start_latency_s} s`;
+    if (e.kind === "drained") return `${e.worker} drained in ${e.drain_s} s`;
+    if (e.kind === "burst-first-task") return `${e.worker} first task after ${e.first_task_s} s`;
+    return e.worker ? `${e.kind} ${e.worker}` : e.kind;
+  }
+
+  function worthListing(e) {  // not the "still steady" decisions of every quiet tick
+    if (e.kind !== "decision") return true;
+    return (e.started || []).length || (e.stopping || []).length || (e.reaped || []).length;
+  }
+
+  function events(items) {
+    const list = $("events");
+    list.replaceChildren();
+    for (const e of items.filter(worthListing).reverse()) {
+      const li = node("li", { "data-kind": e.kind });
+      li.appendChild(node("time", {}, clock(e.time)));
+      li.appendChild(document.createTextNode(describe(e)));
+      list.appendChild(li);
+    }
+  }
+
+  function gallery(items) {
+    const key = items.map((g) => g.job_id).join(",");
+    if (key === galleryKey) return;
+    galleryKey = key;
+    const box = $("gallery");
+    box.replaceChildren();
+    for (const g of items) {
+      const fig = node("figure");
+      fig.appendChild(node("img", { src: g.url, alt: `${g.name} of job ${g.job_id}`, loading: "lazy",
+        width: g.width, height: g.height }));
+      fig.appendChild(node("figcaption", {}, `${g.width}×${g.height} · ${g.worker || ""}`));
+      box.appendChild(fig);
+    }
+  }
+
+  // -- loop -------------------------------------------------------------------------
+
+  async function poll() {
+    try {
+      const url = since === null ? "/api/v1/stats" : `/api/v1/stats?since=${since}`;
+      const response = await fetch(url, { cache: "no-store" });
+      if (!response.ok) throw new Error(`stats answered ${response.status}`);
+      const stats = await response.json();
+      for (const s of stats.series) if (since === null || s.t > since) series.push(s);
+      if (series.length) since = series[series.length - 1].t;
+      series = series.filter((s) => s.t >= stats.at - WINDOW_S);
+      tiles(stats);
+      chart($("chart-work"), stats.at, [
+        { key: "in_flight", cls: "inflight" }, { key: "waiting", cls: "waiting" }], null, stats.events);
+      chart($("chart-workers"), stats.at, [
+        { key: "base", cls: "base" }, { key: "burst_running", cls: "burst" },
+        { key: "burst_pending", cls: "pending" }], { key: "desired", cls: "desired" }, stats.events);
+      batches(stats.batches);
+      workers(stats.workers.items);
+      events(stats.events);
+      gallery(stats.gallery);
+      $("live").classList.remove("stale");
+      $("live").textContent = stats.scaler ? `live · scaler ${stats.scaler.backend}` : "live · no scaler";
+    } catch (error) {
+      $("live").classList.add("stale");
+      $("live").textContent = "reconnecting";
+    } finally {
+      setTimeout(poll, POLL_MS);
+    }
+  }
+
+  $("spike").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const out = $("spike-result");
+    out.textContent = "submitting…";
+    try {
+      const response = await fetch("/api/v1/demo/spike", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ images: Number(form.get("images")), size: form.get("size") }),
+      });
+      const body = await response.json();
+      out.textContent = response.ok
+        ? `batch ${body.id.slice(0, 8)}: ${body.jobs} jobs queued`
+        : `${body.title}: ${body.detail}`;
+    } catch (error) {
+      out.textContent = `could not submit: ${error.message}`;
+    }
+  });
+
+  poll();
+})();

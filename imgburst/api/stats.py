@@ -1,0 +1,136 @@
+"""`GET /api/v1/stats`: everything the dashboard shows, in one JSON document.
+
+Read from where each fact lives: the queue and the workers' heartbeats in Redis, the
+scaler's state, samples and events in Redis (it publishes them every tick), throughput,
+latency, batches and the gallery in the job store (indexed queries over a recent window).
+Built at most twice a second per API process, however many browsers poll; the time
+series part (`?since=`) is read per request, so each page only fetches what it lacks.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from imgburst.api.errors import Problem
+from imgburst.api.services import Services, services
+from imgburst.api.views import batch_json, iso
+from imgburst.core.inspect import (
+    in_flight,
+    live_workers,
+    samples,
+    scaler_state,
+    scaling_events,
+    waiting,
+)
+from imgburst.core.store import utcnow
+
+bp = Blueprint("stats", __name__, url_prefix="/api/v1/stats")
+CACHE_S = 0.5
+LATENCY_WINDOW_S = 300
+EVENTS = 100
+GALLERY = 12
+_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+_lock = threading.Lock()
+
+
+def percentiles(values: list[int], points: tuple[int, ...] = (50, 95, 99)) -> dict[str, Any]:
+    """Nearest-rank percentiles (`p50`...) of `values`; None when there are none."""
+    ordered = sorted(values)
+    return {f"p{p}": ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else None
+            for p in points}
+
+
+def workers(svc: Services) -> dict[str, Any]:
+    """Workers by pool and state: heartbeats, plus burst workers the scaler has asked
+    for that have no heartbeat yet (pending: the pod is being scheduled or pulled)."""
+    beats = live_workers(svc.redis)
+    state = scaler_state(svc.redis) or {}
+    phases: dict[str, str] = state.get("burst", {})
+    items = []
+    for w in beats:
+        phase = phases.get(w.name, "running" if w.consuming else "pending")
+        items.append({"name": w.name, "pool": w.pool, "host": w.host, "state": phase,
+                      "active": w.active, "reserved": w.reserved, "processed": w.processed,
+                      "concurrency": w.concurrency, "up_since": round(w.started_at, 3)})
+    seen = {w.name for w in beats}
+    for name, phase in sorted(phases.items()):
+        if name not in seen:
+            items.append({"name": name, "pool": "burst", "host": name.split("@", 1)[-1],
+                          "state": phase, "active": 0, "reserved": 0, "processed": 0,
+                          "concurrency": None, "up_since": None})
+    count = {
+        "base": sum(1 for w in items if w["pool"] == "base" and w["state"] == "running"),
+        "burst_running": sum(1 for w in items if w["pool"] == "burst"
+                             and w["state"] in ("running", "draining")),
+        "burst_pending": sum(1 for w in items if w["pool"] == "burst"
+                             and w["state"] == "pending"),
+        "burst_draining": sum(1 for w in items if w["pool"] == "burst"
+                              and w["state"] == "draining"),
+    }
+    return count | {"desired_burst": state.get("desired"), "items": items}
+
+
+def snapshot(svc: Services) -> dict[str, Any]:
+    """The stats document without the time series (cached briefly)."""
+    now = utcnow()
+    store = svc.store
+    timings = store.recent_timings(now - timedelta(seconds=LATENCY_WINDOW_S))
+    state = scaler_state(svc.redis)
+    gallery = [g | {"url": url_for("jobs.get_output", job_id=g["job_id"], name=g["name"]),
+                    "finished_at": iso(g["finished_at"])}
+               for g in store.latest_outputs(GALLERY)]
+    return {
+        "at": round(time.time(), 3),
+        "queue": {"waiting": waiting(svc.redis), "in_flight": in_flight(svc.redis)},
+        "workers": workers(svc),
+        "throughput": {
+            "last_10s": round(store.finished_since(now - timedelta(seconds=10)) / 10, 2),
+            "last_60s": round(store.finished_since(now - timedelta(seconds=60)) / 60, 2),
+        },
+        "latency": {
+            "window_s": LATENCY_WINDOW_S, "jobs": len(timings),
+            "queue_wait_ms": percentiles([w for w, _ in timings if w is not None]),
+            "processing_ms": percentiles([r for _, r in timings]),
+        },
+        "jobs": store.status_counts(),
+        "batches": [batch_json(v) for v in store.active_batches()],
+        "scaler": None if state is None else {k: state[k] for k in (
+            "at", "backend", "desired", "max_burst", "reason")},
+        "events": scaling_events(svc.redis, EVENTS),
+        "gallery": gallery,
+    }
+
+
+def cached_snapshot(svc: Services) -> dict[str, Any]:
+    key = id(svc)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_S:
+            return hit[1]
+    doc = snapshot(svc)
+    with _lock:
+        _cache[key] = (time.monotonic(), doc)
+    return doc
+
+
+@bp.get("")
+def get_stats() -> Response:
+    svc = services()
+    since_raw = request.args.get("since")
+    since = None
+    if since_raw:
+        try:
+            since = float(since_raw)
+        except ValueError:
+            raise Problem(400, "Invalid query", "since must be a time in epoch seconds, "
+                          "e.g. 1795727700.5", field="since") from None
+    doc = cached_snapshot(svc) | {"series": samples(svc.redis, since)}
+    response = jsonify(doc)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,126 @@
+"""The live dashboard in a real headless Chromium, against a live stack that bursts.
+
+`imgburst api` + a base worker + the scaler with the local backend run as processes;
+the browser submits a demo spike through the page's own form, then the test samples
+the page while the burst happens and drains. Screenshots land in `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import free_port, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture
+def live_stack(base_env, start_worker, tmp_path):
+    port = free_port()
+    env = base_env | {"SCALER_MAX_BURST": "2", "SCALER_MAX_STEP": "2", "SCALER_COOLDOWN_S": "3",
+                      "SCALER_POLL_S": "0.5", "IMGBURST_PORT": str(port)}
+    procs = []
+    for args in (["api", "--host", "127.0.0.1"], ["scaler"]):
+        log = (tmp_path / f"{args[0]}.log").open("wb")
+        procs.append((subprocess.Popen([sys.executable, "-m", "imgburst.cli", *args], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT), log))
+    start_worker(env, concurrency=1)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/readyz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_until(ready, 60, "the API to be ready")
+    wait_until(lambda: requests.get(f"{url}/api/v1/stats", timeout=2).json()["scaler"]
+               is not None, 30, "the scaler to publish its state")
+    yield url
+    for proc, log in procs:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+def test_dashboard_shows_a_burst_live(live_stack):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(live_stack + "/")
+        page.wait_for_function("document.getElementById('live').textContent.includes('scaler')")
+
+        page.fill("#spike input[name=images]", "150")
+        page.select_option("#spike select[name=size]", "2MP")
+        page.click("#spike button")
+        page.wait_for_function(
+            "document.getElementById('spike-result').textContent.includes('jobs queued')")
+
+        samples = []
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            samples.append(page.evaluate("""() => ({
+                work: Number(document.getElementById('chart-work').dataset.max || 0),
+                points: Number(document.getElementById('chart-work').dataset.points || 0),
+                last: document.getElementById('chart-work').dataset.last,
+                burst: Number(document.getElementById('pool-burst-running').textContent),
+                pending: Number(document.getElementById('pool-burst-pending').textContent),
+                bar: (document.querySelector('#batches tr.batch .bar span') || {style: {}})
+                    .style.width,
+                status: (document.querySelector('#batches tr.batch td:nth-child(2)') || {})
+                    .textContent,
+                events: [...document.querySelectorAll('#events li')].map(li => li.textContent),
+            })"""))
+            if samples[-1]["status"] == "succeeded" and any(
+                    "drained" in e for e in samples[-1]["events"]):
+                break
+            if len(samples) == 20:
+                page.screenshot(path=str(ARTIFACTS / "dashboard-burst.png"), full_page=True)
+            time.sleep(0.5)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+        assert samples[-1]["status"] == "succeeded", samples[-1]
+        widths = [float(s["bar"].rstrip("%")) for s in samples if s["bar"]]
+        assert widths[0] < 100 and widths[-1] == 100, widths  # the progress bar moved
+        assert max(s["work"] for s in samples) > 10  # the work chart rose with the spike
+        assert len({s["last"] for s in samples}) > 5  # ... and kept changing
+        assert samples[-1]["points"] > samples[0]["points"]
+        assert max(s["burst"] + s["pending"] for s in samples) > 0, "no burst worker shown"
+        assert any("+" in e and "burst" in e for e in samples[-1]["events"]), samples[-1]
+        assert page.locator("#chart-workers g.marker title").count() > 0  # marked on the axis
+
+        page.wait_for_function("""() => [...document.querySelectorAll('#gallery img')]
+            .some(img => img.complete && img.naturalWidth > 0)""", timeout=10_000)
+        rows = page.eval_on_selector_all("#workers tbody tr", "rs => rs.map(r => r.dataset.pool)")
+        assert "base" in rows
+
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page scrolls sideways on a phone by {overflow}px"
+        page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+
+        dark = browser.new_page(color_scheme="dark", viewport={"width": 1280, "height": 800})
+        dark.on("pageerror", lambda e: errors.append(str(e)))
+        dark.goto(live_stack + "/")
+        background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
+        light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background != light and background == "rgb(17, 20, 24)"
+        dark.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"))
+        browser.close()
+    assert not errors, errors
