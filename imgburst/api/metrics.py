@@ -22,6 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from imgburst.core.inspect import in_flight, scaled_totals, scaler_state, waiting
 
@@ -82,8 +83,8 @@ class ServiceCollector(Collector):
                 "Job durations: queue wait (created -> started) and processing",
                 labels=["phase"])
             for phase, h in svc.store.timing_histograms(buckets_ms).items():
-                pairs = [(str(b), count) for b, count in zip(DURATION_BUCKETS_S, h["buckets"],
-                                                             strict=True)]
+                bounds = zip(DURATION_BUCKETS_S, h["buckets"], strict=True)
+                pairs = [(floatToGoString(b), count) for b, count in bounds]
                 histogram.add_metric([phase], pairs + [("+Inf", h["count"])],
                                      sum_value=h["sum_ms"] / 1000)
             yield histogram

@@ -162,6 +162,26 @@ DOCUMENT: dict[str, Any] = {
                     "responses": {"201": {"description": "Stored"}, "400": PROBLEM,
                                   "413": PROBLEM, "415": PROBLEM, "503": PROBLEM}},
         },
+        "/api/v1/stats": {
+            "get": {
+                "summary": "Queue, workers by pool, throughput, latency, batches, scaling "
+                           "events and time series: what the dashboard shows",
+                "parameters": [{"name": "since", "in": "query", "schema": {"type": "number"},
+                                "description": "Only samples after this time (epoch s)"}],
+                "responses": {"200": {"description": "Stats document"}, "400": PROBLEM}},
+        },
+        "/api/v1/demo/spike": {
+            "post": {
+                "summary": "Submit N synthetic photos as one batch (the dashboard's demo form)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {
+                        "images": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "size": {"type": "string", "enum": ["1MP", "2MP", "4MP", "12MP"]},
+                        "recipe": {"$ref": "#/components/schemas/Recipe"},
+                        "preset": {"type": "string"}}}}}},
+                "responses": {"202": _json("Batch", "Accepted"), "400": PROBLEM,
+                              "503": PROBLEM}},
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document",
                     "responses": {"200": {"description": "OpenAPI document"}}},

@@ -80,26 +80,28 @@ def snapshot(svc: Services) -> dict[str, Any]:
     """The stats document without the time series (cached briefly)."""
     now = utcnow()
     store = svc.store
-    timings = store.recent_timings(now - timedelta(seconds=LATENCY_WINDOW_S))
+    with store.reading() as conn:  # one connection for all the store's reads
+        timings = store.recent_timings(now - timedelta(seconds=LATENCY_WINDOW_S), conn=conn)
+        last_10s, last_60s = store.finished_since(now - timedelta(seconds=10),
+                                                  now - timedelta(seconds=60), conn=conn)
+        counts = store.status_counts(conn)
+        batches = store.active_batches(conn=conn)
+        outputs = store.latest_outputs(GALLERY, conn=conn)
     state = scaler_state(svc.redis)
     gallery = [g | {"url": url_for("jobs.get_output", job_id=g["job_id"], name=g["name"]),
-                    "finished_at": iso(g["finished_at"])}
-               for g in store.latest_outputs(GALLERY)]
+                    "finished_at": iso(g["finished_at"])} for g in outputs]
     return {
         "at": round(time.time(), 3),
         "queue": {"waiting": waiting(svc.redis), "in_flight": in_flight(svc.redis)},
         "workers": workers(svc),
-        "throughput": {
-            "last_10s": round(store.finished_since(now - timedelta(seconds=10)) / 10, 2),
-            "last_60s": round(store.finished_since(now - timedelta(seconds=60)) / 60, 2),
-        },
+        "throughput": {"last_10s": round(last_10s / 10, 2), "last_60s": round(last_60s / 60, 2)},
         "latency": {
             "window_s": LATENCY_WINDOW_S, "jobs": len(timings),
             "queue_wait_ms": percentiles([w for w, _ in timings if w is not None]),
             "processing_ms": percentiles([r for _, r in timings]),
         },
-        "jobs": store.status_counts(),
-        "batches": [batch_json(v) for v in store.active_batches()],
+        "jobs": counts,
+        "batches": [batch_json(v) for v in batches],
         "scaler": None if state is None else {k: state[k] for k in (
             "at", "backend", "desired", "max_burst", "reason")},
         "events": scaling_events(svc.redis, EVENTS),

@@ -144,10 +144,11 @@ def samples(client: redis.Redis, since: float | None = None,
             count: int = MAX_SAMPLES) -> list[dict[str, Any]]:
     """The scaler's once-a-tick samples of work and pool sizes, oldest first; only those
     after `since` (epoch seconds) when given."""
-    start = f"({int(since * 1000)}" if since else "-"
+    start = f"{int(since * 1000)}" if since else "-"
     rows = client.xrevrange(SAMPLES_STREAM, max="+", min=start, count=count)
-    return [{_decode(k): json.loads(v) for k, v in fields.items()}
-            for _id, fields in reversed(rows)]
+    found = [{_decode(k): json.loads(v) for k, v in fields.items()}
+             for _id, fields in reversed(rows)]
+    return [s for s in found if since is None or s.get("t", 0) > since]
 
 
 def scaled_totals(client: redis.Redis) -> dict[str, int]:

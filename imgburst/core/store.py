@@ -375,22 +375,37 @@ class JobStore:
         return {"name": row.name, "format": row.format, "blob_path": row.blob_path,
                 "bytes": row.bytes}
 
-    def status_counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
+    def status_counts(self, conn: Connection | None = None) -> dict[str, int]:
+        with self.reading(conn) as conn:
             rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
         return {s: 0 for s in JOB_STATUSES} | {s: n for s, n in rows}
 
     # -- stats --------------------------------------------------------------------------
 
-    def finished_since(self, since: datetime) -> int:
-        """Jobs that ended (any final status) at or after `since`."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(Job)
-                                .where(Job.finished_at >= since)).scalar_one()
+    @contextlib.contextmanager
+    def reading(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """A connection for several reads in a row (`conn` itself when one is given):
+        the stats endpoint makes all its queries over one connection."""
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as fresh:
+            yield fresh
 
-    def recent_timings(self, since: datetime, limit: int = 2000) -> list[tuple[int, int]]:
+    def finished_since(self, *since: datetime, conn: Connection | None = None) -> list[int]:
+        """Jobs that ended (any final status) at or after each of `since` (one query)."""
+        oldest = min(since)
+        with self.reading(conn) as conn:
+            row = conn.execute(
+                select(*[func.coalesce(func.sum(case((Job.finished_at >= t, 1), else_=0)), 0)
+                         for t in since]).where(Job.finished_at >= oldest)
+            ).one()
+        return [int(v) for v in row]
+
+    def recent_timings(self, since: datetime, limit: int = 1000,
+                       conn: Connection | None = None) -> list[tuple[int, int]]:
         """(wait_ms, run_ms) of the newest jobs that ran and ended since `since`."""
-        with self.engine.connect() as conn:
+        with self.reading(conn) as conn:
             rows = conn.execute(
                 select(Job.wait_ms, Job.run_ms)
                 .where(Job.finished_at >= since, Job.run_ms.is_not(None))
@@ -398,15 +413,18 @@ class JobStore:
             ).all()
         return [(r.wait_ms, r.run_ms) for r in rows]
 
-    def active_batches(self, recent: int = 5, limit: int = 20) -> list[dict[str, Any]]:
+    def active_batches(self, recent: int = 5, limit: int = 20,
+                       conn: Connection | None = None) -> list[dict[str, Any]]:
         """Batches with unfinished jobs, then the newest others (so a bar reaching 100% is
         seen), newest first."""
-        with self.engine.connect() as conn:
-            unfinished = select(Job.batch_id).where(Job.status.in_(("queued", "running")))
+        with self.reading(conn) as conn:
+            unfinished = conn.execute(
+                select(Job.batch_id).where(Job.status.in_(("queued", "running"))).distinct()
+            ).scalars().all()
             active = conn.execute(
-                select(Batch).where(Batch.id.in_(unfinished.distinct()))
+                select(Batch).where(Batch.id.in_(unfinished))
                 .order_by(Batch.created_at.desc()).limit(limit)
-            ).all()
+            ).all() if unfinished else []
             newest = conn.execute(
                 select(Batch).order_by(Batch.created_at.desc()).limit(recent)
             ).all()
@@ -414,9 +432,10 @@ class JobStore:
             rows.sort(key=lambda r: r.created_at, reverse=True)
             return self._batch_views(conn, rows[:limit])
 
-    def latest_outputs(self, limit: int = 12) -> list[dict[str, Any]]:
+    def latest_outputs(self, limit: int = 12,
+                       conn: Connection | None = None) -> list[dict[str, Any]]:
         """The smallest output of each of the newest succeeded jobs (for a gallery)."""
-        with self.engine.connect() as conn:
+        with self.reading(conn) as conn:
             jobs = conn.execute(
                 select(Job.id, Job.finished_at, Job.worker)
                 .where(Job.status == "succeeded", Job.finished_at.is_not(None))

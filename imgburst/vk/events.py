@@ -50,11 +50,17 @@ class EventLog:
     def publish(self, state: dict[str, Any], sample: dict[str, Any], up: int = 0,
                 down: int = 0) -> None:
         """The state of this tick, one sample for the charts, and what was scaled."""
+        fields = {k: json.dumps(v) for k, v in sample.items()}
+        try:  # the entry's ID is the sample's own time, so readers can ask "after t"
+            self.client.xadd(SAMPLES_STREAM, fields, id=f"{int(sample['t'] * 1000)}-*",
+                             maxlen=MAX_SAMPLES, approximate=True)
+        except redis.ResponseError:  # the clock went back: keep the sample anyway
+            self.client.xadd(SAMPLES_STREAM, fields, maxlen=MAX_SAMPLES, approximate=True)
+        except redis.RedisError as exc:
+            log.warning("sample not stored: %s", exc)
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(STATE_KEY, json.dumps(state), ex=STATE_TTL_S)
-                pipe.xadd(SAMPLES_STREAM, {k: json.dumps(v) for k, v in sample.items()},
-                          maxlen=MAX_SAMPLES, approximate=True)
                 if up:
                     pipe.hincrby(SCALED_KEY, "up", up)
                 if down:

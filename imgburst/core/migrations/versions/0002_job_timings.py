@@ -1,4 +1,5 @@
-"""Job timings (queue wait, processing) and an index on finished_at, for stats and metrics.
+"""Job timings (queue wait, processing), an index on finished_at, and a covering index for
+batch progress (counts and first start / last finish per batch read from the index only).
 
 Revision ID: 0002
 Revises: 0001
@@ -19,9 +20,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("wait_ms", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("run_ms", sa.Integer(), nullable=True))
     op.create_index("ix_jobs_finished_at", "jobs", ["finished_at"])
+    op.create_index("ix_jobs_batch_progress", "jobs",
+                    ["batch_id", "status", "started_at", "finished_at"])
+    op.drop_index("ix_jobs_batch_status", table_name="jobs")
 
 
 def downgrade() -> None:
+    op.create_index("ix_jobs_batch_status", "jobs", ["batch_id", "status"])
+    op.drop_index("ix_jobs_batch_progress", table_name="jobs")
     op.drop_index("ix_jobs_finished_at", table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("run_ms")
