@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import uuid
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -41,11 +42,23 @@ def cli() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="API port (default IMGBURST_PORT).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Processes of the base worker (default: CPU count).")
-def up(port: int | None, concurrency: int | None) -> None:
+@click.option("--versions", default=None,
+              help="Serve two API versions behind a local router, e.g. "
+                   "v1.111111111,v2.222222222 (the Istio demo without a cluster).")
+@click.option("--route", type=click.Choice(["v1", "canary", "header"]), default="v1",
+              show_default=True, help="With --versions: which k8s/istio VirtualService the "
+                                      "router applies (all v1, 90/10, user: yoichi -> v2).")
+def up(port: int | None, concurrency: int | None, versions: str | None, route: str) -> None:
     """Start everything on one machine: Redis (embedded if REDIS_URL is unset), API, worker."""
     from imgburst.cli.up import run_stack
 
-    raise SystemExit(run_stack(load_settings(), port, concurrency))
+    pair = None
+    if versions:
+        pair = tuple(v.strip() for v in versions.split(","))
+        if len(pair) != 2 or not all(v.startswith("v1") or v.startswith("v2") for v in pair):
+            raise click.BadParameter("give two versions, v1 first, e.g. "
+                                     "v1.111111111,v2.222222222", param_hint="--versions")
+    raise SystemExit(run_stack(load_settings(), port, concurrency, pair, route))
 
 
 @cli.command()
@@ -143,9 +156,82 @@ def scaler() -> None:
         backend.close()
 
 
-from imgburst.cli import client  # noqa: E402  (registers submit, status, fetch)
+@cli.command()
+@click.argument("url", required=False)
+@click.option("-n", "count", type=click.IntRange(1, 1_000_000), default=500, show_default=True)
+@click.option("-H", "--header", "headers", multiple=True, help="e.g. -H 'user: yoichi'")
+@click.option("-c", "--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--expect", default=None,
+              help="Expected shares, e.g. v1=90,v2=10; exit 1 if one lies outside its "
+                   "99.9% interval.")
+def traffic(url: str | None, count: int, headers: tuple[str, ...], concurrency: int,
+            expect: str | None) -> None:
+    """Count which API version answers `/version` (the Istio routing demo, measured)."""
+    from rich.table import Table
+
+    from imgburst.cli import splits as t
+
+    try:
+        parsed = dict(t.parse_header(h) for h in headers)
+        expected = t.parse_expect(expect) if expect else {}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    target = t.version_url(url or load_settings().api_url)
+    with console.status(f"{count} requests to {target} ..."):
+        counts = t.send(target, count, parsed, concurrency)
+    table = Table(title=f"{count} requests to {target}" + (
+        f" with {', '.join(headers)}" if headers else ""))
+    for column in ("version", "count", "share", "99.9% interval", "expected", ""):
+        table.add_column(column, justify="left" if column in ("version", "") else "right")
+    results = t.shares(counts, expected)
+    for r in results:
+        table.add_row(r.version, str(r.count), f"{r.share:.1%}", f"{r.low:.1%} - {r.high:.1%}",
+                      "" if r.expected is None else f"{r.expected:.0%}",
+                      "" if r.expected is None else ("ok" if r.ok else "[red]outside[/red]"))
+    console.print(table)
+    if not all(r.ok for r in results):
+        console.print("[red]the observed split does not match --expect[/red]")
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--virtual-service", "virtual_service", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="e.g. k8s/istio/virtualservice-canary.yaml")
+@click.option("--upstream", "upstreams", multiple=True, required=True,
+              help="SUBSET=URL, e.g. v1=http://127.0.0.1:8001")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None)
+def router(virtual_service: Path, upstreams: tuple[str, ...], host: str,
+           port: int | None) -> None:
+    """Route HTTP between local API versions as Istio's VirtualService says."""
+    from imgburst.cli.router import RouteError, RouterServer, load_rules
+
+    mapping = {}
+    for item in upstreams:
+        subset, sep, target = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} must look like SUBSET=URL",
+                                     param_hint="--upstream")
+        mapping[subset] = target
+    try:
+        server = RouterServer((host, port or load_settings().port), load_rules(virtual_service),
+                              mapping)
+    except RouteError as exc:
+        raise click.BadParameter(str(exc)) from None
+    console.print(f"routing http://{host}:{server.server_port} by {virtual_service}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+from imgburst.cli import client, loadgen  # noqa: E402  (register their commands)
 
 client.register(cli)
+loadgen.register(cli)
 
 
 def main() -> None:

@@ -94,11 +94,23 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> int:
+def istio_file(route: str) -> Path:
+    """The VirtualService the local router applies: `k8s/istio/` of this checkout."""
+    name = f"virtualservice-{route}.yaml"
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / "k8s" / "istio" / name).is_file():
+            return base / "k8s" / "istio" / name
+    raise SystemExit(f"--versions needs k8s/istio/{name}: run imgburst up from a checkout "
+                     "of the project")
+
+
+def run_stack(settings: Settings, port: int | None, concurrency: int | None,
+              versions: tuple[str, ...] | None = None, route: str = "v1") -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `docker stop` stop cleanly too
     port = port or settings.port
     settings.home.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    router = None
     env = dict(os.environ, IMGBURST_HOME=str(settings.home), IMGBURST_PORT=str(port))
     try:
         redis_url = settings.redis_url
@@ -114,7 +126,26 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> 
         console.print(f"store: {settings.describe_store()}")
         console.print(f"blobs: {settings.describe_blobs()}")
         cmd = [sys.executable, "-m", "imgburst.cli"]
-        processes["api"] = subprocess.Popen([*cmd, "api", "--port", str(port)], env=env)
+        if versions:  # two API versions behind a local router that reads k8s/istio
+            from imgburst.cli.router import RouterServer, load_rules, serve_in_background
+
+            rules_file = istio_file(route)
+            upstreams = {}
+            for version in versions:
+                subset = version.split(".")[0]
+                version_port = free_port()
+                processes[f"api-{subset}"] = subprocess.Popen(
+                    [*cmd, "api", "--host", "127.0.0.1", "--port", str(version_port)],
+                    env=env | {"APP_VERSION": version})
+                upstreams[subset] = f"http://127.0.0.1:{version_port}"
+            for subset, upstream in upstreams.items():
+                wait_http(f"{upstream}/healthz", processes[f"api-{subset}"])
+            router = RouterServer(("0.0.0.0", port), load_rules(rules_file), upstreams)
+            serve_in_background(router)
+            console.print(f"router: {rules_file.name} over {', '.join(versions)}")
+            processes["api"] = processes[f"api-{versions[0].split('.')[0]}"]
+        else:
+            processes["api"] = subprocess.Popen([*cmd, "api", "--port", str(port)], env=env)
         worker = [*cmd, "worker", "--pool", "base"]
         if concurrency:
             worker += ["--concurrency", str(concurrency)]
@@ -127,9 +158,12 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> 
         console.rule("[bold green]imgburst is up")
         console.print(f"dashboard: [link={url}/]{url}/[/link]")
         console.print(f"submit:    imgburst submit ./photos --wait --url {url}")
+        if versions:
+            console.print(f"versions:  imgburst traffic {url} -n 500"
+                          + (" -H 'user: yoichi'" if route == "header" else ""))
         console.print("stop:      Ctrl-C")
         while True:
-            for name, process in processes.items():
+            for name, process in list(processes.items()):
                 if process.poll() is not None:
                     console.print(f"[red]{name} exited with code {process.returncode}; "
                                   "stopping everything[/red]")
@@ -139,6 +173,9 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None) -> 
         console.print("stopping...")
         return 0
     finally:
+        if router is not None:
+            router.shutdown()
+            router.server_close()
         stop({k: v for k, v in processes.items() if k == "scaler"})  # drains its workers
         stop({k: v for k, v in processes.items() if k not in ("redis", "scaler")})
         if "redis" in processes:
