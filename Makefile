@@ -17,9 +17,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
-	$(BIN)/python bench/imaging.py
-	$(BIN)/python bench/pipeline.py
-	$(BIN)/python bench/burst.py
+	$(BIN)/python bench/suite.py --write
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "imgburst needs Python 3.11 or newer")'

@@ -60,9 +60,11 @@ class Stack:
         self.procs = [
             subprocess.Popen([*cmd, "api", "--host", "127.0.0.1"], env=self.env, stdout=log,
                              stderr=subprocess.STDOUT),
-            subprocess.Popen([*cmd, "worker", "--concurrency", str(processes), "--loglevel",
-                              "WARNING"], env=self.env, stdout=log, stderr=subprocess.STDOUT),
         ]
+        if processes:  # 0: the API alone (submit latency)
+            self.procs.append(subprocess.Popen(
+                [*cmd, "worker", "--concurrency", str(processes), "--loglevel", "WARNING"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT))
         if scaler_env is not None:
             self.procs.append(subprocess.Popen([*cmd, "scaler"], env=self.env | scaler_env,
                                                stdout=log, stderr=subprocess.STDOUT))
@@ -153,3 +155,18 @@ class Stack:
             proc.wait(timeout=90)
 
 
+
+
+def table_row(measure: str, baseline: float, ours: float, unit: str, ratio: float) -> None:
+    """One row of `make bench`'s summary table (`bench/suite.py` collects these)."""
+    print(f"TABLE {measure} | {baseline:g} {unit} | {ours:g} {unit} | {ratio:.2f} x")
+
+
+def noop_worker(redis_url: str, processes: int) -> subprocess.Popen[bytes]:
+    """A bare Celery worker running `bench.noop` tasks: the overhead baseline."""
+    env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(Path(__file__).parent))
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "noop_app", "worker",
+                             "--queues", "noop", "--concurrency", str(processes),
+                             "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
+                             "--pool", "prefork"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("VIPS_CONCURRENCY", "1")  # single-threaded, like both other columns
 
-from harness import CACHE, images  # noqa: E402
+from harness import CACHE, images, table_row  # noqa: E402
 from PIL import Image, ImageFilter
 
 from imgburst.core.recipes import DEFAULT_RECIPE_JSON, Recipe, Resize, parse_recipe
@@ -178,6 +178,7 @@ def main() -> None:
     print(f"\n{'recipe':24} {'source':11} {'naive img/s':>11} {'ours img/s':>10} {'ratio':>6}"
           + (f" {'vips img/s':>10}" if with_vips else ""))
     ratios: dict[str, float] = {}
+    naive_rates: dict[str, float] = {}
     for row, raw in ROWS.items():
         recipe = parse_recipe(raw)
         for source, datas in inputs.items():
@@ -188,6 +189,7 @@ def main() -> None:
                 mine.append(throughput(ours, datas, recipe))
             b, m = statistics.median(base), statistics.median(mine)
             ratios[f"{row} / {source}"] = m / b
+            naive_rates[f"{row} / {source}"] = b
             line = f"{row:24} {source:11} {b:11.2f} {m:10.2f} {m / b:5.2f}x"
             if with_vips:
                 try:
@@ -206,6 +208,12 @@ def main() -> None:
         print(f"  {which:5}: {r['peak']:.0f} MB (after imports {r['before']:.0f} MB)")
     default_jpeg = ratios["default recipe / 12 MP JPEG"]
     print(f"\nmedian ratio over all rows: {statistics.median(ratios.values()):.2f}x")
+    row = "default recipe / 12 MP JPEG"
+    table_row("imaging: default recipe, 12 MP JPEG, 1 thread", round(naive_rates[row], 2),
+              round(naive_rates[row] * default_jpeg, 2), "images/s", default_jpeg)
+    table_row("imaging: peak RSS, 36 MP JPEG (naive -> ours)",
+              round(rss["naive"]["peak"]), round(rss["ours"]["peak"]), "MB",
+              rss["ours"]["peak"] / rss["naive"]["peak"])
     print(f"RESULT imaging_default_12mp_ratio {default_jpeg:.2f} x")
     print(f"RESULT imaging_median_ratio {statistics.median(ratios.values()):.2f} x")
     print(f"RESULT imaging_peak_rss_36mp {rss['ours']['peak']:.0f} MB")

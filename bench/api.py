@@ -1,0 +1,101 @@
+"""Submit latency: `POST /api/v1/batches` with 10 small images, at 1, 8 and 32 concurrent
+clients, against a bare Flask + waitress app that takes the same upload and stores
+nothing (the baseline). Ours stores 10 blobs, records the batch and 10 jobs, enqueues 10
+tasks (no worker runs: only the API is measured). p50 and p99 per concurrency.
+Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import redis
+import requests
+from harness import Stack, free_port, table_row
+
+from imgburst.core.synthetic import photo_bytes
+
+CONCURRENCY = (1, 8, 32)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def load(url: str, clients: int, per_client: int, files: list[tuple[str, bytes]]) -> list[float]:
+    def client(_i: int) -> list[float]:
+        session = requests.Session()
+        took = []
+        for _ in range(per_client):
+            started = time.perf_counter()
+            response = session.post(f"{url}/api/v1/batches", timeout=60,
+                                    files=[("files", (n, d, "image/jpeg")) for n, d in files])
+            took.append(time.perf_counter() - started)
+            assert response.status_code == 202, response.text
+        return took
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [t for part in pool.map(client, range(clients)) for t in part]
+
+
+def bare_server() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "waitress", "--host", "127.0.0.1",
+                             f"--port={port}", "--threads=16", "bare_api:app"],
+                            cwd=Path(__file__).parent, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).ok:
+                return proc, url
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise SystemExit("the bare baseline server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=64, help="per concurrency level")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    redis.Redis.from_url(redis_url).flushdb()
+    files = [(f"small-{i}.jpg", photo_bytes(i, 640, 480)) for i in range(10)]
+    print(f"10 images of {sum(len(d) for _, d in files) / 10 / 1000:.0f} KB per batch, "
+          f"{args.requests} batches per level", flush=True)
+    bare, bare_url = bare_server()
+    stack = Stack(redis_url, processes=0)
+    results = {}
+    try:
+        for clients in CONCURRENCY:
+            per_client = max(1, args.requests // clients)
+            load(bare_url, clients, 1, files), load(stack.url, clients, 1, files)  # warm up
+            base = load(bare_url, clients, per_client, files)
+            ours = load(stack.url, clients, per_client, files)
+            results[clients] = {p: (percentile(base, p) * 1000, percentile(ours, p) * 1000)
+                                for p in (50, 99)}
+            print(f"{clients:2d} clients: p50 {results[clients][50][0]:.1f} / "
+                  f"{results[clients][50][1]:.1f} ms, p99 {results[clients][99][0]:.1f} / "
+                  f"{results[clients][99][1]:.1f} ms (bare / ours)", flush=True)
+    finally:
+        stack.close()
+        bare.terminate()
+        bare.wait(timeout=30)
+    for clients, by_p in results.items():
+        for p, (b, o) in by_p.items():
+            table_row(f"submit p{p}, {clients} clients, 10 images", round(b, 1), round(o, 1),
+                      "ms", o / b)
+            print(f"RESULT api_submit_p{p}_c{clients} {o:.1f} ms")
+            print(f"RESULT api_submit_p{p}_c{clients}_ratio {o / b:.2f} x")
+
+
+if __name__ == "__main__":
+    main()

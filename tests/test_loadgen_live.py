@@ -1,0 +1,84 @@
+"""`imgburst loadgen` against a live local stack: a short spike, then the report is
+checked against the job store, and its files are opened."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+
+import requests
+from conftest import free_port, settings_for, wait_until
+from PIL import Image
+from sqlalchemy import func, select
+
+from imgburst.core.schema import Job
+from imgburst.core.store import JobStore
+
+
+def test_loadgen_spike_report_matches_the_store(base_env, start_worker, tmp_path):
+    port = free_port()
+    env = base_env | {"IMGBURST_PORT": str(port), "SCALER_COOLDOWN_S": "2",
+                      "SCALER_MAX_BURST": "2"}
+    logs = [(tmp_path / f"{name}.log").open("wb") for name in ("api", "scaler")]
+    procs = [subprocess.Popen([sys.executable, "-m", "imgburst.cli", *args], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+             for args, log in ((["api", "--host", "127.0.0.1"], logs[0]), (["scaler"], logs[1]))]
+    start_worker(env, concurrency=1)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/readyz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(ready, 60, "the API")
+        out = tmp_path / "report"
+        run = subprocess.run(
+            [sys.executable, "-m", "imgburst.cli", "loadgen", url, "--shape", "spike",
+             "--rate", "0.5", "--spike-rate", "3", "--spike-at", "2", "--spike-length", "2",
+             "--duration", "6", "--batch-size", "3", "--mix", "0.5MP:jpeg=2,0.3MP:png=1",
+             "--wait", "90", "--out", str(out)],
+            env=env, capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stderr
+        assert "imgburst load report" in run.stderr
+        report = json.loads((out / "report.json").read_text())
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        for log in logs:
+            log.close()
+
+    counts = report["counts"]
+    # the schedule: 0.5/s for 4 s around a 3/s spike of 2 s -> 2 + 6 = 8 batches
+    assert counts["batches_scheduled"] == 8 and counts["dropped"] == 0
+    assert counts["batches_accepted"] == 8 and counts["rejected_5xx"] == 0
+    store = JobStore.from_settings(settings_for(env))
+    with store.engine.connect() as conn:
+        by_status = dict(conn.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    assert counts["jobs"] == sum(by_status.values()) == 24
+    assert counts["jobs_succeeded"] == by_status.get("succeeded", 0) == 24
+    assert counts["jobs_failed"] == by_status.get("failed", 0) == 0
+    assert counts["images_submitted"] == 24
+    for name, values in report["latency_ms"].items():
+        ordered = [values[k] for k in ("p50", "p90", "p95", "p99", "max")]
+        assert None not in ordered, name
+        assert ordered == sorted(ordered), (name, ordered)
+    assert report["latency_ms"]["job_end_to_end"]["count"] == 24
+    assert report["latency_ms"]["batch_completion"]["count"] == 8
+    assert report["throughput_jobs_per_s"] > 0 and report["timeline"]
+
+    with (out / "submits.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"202"}
+    with (out / "timeline.csv").open() as f:
+        timeline = list(csv.DictReader(f))
+    assert timeline and {"waiting", "burst_running"} <= set(timeline[0])
+    chart = Image.open(out / "report.png")
+    chart.verify()
+    assert chart.size[0] > 600
