@@ -47,7 +47,9 @@ def cli() -> None:
                    "v1.111111111,v2.222222222 (the Istio demo without a cluster).")
 @click.option("--route", type=click.Choice(["v1", "canary", "header"]), default="v1",
               show_default=True, help="With --versions: which k8s/istio VirtualService the "
-                                      "router applies (all v1, 90/10, user: yoichi -> v2).")
+                                      "router applies: route-default-v1 (all v1), "
+                                      "route-canary (90/10), route-conditional-v2 (user: "
+                                      "yoichi -> v2, others 90/10).")
 def up(port: int | None, concurrency: int | None, versions: str | None, route: str) -> None:
     """Start everything on one machine: Redis (embedded if REDIS_URL is unset), API, worker."""
     from imgburst.cli.up import run_stack
@@ -197,7 +199,7 @@ def traffic(url: str | None, count: int, headers: tuple[str, ...], concurrency: 
 @cli.command()
 @click.option("--virtual-service", "virtual_service", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="e.g. k8s/istio/virtualservice-canary.yaml")
+              help="e.g. k8s/istio/route-canary.yaml")
 @click.option("--upstream", "upstreams", multiple=True, required=True,
               help="SUBSET=URL, e.g. v1=http://127.0.0.1:8001")
 @click.option("--host", default="127.0.0.1", show_default=True)

@@ -94,9 +94,13 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+ROUTES = {"v1": "route-default-v1.yaml", "canary": "route-canary.yaml",
+          "header": "route-conditional-v2.yaml"}
+
+
 def istio_file(route: str) -> Path:
     """The VirtualService the local router applies: `k8s/istio/` of this checkout."""
-    name = f"virtualservice-{route}.yaml"
+    name = ROUTES[route]
     for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         if (base / "k8s" / "istio" / name).is_file():
             return base / "k8s" / "istio" / name

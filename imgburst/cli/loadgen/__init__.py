@@ -60,7 +60,7 @@ def live_view(run: LoadRun, phase: str) -> Group:
         table.add_row("workers", f"{sample.base} base, {sample.burst_running} burst running, "
                                  f"{sample.burst_pending} pending")
         table.add_row("throughput", f"{sample.throughput:.1f} jobs/s")
-    statuses = getattr(run, "batch_status", {})
+    statuses = run.batch_status
     if statuses:
         done = sum(1 for s in statuses.values() if s in ("succeeded", "failed", "partial"))
         table.add_row("batches done", f"{done} / {sum(1 for s in run.submits if s.batch_id)}")

@@ -95,6 +95,7 @@ class LoadRun:
         self.lock = threading.Lock()
         self.stop_polling = threading.Event()
         self.started = 0.0
+        self.batch_status: dict[str, str] = {}  # batch id -> last status seen while waiting
 
     # -- submit ---------------------------------------------------------------------
 
@@ -184,7 +185,6 @@ class LoadRun:
         """Poll our batches until they are final or `wait_s` passes."""
         began = time.monotonic()
         pending = {s.batch_id for s in self.submits if s.batch_id}
-        self.batch_status: dict[str, str] = {}
         while pending and time.monotonic() - began < self.o.wait_s:
             for batch_id in list(pending):
                 try:
