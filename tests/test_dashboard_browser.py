@@ -96,6 +96,9 @@ def test_dashboard_shows_a_burst_live(live_stack):
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
         assert samples[-1]["status"] == "succeeded", samples[-1]
+        stats = requests.get(f"{live_stack}/api/v1/stats", timeout=5).json()
+        assert stats["latency"]["jobs"] >= 150  # every worker recorded its jobs' timings
+        assert stats["throughput"]["last_60s"] > 0 and stats["jobs"]["succeeded"] == 150
         widths = [float(s["bar"].rstrip("%")) for s in samples if s["bar"]]
         assert widths[0] < 100 and widths[-1] == 100, widths  # the progress bar moved
         assert max(s["work"] for s in samples) > 10  # the work chart rose with the spike

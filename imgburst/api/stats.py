@@ -1,8 +1,9 @@
 """`GET /api/v1/stats`: everything the dashboard shows, in one JSON document.
 
 Read from where each fact lives: the queue and the workers' heartbeats in Redis, the
-scaler's state, samples and events in Redis (it publishes them every tick), throughput,
-latency, batches and the gallery in the job store (indexed queries over a recent window).
+scaler's state, samples and events in Redis (it publishes them every tick), throughput
+and latency in Redis (workers record each job as it ends), counts, batches and the
+gallery in the job store (indexed queries).
 Built at most twice a second per API process, however many browsers poll; the time
 series part (`?since=`) is read per request, so each page only fetches what it lacks.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -21,14 +21,15 @@ from imgburst.api.errors import Problem
 from imgburst.api.services import Services, services
 from imgburst.api.views import batch_json, iso
 from imgburst.core.inspect import (
+    ended_since,
     in_flight,
     live_workers,
+    recent_timings,
     samples,
     scaler_state,
     scaling_events,
     waiting,
 )
-from imgburst.core.store import utcnow
 
 bp = Blueprint("stats", __name__, url_prefix="/api/v1/stats")
 CACHE_S = 0.5
@@ -78,12 +79,11 @@ def workers(svc: Services) -> dict[str, Any]:
 
 def snapshot(svc: Services) -> dict[str, Any]:
     """The stats document without the time series (cached briefly)."""
-    now = utcnow()
     store = svc.store
+    epoch = time.time()
+    timings = recent_timings(svc.redis, epoch - LATENCY_WINDOW_S)  # written as jobs end
+    last_10s, last_60s = ended_since(svc.redis, epoch - 10, epoch - 60)
     with store.reading() as conn:  # one connection for all the store's reads
-        timings = store.recent_timings(now - timedelta(seconds=LATENCY_WINDOW_S), conn=conn)
-        last_10s, last_60s = store.finished_since(now - timedelta(seconds=10),
-                                                  now - timedelta(seconds=60), conn=conn)
         counts = store.status_counts(conn)
         batches = store.active_batches(conn=conn)
         outputs = store.latest_outputs(GALLERY, conn=conn)

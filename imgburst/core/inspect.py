@@ -157,3 +157,47 @@ def scaled_totals(client: redis.Redis) -> dict[str, int]:
     totals = {"up": 0, "down": 0}
     totals.update({_decode(k): int(v) for k, v in raw.items()})
     return totals
+
+
+# -- live job telemetry (workers write it as jobs end; the stats endpoint reads it) -------
+# Kept in Redis so the dashboard's throughput and latency cost the same whatever the size
+# of the job store; the store stays the record (and feeds the Prometheus histograms).
+
+ENDED_KEY = "imgburst:jobs:ended"  # sorted set: job id -> end time, last few minutes
+TIMINGS_KEY = "imgburst:jobs:timings"  # list of "end wait_ms run_ms", newest first
+TELEMETRY_WINDOW_S = 300
+MAX_TIMINGS = 1000
+
+
+def record_ended(client: redis.Redis, job_id: str, timings_ms: tuple[int, int] | None,
+                 now: float | None = None) -> None:
+    """A job reached a final status after running (best effort: never fails a job)."""
+    now = time.time() if now is None else now
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.zadd(ENDED_KEY, {job_id: now})
+            pipe.zremrangebyscore(ENDED_KEY, "-inf", now - TELEMETRY_WINDOW_S)
+            if timings_ms is not None:
+                pipe.lpush(TIMINGS_KEY, f"{now:.3f} {timings_ms[0]} {timings_ms[1]}")
+                pipe.ltrim(TIMINGS_KEY, 0, MAX_TIMINGS - 1)
+            pipe.execute()
+    except redis.RedisError:
+        pass
+
+
+def ended_since(client: redis.Redis, *since: float) -> list[int]:
+    """Jobs that ended at or after each of `since` (epoch seconds)."""
+    with client.pipeline(transaction=False) as pipe:
+        for t in since:
+            pipe.zcount(ENDED_KEY, t, "+inf")
+        return [int(n) for n in pipe.execute()]
+
+
+def recent_timings(client: redis.Redis, since: float) -> list[tuple[int, int]]:
+    """(queue wait, processing) in ms of the jobs that ended since `since`, newest first."""
+    out = []
+    for raw in client.lrange(TIMINGS_KEY, 0, MAX_TIMINGS - 1):
+        end, wait, run = _decode(raw).split()
+        if float(end) >= since:  # no early stop: workers' clocks and writes interleave
+            out.append((int(wait), int(run)))
+    return out

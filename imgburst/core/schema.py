@@ -40,8 +40,10 @@ class Batch(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (  # covering: a batch's progress is read from the index alone
-        Index("ix_jobs_batch_progress", "batch_id", "status", "started_at", "finished_at"),)
+    __table_args__ = (  # covering indexes: progress and timings are read from them alone
+        Index("ix_jobs_batch_progress", "batch_id", "status", "started_at", "finished_at"),
+        Index("ix_jobs_finished_timings", "finished_at", "wait_ms", "run_ms"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
@@ -57,7 +59,7 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     wait_ms: Mapped[int | None] = mapped_column(Integer)
     """Queue wait: created -> first start (ms), set when the job ends."""
     run_ms: Mapped[int | None] = mapped_column(Integer)

@@ -72,6 +72,16 @@ class StartedJob:
     input_path: str
     recipe: dict[str, Any]
     attempts: int
+    created_at: datetime | None = None
+    started_at: datetime | None = None  # of the first attempt
+
+    def timings_ms(self, now: datetime | None = None) -> tuple[int, int] | None:
+        """(queue wait, processing) in ms if the job ended `now` (as the store records)."""
+        if self.created_at is None or self.started_at is None:
+            return None
+        now = now or utcnow()
+        return (max(0, round((self.started_at - self.created_at).total_seconds() * 1000)),
+                max(0, round((now - self.started_at).total_seconds() * 1000)))
 
 
 @dataclass(frozen=True)
@@ -236,13 +246,14 @@ class JobStore:
                 return None
             row = conn.execute(
                 select(Job.id, Job.batch_id, Job.input_container, Job.input_path, Job.attempts,
-                       Batch.recipe)
+                       Job.created_at, Job.started_at, Batch.recipe)
                 .join(Batch, Batch.id == Job.batch_id)
                 .where(Job.id == job_id)
             ).one()
         return StartedJob(id=row.id, batch_id=row.batch_id, input_container=row.input_container,
                           input_path=row.input_path, recipe=json.loads(row.recipe),
-                          attempts=row.attempts)
+                          attempts=row.attempts, created_at=row.created_at,
+                          started_at=row.started_at)
 
     def finish_job(self, job_id: str, outputs: list[OutputRecord]) -> bool:
         """Mark a running job succeeded with exactly these outputs; False if it was not running."""
@@ -391,27 +402,6 @@ class JobStore:
             return
         with self.engine.connect() as fresh:
             yield fresh
-
-    def finished_since(self, *since: datetime, conn: Connection | None = None) -> list[int]:
-        """Jobs that ended (any final status) at or after each of `since` (one query)."""
-        oldest = min(since)
-        with self.reading(conn) as conn:
-            row = conn.execute(
-                select(*[func.coalesce(func.sum(case((Job.finished_at >= t, 1), else_=0)), 0)
-                         for t in since]).where(Job.finished_at >= oldest)
-            ).one()
-        return [int(v) for v in row]
-
-    def recent_timings(self, since: datetime, limit: int = 1000,
-                       conn: Connection | None = None) -> list[tuple[int, int]]:
-        """(wait_ms, run_ms) of the newest jobs that ran and ended since `since`."""
-        with self.reading(conn) as conn:
-            rows = conn.execute(
-                select(Job.wait_ms, Job.run_ms)
-                .where(Job.finished_at >= since, Job.run_ms.is_not(None))
-                .order_by(Job.finished_at.desc()).limit(limit)
-            ).all()
-        return [(r.wait_ms, r.run_ms) for r in rows]
 
     def active_batches(self, recent: int = 5, limit: int = 20,
                        conn: Connection | None = None) -> list[dict[str, Any]]:

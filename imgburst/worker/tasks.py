@@ -37,9 +37,10 @@ from imgburst.core.celery_app import (
     PROCESS_IMAGE,
     make_celery,
 )
+from imgburst.core.inspect import record_ended
 from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
-from imgburst.core.store import JobStore, OutputRecord
+from imgburst.core.store import JobStore, OutputRecord, StartedJob
 from imgburst.worker import heartbeat, imaging
 
 log = logging.getLogger("imgburst.worker")
@@ -58,6 +59,11 @@ class Runtime:
     store: JobStore
     blobs: BlobStore
     asset_cache: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    redis: redis.Redis | None = None  # live telemetry for the dashboard (best effort)
+
+    def ended(self, job: StartedJob) -> None:
+        if self.redis is not None:
+            record_ended(self.redis, job.id, job.timings_ms())
 
     @property
     def limits(self) -> imaging.Limits:
@@ -95,7 +101,9 @@ def runtime(settings: Settings) -> Runtime:
     global _runtime
     if _runtime is None:
         _runtime = Runtime(settings, JobStore.from_settings(settings),
-                           blob_store_from_settings(settings))
+                           blob_store_from_settings(settings),
+                           redis=redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+                           if settings.redis_url else None)
     return _runtime
 
 
@@ -121,24 +129,26 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
             records.append(OutputRecord(name=out.name, format=out.format, width=out.width,
                                         height=out.height, bytes=len(out.data), blob_path=path))
     except imaging.ImageError as exc:
-        return _fail(rt, job_id, str(exc))
+        return _fail(rt, job, str(exc))
     except RecipeError as exc:
-        return _fail(rt, job_id, f"invalid recipe: {exc}")
+        return _fail(rt, job, f"invalid recipe: {exc}")
     except BlobNotFound as exc:
-        return _fail(rt, job_id, f"input missing: {exc}")
+        return _fail(rt, job, f"input missing: {exc}")
     except TRANSIENT:
         raise
     except BlobError as exc:
-        return _fail(rt, job_id, str(exc))
-    rt.store.finish_job(job_id, records)
+        return _fail(rt, job, str(exc))
+    if rt.store.finish_job(job_id, records):
+        rt.ended(job)
     log.info("job %s succeeded in %.0f ms (attempt %d)", job_id,
              (time.perf_counter() - started) * 1000, job.attempts)
     return "succeeded"
 
 
-def _fail(rt: Runtime, job_id: str, error: str) -> str:
-    rt.store.fail_job(job_id, error)
-    log.info("job %s failed: %s", job_id, error)
+def _fail(rt: Runtime, job: StartedJob, error: str) -> str:
+    if rt.store.fail_job(job.id, error):
+        rt.ended(job)
+    log.info("job %s failed: %s", job.id, error)
     return "failed"
 
 
