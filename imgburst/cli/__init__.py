@@ -230,6 +230,43 @@ def router(virtual_service: Path, upstreams: tuple[str, ...], host: str,
         server.server_close()
 
 
+@cli.command("mysql-check")
+def mysql_check() -> None:
+    """The original sample's round trip against the bound MySQL: create a table, insert,
+    select, commit. Prints user, host and database; never the password."""
+    from sqlalchemy import exc
+
+    from imgburst.core.store import make_engine
+
+    settings = load_settings()
+    if settings.mysql is None:
+        console.print("[red]MYSQL_HOST is not set[/red]: bind a database (MYSQL_HOST, "
+                      "MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD, MYSQL_DATABASE, MYSQL_SSL)")
+        raise SystemExit(2)
+    m = settings.mysql
+    click.echo(f"user: {m.user}\nhost: {m.host}:{m.port}\ndatabase: {m.database}\n"
+               f"tls: {'on' if m.ssl else 'off'}")
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS test")
+            conn.exec_driver_sql("CREATE TABLE test (id INT PRIMARY KEY, name VARCHAR(20))")
+            conn.exec_driver_sql("INSERT INTO test VALUES (1, 'hoge')")
+            conn.exec_driver_sql("INSERT INTO test VALUES (2, 'foo'), (3, 'bar')")
+            rows = conn.exec_driver_sql("SELECT id, name FROM test ORDER BY id").all()
+    except exc.OperationalError as error:
+        reason = error.orig.args[-1] if error.orig is not None and error.orig.args else error
+        console.print(f"[red]cannot use MySQL at {m.host}:{m.port}[/red]: {reason}")
+        console.print("Check MYSQL_HOST and MYSQL_PORT, the firewall rules, and the binding's "
+                      "user and password.")
+        raise SystemExit(1) from None
+    finally:
+        engine.dispose()
+    for row in rows:
+        click.echo(f"{row[0]} {row[1]}")
+    click.echo("committed")
+
+
 from imgburst.cli import client, loadgen  # noqa: E402  (register their commands)
 
 client.register(cli)

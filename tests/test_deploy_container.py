@@ -1,0 +1,140 @@
+"""The container image and docker-compose.yml, validated offline (no Docker engine here):
+the Compose file against the Compose JSON Schema, its variables against what Settings
+reads, and the Dockerfile's shape (multi-stage, slim, non-root, exec-form entrypoint)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft7Validator
+
+from imgburst.core.settings import Settings
+
+ROOT = Path(__file__).parent.parent
+SCHEMAS = Path(__file__).parent / "schemas"
+
+
+class RecordingEnv(dict):
+    """An environment that remembers every variable Settings asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+
+def known_variables() -> set[str]:
+    env = RecordingEnv()
+    env.update(MYSQL_HOST="db", MYSQL_USER="u", MYSQL_DATABASE="d")  # read only with a host
+    Settings.from_env(env)
+    return env.asked
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_settings_variables_are_recorded():
+    known = known_variables()
+    assert {"REDIS_URL", "MYSQL_HOST", "MYSQL_PASSWORD", "AZURE_STORAGE_CONNECTION_STRING",
+            "APP_VERSION", "SCALER_BACKEND", "IMGBURST_MAX_FILE_MB"} <= known
+
+
+def test_compose_file_is_valid_against_the_compose_schema():
+    schema = json.loads((SCHEMAS / "compose-spec.json").read_text())
+    errors = sorted(Draft7Validator(schema).iter_errors(compose()), key=lambda e: e.path)
+    assert not errors, [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors]
+
+
+def test_compose_services_set_only_variables_the_settings_know():
+    known = known_variables()
+    services = compose()["services"]
+    ours = {name: s for name, s in services.items() if s.get("image") == "imgburst:latest"}
+    assert set(ours) == {"api", "api-v2", "worker", "scaler"}
+    for name, service in ours.items():
+        unknown = set(service["environment"]) - known
+        assert not unknown, f"{name} sets {unknown}, which Settings never reads"
+        env = service["environment"]
+        assert env["MYSQL_HOST"] == "mysql" and env["REDIS_URL"].startswith("redis://redis:")
+        assert "BlobEndpoint=http://azurite:10000/" in env["AZURE_STORAGE_CONNECTION_STRING"]
+        assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+        assert isinstance(service["command"], list)  # exec form: signals reach the process
+        Settings.from_env(env)  # every value parses
+
+
+def test_compose_wiring():
+    services = compose()["services"]
+    redis_cmd = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert condition == {"condition": "service_healthy"}, (name, dependency)
+            assert "healthcheck" in services[dependency], dependency
+    assert services["api"]["environment"]["APP_VERSION"] == "v1.111111111"
+    assert services["api-v2"]["environment"]["APP_VERSION"] == "v2.222222222"
+    assert services["api-v2"]["profiles"] == ["versions"]
+    assert services["scaler"]["environment"]["SCALER_BACKEND"] == "local"
+    mysql = services["mysql"]["environment"]
+    api = services["api"]["environment"]
+    assert (mysql["MARIADB_USER"], mysql["MARIADB_DATABASE"]) == (
+        api["MYSQL_USER"], api["MYSQL_DATABASE"])
+    assert mysql["MARIADB_PASSWORD"] == api["MYSQL_PASSWORD"]
+    assert "worker" in services["worker"]["command"] and "--pool" in services["worker"]["command"]
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """[(instruction, arguments)] per stage, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((instruction.upper(), args.strip()))
+    return stages
+
+
+def test_dockerfile_is_multi_stage_slim_and_non_root():
+    build, final = dockerfile_stages()
+    text = (ROOT / "Dockerfile").read_text()
+    assert "slim" in re.search(r"ARG PYTHON_IMAGE=(\S+)", text)[1]
+    instructions = [i for i, _ in final]
+    assert "HEALTHCHECK" not in instructions
+    user = dict(final)["USER"]
+    assert user.split(":")[0] not in ("root", "0")
+    final_runs = " ".join(a for i, a in final if i == "RUN")
+    for compiler in ("gcc", "build-essential", "g++", "clang", "-dev"):
+        assert compiler not in final_runs, f"{compiler} in the final stage"
+    assert json.loads(dict(final)["ENTRYPOINT"]) == ["imgburst"]  # exec form: PID 1
+    assert json.loads(dict(final)["CMD"]) == ["api"]
+    assert ("COPY", "--from=build /opt/imgburst /opt/imgburst") in final
+    assert dict(final)["EXPOSE"] == "8000"
+    assert any(i == "RUN" and "pip install" in a for i, a in build)
+
+
+def test_dockerignore_keeps_the_context_to_the_package():
+    lines = [x.strip() for x in (ROOT / ".dockerignore").read_text().splitlines()
+             if x.strip() and not x.startswith("#")]
+    assert lines[0] == "*"
+    assert {"!pyproject.toml", "!README.md", "!imgburst/"} <= set(lines)
+    assert not any(x.startswith("!") and x.rstrip("/") in ("tests", "bench", "node_modules",
+                                                            ".venv", "var") for x in lines)
