@@ -9,7 +9,7 @@ from tempfile import TemporaryFile
 from typing import IO
 
 import redis
-from flask import Flask, Request, g, request
+from flask import Flask, Request, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from imgburst.api.errors import register_error_handlers
@@ -21,6 +21,9 @@ from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
 
 IN_MEMORY_BODY_BYTES = 64 * 1024 * 1024
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       "form-action 'self'")
 UPLOAD_THREADS = 8
 
 
@@ -79,6 +82,15 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.mimetype == "text/html":  # the dashboard: our own script, no framing
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
 
     @app.after_request
     def _count(response: ResponseReturnValue):  # type: ignore[no-untyped-def]

@@ -6,10 +6,12 @@ recorded, and enqueued. The recipe is validated whole before anything is stored.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from io import BytesIO
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
@@ -20,7 +22,7 @@ from imgburst.api.views import batch_json, job_json, page_args
 from imgburst.core.blobs import BlobError, BlobNotFound, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
-from imgburst.core.inspect import nudge
+from imgburst.core.inspect import nudge, waiting
 from imgburst.core.recipes import Recipe
 from imgburst.core.store import NewJob, new_id
 
@@ -129,6 +131,7 @@ def create_batch() -> Response:
             raise Problem(413, "Too many images", f"{len(files)} files; at most "
                           f"{svc.settings.max_files} per batch (IMGBURST_MAX_FILES)",
                           field="files")
+        admit(svc, len(files))
         recipe = recipe_from_form(svc)
         prepare = lambda: (_upload_jobs(svc, batch_id, files), f"upload:{len(files)} files")  # noqa: E731
     elif request.mimetype == "application/json":
@@ -157,10 +160,40 @@ def create_batch() -> Response:
     return accept_batch(svc, batch_id, recipe, source, jobs)
 
 
+def admit(svc: Services, count: int) -> None:
+    """Backpressure: refuse (429) a batch that would take the queue past
+    IMGBURST_MAX_WAITING, before anything of it is stored."""
+    bound = svc.settings.max_waiting
+    if not bound:
+        return
+    try:
+        queued = waiting(svc.redis)
+    except redis.RedisError:
+        raise Problem(503, "Queue unavailable", "the broker did not answer; try again shortly",
+                      headers={"Retry-After": "5"}) from None
+    if queued + count > bound:
+        raise Problem(429, "Too busy", f"{queued} jobs are waiting; {count} more would pass the "
+                      f"bound of {bound} (IMGBURST_MAX_WAITING). Nothing was stored: submit "
+                      "again after Retry-After seconds", headers={"Retry-After": "30"})
+
+
 def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
                  jobs: list[NewJob]) -> Response:
-    """Record the batch, enqueue its jobs, answer 202 (shared by every way to submit)."""
-    svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs)
+    """Record the batch, enqueue its jobs, answer 202 (shared by every way to submit).
+
+    If the job store fails, the inputs this request stored are removed again, so a
+    refused submission leaves nothing behind (the client gets a 503 and retries)."""
+    if source.startswith("blobs:"):
+        admit(svc, sum(1 for j in jobs if j.error is None))
+    try:
+        svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs)
+    except Exception:
+        if not source.startswith("blobs:"):  # uploaded inputs are ours to remove
+            for job in jobs:
+                if job.error is None:
+                    with contextlib.suppress(BlobError):
+                        svc.blobs.delete(job.input_path)
+        raise
     queued = [j.id for j in jobs if j.error is None]
     try:
         enqueue_jobs(svc.celery, queued)

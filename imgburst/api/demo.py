@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from flask import Blueprint, Response, request
 
-from imgburst.api.batches import accept_batch, store_input
+from imgburst.api.batches import accept_batch, admit, store_input
 from imgburst.api.errors import Problem
 from imgburst.api.recipe_args import recipe_from
 from imgburst.api.services import services
@@ -45,6 +45,7 @@ def spike() -> Response:
         raise Problem(400, "Invalid spike", f"size must be one of {', '.join(SIZES)}",
                       field="size")
     recipe = recipe_from(svc, body.get("recipe"), body.get("preset"))
+    admit(svc, count)
     batch_id = new_id()
     photos = [_photo(seed, size) for seed in range(min(count, DISTINCT))]
     try:

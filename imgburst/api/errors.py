@@ -6,9 +6,11 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger("imgburst.api")
+STORE_RETRY_AFTER_S = 5
 
 
 class Problem(Exception):
@@ -57,6 +59,16 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def _store_down(exc: Exception) -> Response:
+        """The job store is unreachable: a retryable 503, never a 500 (and never the URL)."""
+        log.warning("job store unavailable: %s", type(exc).__name__)
+        return problem_response(503, "Job store unavailable", "the job store did not answer; "
+                                "nothing was recorded, try again shortly",
+                                headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -8,6 +8,7 @@ read from another container (a user's own pictures). Backend failures that may p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -74,6 +75,10 @@ class BlobStore(ABC):
     def get(self, path: str, container: str | None = None) -> bytes: ...
 
     @abstractmethod
+    def delete(self, path: str, container: str | None = None) -> None:
+        """Remove a blob; a missing one is not an error (deletes are retried)."""
+
+    @abstractmethod
     def head(self, path: str, length: int, container: str | None = None) -> bytes:
         """The first `length` bytes (to sniff a format without downloading the image)."""
 
@@ -115,6 +120,12 @@ class LocalBlobStore(BlobStore):
             os.replace(tmp, target)
         except OSError as exc:
             raise BlobUnavailable(f"can't write {path}: {exc.strerror}") from exc
+
+    def delete(self, path: str, container: str | None = None) -> None:
+        try:
+            self._file(path, container).unlink(missing_ok=True)
+        except OSError as exc:
+            raise BlobUnavailable(f"can't delete {path}: {exc.strerror}") from exc
 
     def get(self, path: str, container: str | None = None) -> bytes:
         try:
@@ -232,6 +243,11 @@ class AzureBlobStore(BlobStore):
     def get(self, path: str, container: str | None = None) -> bytes:
         client = self._container(container, create=False)
         return self._call(f"read {path}", lambda: client.download_blob(path).readall())
+
+    def delete(self, path: str, container: str | None = None) -> None:
+        client = self._container(container, create=False)
+        with contextlib.suppress(BlobNotFound):
+            self._call(f"delete {path}", client.delete_blob, path)
 
     def head(self, path: str, length: int, container: str | None = None) -> bytes:
         client = self._container(container, create=False)

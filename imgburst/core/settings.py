@@ -79,6 +79,7 @@ class Settings:
     max_upload_mb: int
     max_files: int
     max_file_mb: int
+    max_waiting: int
     max_megapixels: float
     max_frames: int
     presets: Mapping[str, Recipe] = field(repr=False)
@@ -172,6 +173,7 @@ class Settings:
             max_upload_mb=_int(env, "IMGBURST_MAX_UPLOAD_MB", 512, 1, 1 << 20),
             max_files=_int(env, "IMGBURST_MAX_FILES", 1000, 1, 1_000_000),
             max_file_mb=_int(env, "IMGBURST_MAX_FILE_MB", 50, 1, 4096),
+            max_waiting=_int(env, "IMGBURST_MAX_WAITING", 100_000, 0, 100_000_000),
             max_megapixels=_float(env, "IMGBURST_MAX_MEGAPIXELS", 50, 0.01, 1000),
             max_frames=_int(env, "IMGBURST_MAX_FRAMES", 100, 1, 100_000),
             presets=_presets(env),

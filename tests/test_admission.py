@@ -1,0 +1,132 @@
+"""Admission and outages at the API: backpressure (429, nothing half-accepted), the job
+store unreachable (503 with Retry-After, not 500), and the dashboard's security headers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import threading
+from pathlib import Path
+
+import redis
+from conftest import settings_for
+
+from imgburst.api import create_app
+from imgburst.core.celery_app import QUEUE
+from imgburst.core.synthetic import photo_bytes
+
+
+def upload(client, count: int):
+    return client.post("/api/v1/batches", data={"files": [
+        (io.BytesIO(photo_bytes(i, 120, 90)), f"p{i}.jpg") for i in range(count)]},
+        content_type="multipart/form-data")
+
+
+def stored_inputs(home: Path) -> list[Path]:
+    return [p for p in (home / "blobs").rglob("*") if p.is_file() and "inputs" in p.parts]
+
+
+def test_backpressure_refuses_beyond_the_bound_and_stores_nothing(base_env):
+    env = base_env | {"IMGBURST_MAX_WAITING": "5"}
+    client = create_app(settings_for(env)).test_client()
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    for i in range(4):
+        broker.lpush(QUEUE, json.dumps({"waiting": i}))
+    refused = upload(client, 2)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+    assert "IMGBURST_MAX_WAITING" in refused.get_json()["detail"]
+    assert client.get("/api/v1/batches").get_json()["total"] == 0
+    assert not stored_inputs(Path(env["IMGBURST_HOME"]))
+    spike = client.post("/api/v1/demo/spike", json={"images": 2, "size": "1MP"})
+    assert spike.status_code == 429
+    assert upload(client, 1).status_code == 202  # 4 + 1 fits
+    assert upload(client, 1).status_code == 429  # 5 + 1 does not
+
+
+class Gate:
+    """A TCP forwarder in front of MariaDB that can be shut, as an outage would."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        self.conns: list[socket.socket] = []
+        self.listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def shut(self) -> None:
+        self.open.clear()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self.conns.clear()
+
+    def reopen(self) -> None:
+        self.open.set()
+
+
+def test_store_outage_is_a_503_with_retry_after_and_leaves_nothing(base_env, mysql_env):
+    gate = Gate((mysql_env["MYSQL_HOST"], int(mysql_env["MYSQL_PORT"])))
+    env = base_env | mysql_env | {"MYSQL_PORT": str(gate.port)}
+    client = create_app(settings_for(env)).test_client()
+    assert upload(client, 1).status_code == 202
+    gate.shut()
+    down = upload(client, 2)
+    assert down.status_code == 503 and down.headers["Retry-After"] == "5"
+    body = down.get_json()
+    assert body["title"] == "Job store unavailable" and "try again" in body["detail"]
+    assert mysql_env["MYSQL_PASSWORD"] not in down.get_data(as_text=True)
+    assert len(stored_inputs(Path(env["IMGBURST_HOME"]))) == 1  # the refused upload's are gone
+    assert client.get(f"/api/v1/batches/{'x' * 32}").status_code == 503
+    assert client.get("/version").status_code == 200  # what needs no store still answers
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503
+    gate.reopen()
+    answers = [upload(client, 1).status_code for _ in range(3)]
+    assert answers[-1] == 202, answers  # the pool reconnects once the store is back
+
+
+def test_dashboard_security_headers(base_env):
+    client = create_app(settings_for(base_env)).test_client()
+    page = client.get("/")
+    csp = page.headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == "'self'"  # no inline scripts, no CDN
+    assert directives["frame-ancestors"] == "'none'"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "<script src=" in page.get_data(as_text=True)
+    assert "<script>" not in page.get_data(as_text=True)
+    assert client.get("/api/v1/stats").headers["X-Content-Type-Options"] == "nosniff"
