@@ -130,3 +130,18 @@ def test_dashboard_security_headers(base_env):
     assert "<script src=" in page.get_data(as_text=True)
     assert "<script>" not in page.get_data(as_text=True)
     assert client.get("/api/v1/stats").headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_uploaded_names_never_become_paths(base_env):
+    client = create_app(settings_for(base_env)).test_client()
+    names = ["../../../etc/passwd.jpg", "/abs/dir/win.ini.jpg", "bad\x00\x1b\tname.jpg"]
+    response = client.post("/api/v1/batches", data={"files": [
+        (io.BytesIO(photo_bytes(i, 64, 48)), name) for i, name in enumerate(names)]},
+        content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    jobs = client.get(f"/api/v1/batches/{response.get_json()['id']}/jobs").get_json()["items"]
+    assert [j["input"] for j in jobs] == ["passwd.jpg", "win.ini.jpg", "badname.jpg"]
+    stored = sorted(p.relative_to(Path(base_env["IMGBURST_HOME"]) / "blobs")
+                    for p in stored_inputs(Path(base_env["IMGBURST_HOME"])))
+    assert [p.name for p in stored] == ["input.jpeg"] * 3
+    assert all(p.parts[:2] == ("imgburst", "inputs") and len(p.parts) == 5 for p in stored)

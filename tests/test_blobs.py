@@ -14,6 +14,7 @@ from imgburst.core.blobs import (
     BlobUnavailable,
     LocalBlobStore,
     blob_store_from_settings,
+    display_name,
     input_path,
     output_path,
     safe_name,
@@ -66,7 +67,12 @@ def test_paths_are_safe(tmp_path):
     assert safe_name("../../etc/passwd") == "passwd"
     assert safe_name("C:\\Users\\me\\My Photo (1).JPG") == "My_Photo_1_.JPG"
     assert safe_name("...") == "image"
-    assert input_path("b", "j", "a b.jpg") == "inputs/b/j/a_b.jpg"
+    assert input_path("b", "j", "jpeg") == "inputs/b/j/input.jpeg"  # never the file's name
+    assert input_path("b", "j", None) == "inputs/b/j/input.bin"
+    assert display_name("../../etc/passwd") == "passwd"
+    assert display_name("C:\\Users\\me\\My Photo (1).JPG") == "My Photo (1).JPG"
+    assert display_name("evil\x00\nname\x1b[31m.jpg") == "evilname[31m.jpg"
+    assert display_name("") == "image" and len(display_name("x" * 1000)) == 255
     assert output_path("b", "j", "thumb", "webp") == "outputs/b/j/thumb.webp"
     local = LocalBlobStore(tmp_path, "imgburst")
     for bad in ("../x", "/abs", "a/../../x"):

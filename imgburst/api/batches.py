@@ -19,7 +19,7 @@ from imgburst.api.errors import Problem
 from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
 from imgburst.api.views import batch_json, job_json, page_args
-from imgburst.core.blobs import BlobError, BlobNotFound, input_path
+from imgburst.core.blobs import BlobError, BlobNotFound, display_name, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.inspect import nudge, waiting
@@ -36,7 +36,8 @@ def store_input(svc: Services, batch_id: str, name: str, data: bytes | memoryvie
     job_id = new_id()
     head = bytes(data[:SNIFF_BYTES])
     fmt = sniff(head)
-    path = input_path(batch_id, job_id, name)
+    name = display_name(name)
+    path = input_path(batch_id, job_id, fmt)
     if fmt is None:
         return NewJob(job_id, name, svc.blobs.container, path, None, len(data),
                       error=unsupported_message(head))

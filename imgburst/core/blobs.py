@@ -48,8 +48,18 @@ def safe_name(filename: str) -> str:
     return cleaned[-120:] or "image"
 
 
-def input_path(batch_id: str, job_id: str, filename: str) -> str:
-    return f"inputs/{batch_id}/{job_id}/{safe_name(filename)}"
+def input_path(batch_id: str, job_id: str, fmt: str | None) -> str:
+    """Where an uploaded input lives. Generated from ids and the sniffed format only: an
+    uploaded file name never becomes part of a path (it is kept, cleaned, for display)."""
+    return f"inputs/{batch_id}/{job_id}/input.{fmt or 'bin'}"
+
+
+def display_name(filename: str | None) -> str:
+    """An uploaded file name fit to show and to store: its last path part, without
+    control characters, at most 255 characters."""
+    base = PurePosixPath((filename or "").replace("\\", "/")).name
+    cleaned = "".join(c for c in base if c.isprintable()).strip()
+    return cleaned[:255] or "image"
 
 
 def asset_path(name: str) -> str:
