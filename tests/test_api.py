@@ -167,8 +167,20 @@ def test_readyz_reports_a_dead_broker(base_env):
     assert response.get_json()["checks"]["broker"].startswith("unavailable")
 
 
-def test_dead_broker_fails_the_batch_with_503(base_env):
+def test_dead_broker_refuses_before_storing_anything(base_env):
     app = create_app(settings_for(base_env | {"REDIS_URL": "redis://127.0.0.1:9/0"}))
+    client = app.test_client()
+    response = client.post("/api/v1/batches", data=files(("a.jpg", JPEG)),
+                           content_type="multipart/form-data")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert client.get("/api/v1/batches").get_json()["total"] == 0
+
+
+def test_dead_broker_at_enqueue_fails_the_batch_with_503(base_env):
+    """Without the backpressure check (IMGBURST_MAX_WAITING=0) the broker is first needed
+    at enqueue: the recorded batch must then be marked failed, never left queued."""
+    app = create_app(settings_for(base_env | {"REDIS_URL": "redis://127.0.0.1:9/0",
+                                              "IMGBURST_MAX_WAITING": "0"}))
     app.extensions["imgburst"].celery.conf.broker_connection_max_retries = 1
     app.extensions["imgburst"].celery.conf.broker_connection_timeout = 1
     client = app.test_client()

@@ -53,6 +53,15 @@ def live_stack(base_env, start_worker, tmp_path):
         log.close()
 
 
+def wait_js(page, expression: str, timeout: float = 30) -> None:
+    """Poll a JavaScript expression (page.evaluate runs outside the page's CSP; Playwright's
+    wait_for_function would need 'unsafe-eval', which the dashboard rightly forbids)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({expression})"):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.1)
+
+
 def test_dashboard_shows_a_burst_live(live_stack):
     from playwright.sync_api import sync_playwright
 
@@ -64,13 +73,12 @@ def test_dashboard_shows_a_burst_live(live_stack):
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(live_stack + "/")
-        page.wait_for_function("document.getElementById('live').textContent.includes('scaler')")
+        wait_js(page, "document.getElementById('live').textContent.includes('scaler')")
 
         page.fill("#spike input[name=images]", "150")
         page.select_option("#spike select[name=size]", "2MP")
         page.click("#spike button")
-        page.wait_for_function(
-            "document.getElementById('spike-result').textContent.includes('jobs queued')")
+        wait_js(page, "document.getElementById('spike-result').textContent.includes('jobs queued')")
 
         samples = []
         deadline = time.monotonic() + 150
@@ -108,8 +116,8 @@ def test_dashboard_shows_a_burst_live(live_stack):
         assert any("+" in e and "burst" in e for e in samples[-1]["events"]), samples[-1]
         assert page.locator("#chart-workers g.marker title").count() > 0  # marked on the axis
 
-        page.wait_for_function("""() => [...document.querySelectorAll('#gallery img')]
-            .some(img => img.complete && img.naturalWidth > 0)""", timeout=10_000)
+        wait_js(page, """[...document.querySelectorAll('#gallery img')]
+            .some(img => img.complete && img.naturalWidth > 0)""", timeout=10)
         rows = page.eval_on_selector_all("#workers tbody tr", "rs => rs.map(r => r.dataset.pool)")
         assert "base" in rows
 
