@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -153,10 +154,7 @@ def register(cli: click.Group) -> None:
                           f"--wait {wait_s:g} s[/yellow]")
 
 
-def print_report(console: object, doc: dict) -> None:
-    from rich.console import Console
-
-    assert isinstance(console, Console)
+def print_report(console: Console, doc: dict[str, Any]) -> None:
     counts = doc["counts"]
     table = Table(title="imgburst load report", show_lines=False)
     table.add_column("measure")
