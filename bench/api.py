@@ -8,7 +8,6 @@ Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -20,14 +19,10 @@ import redis
 import requests
 from harness import Stack, free_port, table_row
 
+from imgburst.core.percentiles import percentile
 from imgburst.core.synthetic import photo_bytes
 
 CONCURRENCY = (1, 8, 32)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def load(url: str, clients: int, per_client: int, files: list[tuple[str, bytes]]) -> list[float]:
@@ -80,7 +75,8 @@ def main() -> None:
             load(bare_url, clients, 1, files), load(stack.url, clients, 1, files)  # warm up
             base = load(bare_url, clients, per_client, files)
             ours = load(stack.url, clients, per_client, files)
-            results[clients] = {p: (percentile(base, p) * 1000, percentile(ours, p) * 1000)
+            results[clients] = {p: (percentile(sorted(base), p) * 1000,
+                                    percentile(sorted(ours), p) * 1000)
                                 for p in (50, 99)}
             print(f"{clients:2d} clients: p50 {results[clients][50][0]:.1f} / "
                   f"{results[clients][50][1]:.1f} ms, p99 {results[clients][99][0]:.1f} / "

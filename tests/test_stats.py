@@ -196,3 +196,13 @@ def test_demo_spike_submits_synthetic_photos(base_env):
     assert batch["jobs"] == 8 and batch["counts"]["queued"] == 8
     assert batch["source"] == "demo:8 x 1MP"
     assert redis.Redis.from_url(base_env["REDIS_URL"]).llen(QUEUE) == 8
+
+
+def test_nearest_rank_percentiles():
+    from imgburst.core.percentiles import percentile
+
+    values = list(range(1, 101))
+    assert [percentile(values, p) for p in (50, 95, 99, 100)] == [50, 95, 99, 100]
+    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([7], 99) == 7
+    with pytest.raises(ValueError):
+        percentile([], 50)

@@ -10,7 +10,6 @@ series part (`?since=`) is read per request, so each page only fetches what it l
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any
@@ -30,6 +29,7 @@ from imgburst.core.inspect import (
     scaling_events,
     waiting,
 )
+from imgburst.core.percentiles import percentile
 
 bp = Blueprint("stats", __name__, url_prefix="/api/v1/stats")
 CACHE_S = 0.5
@@ -43,8 +43,7 @@ _lock = threading.Lock()
 def percentiles(values: list[int], points: tuple[int, ...] = (50, 95, 99)) -> dict[str, Any]:
     """Nearest-rank percentiles (`p50`...) of `values`; None when there are none."""
     ordered = sorted(values)
-    return {f"p{p}": ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else None
-            for p in points}
+    return {f"p{p}": percentile(ordered, p) if ordered else None for p in points}
 
 
 def workers(svc: Services) -> dict[str, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from imgburst.cli.loadgen.runner import RunResult, parse_time
+from imgburst.core.percentiles import percentile
 
 POINTS = (50, 90, 95, 99)
 
@@ -19,8 +19,7 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
     ordered = sorted(values)
     out: dict[str, float | int | None] = {"count": len(ordered)}
     for p in POINTS:
-        out[f"p{p}"] = round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000, 1) \
-            if ordered else None
+        out[f"p{p}"] = round(percentile(ordered, p) * 1000, 1) if ordered else None
     out["max"] = round(ordered[-1] * 1000, 1) if ordered else None
     return out
 
