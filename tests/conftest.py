@@ -16,10 +16,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
 import redis
+import requests
 
 from imgburst.core.settings import Settings
 
@@ -205,6 +207,34 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in workers:
         worker.stop()
+
+
+def http_ok(url: str) -> bool:
+    """Whether GET `url` answers 2xx now (False while the server is not up yet)."""
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `imgburst <args>` (api, scaler...) as a process logging under tmp_path;
+    each gets SIGTERM at the end of the test."""
+    started: list[tuple[subprocess.Popen[bytes], Any]] = []
+
+    def start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"{args[0]}-{len(started)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "imgburst.cli", *args], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        started.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in started:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
 
 
 def settings_for(env: dict[str, str]) -> Settings:

@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
-from conftest import free_port, wait_until
+from conftest import free_port, http_ok, wait_until
 from PIL import Image
 
 from imgburst.core.synthetic import photo_bytes
@@ -38,13 +37,8 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
                           env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        def ready() -> bool:
-            try:
-                return requests.get(f"{url}/readyz", timeout=1).ok
-            except requests.RequestException:
-                return False
-
-        wait_until(lambda: ready() or up.poll() is not None, 90, "imgburst up to be ready")
+        wait_until(lambda: http_ok(f"{url}/readyz") or up.poll() is not None, 90,
+                   "imgburst up to be ready")
         assert up.poll() is None, (tmp_path / "up.log").read_text()
         wait_until(lambda: "imgburst is up" in (tmp_path / "up.log").read_text(), 30, "banner")
         assert f"dashboard: {url}/" in (tmp_path / "up.log").read_text()

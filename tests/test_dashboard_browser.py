@@ -7,15 +7,12 @@ the page while the burst happens and drains. Screenshots land in `test-artifacts
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port, wait_until
+from conftest import free_port, http_ok, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
@@ -25,32 +22,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 
 
 @pytest.fixture
-def live_stack(base_env, start_worker, tmp_path):
+def live_stack(base_env, start_worker, start_service):
     port = free_port()
     env = base_env | {"SCALER_MAX_BURST": "2", "SCALER_MAX_STEP": "2", "SCALER_COOLDOWN_S": "3",
                       "SCALER_POLL_S": "0.5", "IMGBURST_PORT": str(port)}
-    procs = []
-    for args in (["api", "--host", "127.0.0.1"], ["scaler"]):
-        log = (tmp_path / f"{args[0]}.log").open("wb")
-        procs.append((subprocess.Popen([sys.executable, "-m", "imgburst.cli", *args], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT), log))
+    start_service(env, "api", "--host", "127.0.0.1")
+    start_service(env, "scaler")
     start_worker(env, concurrency=1)
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/readyz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    wait_until(ready, 60, "the API to be ready")
+    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be ready")
     wait_until(lambda: requests.get(f"{url}/api/v1/stats", timeout=2).json()["scaler"]
                is not None, 30, "the scaler to publish its state")
-    yield url
-    for proc, log in procs:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
+    return url
 
 
 def wait_js(page, expression: str, timeout: float = 30) -> None:

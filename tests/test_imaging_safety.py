@@ -94,7 +94,9 @@ def test_cmyk_16bit_palette_and_la_come_out_right():
     assert la.mode == "LA" and la.getpixel((3, 3)) == (200, 128)
 
 
-def test_a_corrupt_frame_after_a_valid_header_is_caught():
+def test_a_corrupt_scan_after_a_valid_header_fails_cleanly_or_decodes():
+    """Garbage in the entropy-coded data: libjpeg may recover or stop; either way only an
+    ImageError may come out (anything else would fail this test)."""
     data = bytearray(photo_bytes(9, 800, 600))
     middle = len(data) // 2
     data[middle:middle + 2000] = b"\xff\xd9" * 1000  # end-of-image markers in the scan

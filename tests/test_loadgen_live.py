@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
 
-import requests
-from conftest import free_port, settings_for, wait_until
+from conftest import free_port, http_ok, settings_for, wait_until
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -18,41 +16,26 @@ from imgburst.core.schema import Job
 from imgburst.core.store import JobStore
 
 
-def test_loadgen_spike_report_matches_the_store(base_env, start_worker, tmp_path):
+def test_loadgen_spike_report_matches_the_store(base_env, start_worker, start_service,
+                                                tmp_path):
     port = free_port()
     env = base_env | {"IMGBURST_PORT": str(port), "SCALER_COOLDOWN_S": "2",
                       "SCALER_MAX_BURST": "2"}
-    logs = [(tmp_path / f"{name}.log").open("wb") for name in ("api", "scaler")]
-    procs = [subprocess.Popen([sys.executable, "-m", "imgburst.cli", *args], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-             for args, log in ((["api", "--host", "127.0.0.1"], logs[0]), (["scaler"], logs[1]))]
+    start_service(env, "api", "--host", "127.0.0.1")
+    start_service(env, "scaler")
     start_worker(env, concurrency=1)
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/readyz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(ready, 60, "the API")
-        out = tmp_path / "report"
-        run = subprocess.run(
-            [sys.executable, "-m", "imgburst.cli", "loadgen", url, "--shape", "spike",
-             "--rate", "0.5", "--spike-rate", "3", "--spike-at", "2", "--spike-length", "2",
-             "--duration", "6", "--batch-size", "3", "--mix", "0.5MP:jpeg=2,0.3MP:png=1",
-             "--wait", "90", "--out", str(out)],
-            env=env, capture_output=True, text=True, timeout=240)
-        assert run.returncode == 0, run.stderr
-        assert "imgburst load report" in run.stderr
-        report = json.loads((out / "report.json").read_text())
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        for log in logs:
-            log.close()
+    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API")
+    out = tmp_path / "report"
+    run = subprocess.run(
+        [sys.executable, "-m", "imgburst.cli", "loadgen", url, "--shape", "spike",
+         "--rate", "0.5", "--spike-rate", "3", "--spike-at", "2", "--spike-length", "2",
+         "--duration", "6", "--batch-size", "3", "--mix", "0.5MP:jpeg=2,0.3MP:png=1",
+         "--wait", "90", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr
+    assert "imgburst load report" in run.stderr
+    report = json.loads((out / "report.json").read_text())
 
     counts = report["counts"]
     # the schedule: 0.5/s for 4 s around a 3/s spike of 2 s -> 2 + 6 = 8 batches

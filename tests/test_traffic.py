@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port, wait_until
+from conftest import free_port, http_ok, wait_until
 
 from imgburst.cli.router import RouteError, RouterServer, load_rules, serve_in_background
 from imgburst.cli.splits import parse_expect, shares, version_of, wilson
@@ -68,30 +68,17 @@ def test_unsupported_virtual_service_fields_are_named(tmp_path):
 
 
 @pytest.fixture
-def two_versions(base_env, tmp_path):
+def two_versions(base_env, start_service):
     """Two real API processes, v1 and v2, on the same store."""
-    upstreams, procs = {}, []
+    upstreams = {}
     for subset, version in VERSIONS.items():
         port = free_port()
-        log = (tmp_path / f"api-{subset}.log").open("wb")
-        procs.append((subprocess.Popen(
-            [sys.executable, "-m", "imgburst.cli", "api", "--host", "127.0.0.1", "--port",
-             str(port)], env=base_env | {"APP_VERSION": version}, stdout=log,
-            stderr=subprocess.STDOUT), log))
+        start_service(base_env | {"APP_VERSION": version}, "api", "--host", "127.0.0.1",
+                      "--port", str(port))
         upstreams[subset] = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return all(requests.get(f"{u}/healthz", timeout=1).ok for u in upstreams.values())
-        except requests.RequestException:
-            return False
-
-    wait_until(up, 60, "both API versions")
-    yield upstreams
-    for proc, log in procs:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
+    wait_until(lambda: all(http_ok(f"{u}/healthz") for u in upstreams.values()), 60,
+               "both API versions")
+    return upstreams
 
 
 def traffic(url: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

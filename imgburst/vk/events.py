@@ -24,7 +24,6 @@ from imgburst.core.inspect import (
     scaling_events,
 )
 
-STREAM = EVENTS_STREAM
 MAX_EVENTS = 1000
 log = logging.getLogger("imgburst.scaler")
 
@@ -38,7 +37,7 @@ class EventLog:
         line = json.dumps(event, sort_keys=False)
         log.info("%s", line)
         try:
-            self.client.xadd(STREAM, {"event": line}, maxlen=MAX_EVENTS, approximate=True)
+            self.client.xadd(EVENTS_STREAM, {"event": line}, maxlen=MAX_EVENTS, approximate=True)
         except redis.RedisError as exc:
             log.warning("event not stored: %s", exc)
         return event
