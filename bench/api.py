@@ -25,9 +25,11 @@ from imgburst.core.synthetic import photo_bytes
 CONCURRENCY = (1, 8, 32)
 
 
-def load(url: str, clients: int, per_client: int, files: list[tuple[str, bytes]]) -> list[float]:
+def load(url: str, clients: int, per_client: int, files: list[tuple[str, bytes]],
+         headers: dict[str, str] | None = None) -> list[float]:
     def client(_i: int) -> list[float]:
         session = requests.Session()
+        session.headers.update(headers or {})
         took = []
         for _ in range(per_client):
             started = time.perf_counter()
@@ -72,9 +74,9 @@ def main() -> None:
     try:
         for clients in CONCURRENCY:
             per_client = max(1, args.requests // clients)
-            load(bare_url, clients, 1, files), load(stack.url, clients, 1, files)  # warm up
+            load(bare_url, clients, 1, files), load(stack.url, clients, 1, files, stack.headers)
             base = load(bare_url, clients, per_client, files)
-            ours = load(stack.url, clients, per_client, files)
+            ours = load(stack.url, clients, per_client, files, stack.headers)
             results[clients] = {p: (percentile(sorted(base), p) * 1000,
                                     percentile(sorted(ours), p) * 1000)
                                 for p in (50, 99)}

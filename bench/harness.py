@@ -17,6 +17,7 @@ import requests
 from sqlalchemy import func, select
 
 from imgburst.core.blobs import blob_store_from_settings
+from imgburst.core.keys import generate_key
 from imgburst.core.schema import Job
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore
@@ -53,8 +54,11 @@ class Stack:
         self.home = Path(tempfile.mkdtemp(prefix="imgburst-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        key = generate_key()  # auth on, as deployed; one client, so no per-key rate limit
+        self.headers = {"Authorization": f"Bearer {key}"}
         self.env = dict(os.environ, IMGBURST_HOME=str(self.home), REDIS_URL=redis_url,
-                        IMGBURST_PORT=str(self.port))
+                        IMGBURST_PORT=str(self.port), IMGBURST_API_KEYS=f"bench={key}",
+                        IMGBURST_SUBMIT_RATE="off")
         cmd = [sys.executable, "-m", "imgburst.cli"]
         log = (self.home / "stack.log").open("wb")
         self.procs = [
@@ -95,12 +99,14 @@ class Stack:
         def post(chunk: list[Path]) -> str:
             if client == "curl":
                 form = [arg for p in chunk for arg in ("-F", f"files=@{p};type=image/jpeg")]
-                out = subprocess.run(["curl", "-sS", "--fail-with-body", *form,
+                out = subprocess.run(["curl", "-sS", "--fail-with-body", *form, "-H",
+                                      f"Authorization: {self.headers['Authorization']}",
                                       f"{self.url}/api/v1/batches"],
                                      capture_output=True, check=True, timeout=300)
                 return json.loads(out.stdout)["id"]
             files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in chunk]
-            response = requests.post(f"{self.url}/api/v1/batches", files=files, timeout=300)
+            response = requests.post(f"{self.url}/api/v1/batches", files=files, timeout=300,
+                                     headers=self.headers)
             response.raise_for_status()
             return response.json()["id"]
 
@@ -118,7 +124,8 @@ class Stack:
                 if conn.execute(unfinished).scalar_one() == 0:
                     break
             time.sleep(0.2)
-        done = [requests.get(f"{self.url}/api/v1/batches/{i}", timeout=10).json() for i in ids]
+        done = [requests.get(f"{self.url}/api/v1/batches/{i}", timeout=10,
+                             headers=self.headers).json() for i in ids]
         assert all(b["status"] == "succeeded" for b in done), done
         with self.store.engine.connect() as conn:
             last = conn.execute(select(func.max(Job.finished_at))
@@ -144,7 +151,8 @@ class Stack:
                                container="bench-source")
 
     def submit_from_storage(self, prefix: str) -> str:
-        response = requests.post(f"{self.url}/api/v1/batches", timeout=60, json={
+        response = requests.post(f"{self.url}/api/v1/batches", timeout=60, headers=self.headers,
+                                 json={
             "source": {"container": "bench-source", "prefix": prefix}})
         response.raise_for_status()
         return response.json()["id"]

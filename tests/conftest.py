@@ -143,8 +143,12 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def base_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
-    """Environment of a service on SQLite + local blobs + this test's Redis database."""
+    """Environment of a service on SQLite + local blobs + this test's Redis database.
+
+    Keys are off here: these tests are about the pipeline; test_auth.py (and the tests
+    that pass `auth_env`) run with keys on."""
     return {"IMGBURST_HOME": str(tmp_path / "var"), "REDIS_URL": redis_url,
+            "IMGBURST_AUTH": "off",
             "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root")}
 
 

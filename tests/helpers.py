@@ -23,6 +23,19 @@ def submit(client: FlaskClient, files: list[tuple[str, bytes]],
     return response.get_json()
 
 
+def download(client: FlaskClient, url: str) -> bytes:
+    """An output's bytes by its signed URL: this API's route, or a SAS URL on Azure."""
+    if url.startswith(("http://", "https://")):
+        import requests
+
+        response = requests.get(url, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.content
+    answer = client.get(url)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.data
+
+
 def wait_batch(client: FlaskClient, batch_id: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

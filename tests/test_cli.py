@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import requests
 from conftest import free_port, http_ok, wait_until
 from PIL import Image
 
+from imgburst.core.keys import digest
 from imgburst.core.synthetic import photo_bytes
 
 
@@ -41,7 +44,16 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
                    "imgburst up to be ready")
         assert up.poll() is None, (tmp_path / "up.log").read_text()
         wait_until(lambda: "imgburst is up" in (tmp_path / "up.log").read_text(), 30, "banner")
-        assert f"dashboard: {url}/" in (tmp_path / "up.log").read_text()
+        banner = (tmp_path / "up.log").read_text()
+        key_file = tmp_path / "var" / "api-key"
+        key = key_file.read_text().strip()
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert f"dashboard: {url}/#key={key}" in banner  # made on first run, printed
+        anonymous = requests.get(f"{url}/api/v1/batches", timeout=5)
+        assert anonymous.status_code == 401  # keys are on by default
+        assert requests.get(f"{url}/api/v1/batches", timeout=5,
+                            headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert key not in Path(f"/proc/{up.pid}/environ").read_bytes().decode(errors="replace")
         photos = tmp_path / "photos"
         (photos / "sub").mkdir(parents=True)
         (photos / "a.jpg").write_bytes(photo_bytes(1, 1200, 900))
@@ -111,3 +123,32 @@ def test_up_stops_everything_on_sigterm(tmp_path):
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
              and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
     assert not alive, f"processes left running after SIGTERM: {alive}"
+
+
+def test_up_no_auth_says_so_loudly(tmp_path):
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+           "IMGBURST_HOME": str(tmp_path / "var"), "IMGBURST_PORT": str(port)}
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen([sys.executable, "-m", "imgburst.cli", "up", "--no-auth",
+                               "--concurrency", "1"], env=env, stdout=out,
+                              stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: "imgburst is up" in log.read_text() or up.poll() is not None,
+                       90, "imgburst up to be ready")
+            assert "AUTHENTICATION IS OFF" in log.read_text()
+            assert not (tmp_path / "var" / "api-key").exists()
+            assert requests.get(f"http://127.0.0.1:{port}/api/v1/batches",
+                                timeout=5).status_code == 200
+        finally:
+            up.send_signal(signal.SIGTERM)
+            assert up.wait(timeout=60) == 0, log.read_text()
+
+
+def test_keygen_prints_a_key_and_only_its_digest_as_the_entry():
+    result = imgburst("keygen", env={"PATH": os.environ["PATH"]})
+    assert result.returncode == 0, result.stderr
+    key = re.search(r"^key:\s+(\S+)$", result.stdout, re.M).group(1)
+    entry = re.search(r"^entry:\s+(\S+)$", result.stdout, re.M).group(1)
+    assert entry == f"sha256:{digest(key)}" and len(key) >= 40

@@ -2,7 +2,8 @@
 
 `imgburst api` + a base worker + the scaler with the local backend run as processes;
 the browser submits a demo spike through the page's own form, then the test samples
-the page while the burst happens and drains. Screenshots land in `test-artifacts/`.
+the page while the burst happens and drains. Keys are on: the page gets its admin key
+from the URL fragment, as `imgburst up` prints it. Screenshots land in `test-artifacts/`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import pytest
 import requests
 from conftest import free_port, http_ok, wait_until
 
+from imgburst.core.keys import generate_key
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -21,18 +24,23 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-sync"]
 
 
+ADMIN_KEY = generate_key()
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
 @pytest.fixture
 def live_stack(base_env, start_worker, start_service):
     port = free_port()
     env = base_env | {"SCALER_MAX_BURST": "2", "SCALER_MAX_STEP": "2", "SCALER_COOLDOWN_S": "3",
-                      "SCALER_POLL_S": "0.5", "IMGBURST_PORT": str(port)}
+                      "SCALER_POLL_S": "0.5", "IMGBURST_PORT": str(port),
+                      "IMGBURST_AUTH": "on", "IMGBURST_ADMIN_KEYS": f"admin={ADMIN_KEY}"}
     start_service(env, "api", "--host", "127.0.0.1")
     start_service(env, "scaler")
     start_worker(env, concurrency=1)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be ready")
-    wait_until(lambda: requests.get(f"{url}/api/v1/stats", timeout=2).json()["scaler"]
-               is not None, 30, "the scaler to publish its state")
+    wait_until(lambda: requests.get(f"{url}/api/v1/stats", timeout=2, headers=ADMIN)
+               .json()["scaler"] is not None, 30, "the scaler to publish its state")
     return url
 
 
@@ -55,8 +63,9 @@ def test_dashboard_shows_a_burst_live(live_stack):
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(live_stack + "/")
+        page.goto(live_stack + f"/#key={ADMIN_KEY}")
         wait_js(page, "document.getElementById('live').textContent.includes('scaler')")
+        assert ADMIN_KEY not in page.url  # taken from the fragment, then out of the address bar
 
         page.fill("#spike input[name=images]", "150")
         page.select_option("#spike select[name=size]", "2MP")
@@ -87,7 +96,7 @@ def test_dashboard_shows_a_burst_live(live_stack):
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
         assert samples[-1]["status"] == "succeeded", samples[-1]
-        stats = requests.get(f"{live_stack}/api/v1/stats", timeout=5).json()
+        stats = requests.get(f"{live_stack}/api/v1/stats", timeout=5, headers=ADMIN).json()
         assert stats["latency"]["jobs"] >= 150  # every worker recorded its jobs' timings
         assert stats["throughput"]["last_60s"] > 0 and stats["jobs"]["succeeded"] == 150
         widths = [float(s["bar"].rstrip("%")) for s in samples if s["bar"]]
@@ -100,7 +109,8 @@ def test_dashboard_shows_a_burst_live(live_stack):
         assert page.locator("#chart-workers g.marker title").count() > 0  # marked on the axis
 
         wait_js(page, """[...document.querySelectorAll('#gallery img')]
-            .some(img => img.complete && img.naturalWidth > 0)""", timeout=10)
+            .some(img => img.complete && img.naturalWidth > 0)""", timeout=10)  # signed URLs
+        assert "sig=" in page.eval_on_selector("#gallery img", "img => img.src")
         rows = page.eval_on_selector_all("#workers tbody tr", "rs => rs.map(r => r.dataset.pool)")
         assert "base" in rows
 
@@ -111,7 +121,10 @@ def test_dashboard_shows_a_burst_live(live_stack):
 
         dark = browser.new_page(color_scheme="dark", viewport={"width": 1280, "height": 800})
         dark.on("pageerror", lambda e: errors.append(str(e)))
-        dark.goto(live_stack + "/")
+        dark.goto(live_stack + "/")  # a new context: no key, so nothing private is shown
+        wait_js(dark, "document.getElementById('live').textContent === 'API key needed'")
+        assert dark.locator("#batches tr.batch").count() == 0
+        assert dark.locator("#gallery img").count() == 0
         background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
         light = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background != light and background == "rgb(17, 20, 24)"

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from conftest import settings_for, wait_until
-from helpers import fit, jobs_of, submit, wait_batch
+from helpers import download, fit, jobs_of, submit, wait_batch
 from PIL import Image
 
 from imgburst.api import create_app
@@ -71,13 +71,12 @@ def test_mixed_batch_end_to_end(stack_env, start_worker):
         outputs = {o["name"]: o for o in job["outputs"]}
         assert set(outputs) == {"thumb", "medium"}
         for out_name, fmt, box in (("thumb", "WEBP", 256), ("medium", "JPEG", 1024)):
-            response = client.get(outputs[out_name]["url"])
-            assert response.status_code == 200
-            img = Image.open(io.BytesIO(response.data))
+            data = download(client, outputs[out_name]["url"])
+            img = Image.open(io.BytesIO(data))
             assert img.format == fmt, name
             assert img.size == fit(w, h, box, box), (name, out_name)
             assert (outputs[out_name]["width"], outputs[out_name]["height"]) == img.size
-            assert outputs[out_name]["bytes"] == len(response.data)
+            assert outputs[out_name]["bytes"] == len(data)
             assert not img.getexif(), f"{name}/{out_name} kept EXIF"
             assert "icc_profile" not in img.info
         # exactly one set of outputs in the blob store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
@@ -12,8 +13,10 @@ import redis
 from flask import Flask, Request, Response, g, request
 from flask.typing import ResponseReturnValue
 
+from imgburst.api import auth
 from imgburst.api.errors import register_error_handlers
 from imgburst.api.metrics import Metrics
+from imgburst.api.rate_limit import SubmitLimiter
 from imgburst.api.services import Services
 from imgburst.core.blobs import blob_store_from_settings
 from imgburst.core.celery_app import make_celery
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    auth.install(app, settings)  # first: refuses to build an open API by accident
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
     app.config["MAX_FORM_PARTS"] = settings.max_files + 16
@@ -71,6 +75,8 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         celery=celery, metrics=metrics,
         uploads=ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload"),
         redis=redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5),
+        url_secret=settings.url_secret or secrets.token_bytes(32),
+        submissions=SubmitLimiter(celery.conf.broker_url, settings.submit_rate),
     )
     services = app.extensions["imgburst"]
     metrics.watch(lambda: services)

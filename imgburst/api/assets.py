@@ -10,6 +10,7 @@ import re
 
 from flask import Blueprint, Response, jsonify, request
 
+from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.services import services
 from imgburst.core.blobs import BlobError, asset_path
@@ -22,6 +23,8 @@ MAX_ASSET_BYTES = 10 << 20
 
 @bp.put("/<name>")
 def put_asset(name: str) -> Response:
+    """Assets are shared by every recipe (a brand's logo), so only an admin key writes them."""
+    auth.require_admin("uploading an asset")
     if not re.fullmatch(ASSET_NAME, name):
         raise Problem(400, "Invalid asset name", "name must be 1-128 letters, digits, '.', '_' "
                       "or '-', starting with a letter or digit (e.g. logo.png)", field="name")

@@ -15,6 +15,7 @@ import redis
 from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
+from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
@@ -122,6 +123,7 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
 @bp.post("")
 def create_batch() -> Response:
     svc = services()
+    svc.submissions.hit(auth.current())
     batch_id = new_id()
     if request.mimetype == "multipart/form-data":
         files = [f for f in request.files.getlist("files") if f]
@@ -187,7 +189,8 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
     if source.startswith("blobs:"):
         admit(svc, sum(1 for j in jobs if j.error is None))
     try:
-        svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs)
+        svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs,
+                               owner=auth.current().owner)
     except Exception:
         if not source.startswith("blobs:"):  # uploaded inputs are ours to remove
             for job in jobs:
@@ -217,8 +220,9 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
 
 
 def _batch_or_404(batch_id: str) -> dict[str, Any]:
+    """The batch, if it exists and the caller's key may see it (else the same 404)."""
     view = services().store.get_batch(batch_id)
-    if view is None:
+    if view is None or not auth.current().sees(view["owner"]):
         raise Problem(404, "Batch not found", f"no batch with id {batch_id!r}", field="id")
     return view
 
@@ -226,9 +230,9 @@ def _batch_or_404(batch_id: str) -> dict[str, Any]:
 @bp.get("")
 def list_batches() -> Response:
     limit, offset = page_args(default_limit=20, max_limit=200)
-    store = services().store
-    return jsonify({"items": [batch_json(v) for v in store.list_batches(limit, offset)],
-                    "total": store.count_batches(), "limit": limit, "offset": offset})
+    store, owner = services().store, auth.current().scope
+    return jsonify({"items": [batch_json(v) for v in store.list_batches(limit, offset, owner)],
+                    "total": store.count_batches(owner), "limit": limit, "offset": offset})
 
 
 @bp.get("/<batch_id>")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from imgburst.api.services import services
-from imgburst.api.stats import cached_snapshot
+from imgburst.api.stats import cached_snapshot, visible
 
 bp = Blueprint("dashboard", __name__)
 
@@ -15,5 +15,6 @@ bp = Blueprint("dashboard", __name__)
 @bp.get("/")
 def index() -> str:
     svc = services()
-    return render_template("dashboard.html", stats=cached_snapshot(svc),
-                           version=svc.settings.app_version)
+    open_api = not svc.settings.auth  # a browser's navigation carries no key
+    return render_template("dashboard.html", stats=visible(cached_snapshot(svc), open_api),
+                           version=svc.settings.app_version, auth=svc.settings.auth)

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from flask import Blueprint, Response, request
 
+from imgburst.api import auth
 from imgburst.api.batches import accept_batch, admit, store_input
 from imgburst.api.errors import Problem
 from imgburst.api.recipe_args import recipe_from
@@ -34,6 +35,7 @@ def _photo(seed: int, size: str) -> bytes:
 @bp.post("/spike")
 def spike() -> Response:
     svc = services()
+    svc.submissions.hit(auth.current())
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Problem(400, "Invalid body", "send JSON: {\"images\": 100, \"size\": \"2MP\"}")

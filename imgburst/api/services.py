@@ -10,6 +10,7 @@ from celery import Celery
 from flask import current_app
 
 from imgburst.api.metrics import Metrics
+from imgburst.api.rate_limit import SubmitLimiter
 from imgburst.core.blobs import BlobStore
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore
@@ -24,6 +25,8 @@ class Services:
     metrics: Metrics
     uploads: ThreadPoolExecutor  # stores inputs in parallel (Azure round trips overlap)
     redis: redis.Redis  # the broker's Redis: nudges to the scaler, queue inspection
+    url_secret: bytes  # signs output URLs (IMGBURST_URL_SECRET, else random per process)
+    submissions: SubmitLimiter
 
 
 def services() -> Services:

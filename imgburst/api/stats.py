@@ -14,9 +14,11 @@ import threading
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 
+from imgburst.api import auth
 from imgburst.api.errors import Problem
+from imgburst.api.output_urls import output_url
 from imgburst.api.services import Services, services
 from imgburst.api.views import batch_json, iso
 from imgburst.core.inspect import (
@@ -87,8 +89,9 @@ def snapshot(svc: Services) -> dict[str, Any]:
         batches = store.active_batches(conn=conn)
         outputs = store.latest_outputs(GALLERY, conn=conn)
     state = scaler_state(svc.redis)
-    gallery = [g | {"url": url_for("jobs.get_output", job_id=g["job_id"], name=g["name"]),
-                    "finished_at": iso(g["finished_at"])} for g in outputs]
+    gallery = [{k: v for k, v in g.items() if k != "blob_path"}
+               | {"url": output_url(svc, g["job_id"], g["name"], g["blob_path"]),
+                  "finished_at": iso(g["finished_at"])} for g in outputs]
     return {
         "at": round(time.time(), 3),
         "queue": {"waiting": waiting(svc.redis), "in_flight": in_flight(svc.redis)},
@@ -106,6 +109,15 @@ def snapshot(svc: Services) -> dict[str, Any]:
         "events": scaling_events(svc.redis, EVENTS),
         "gallery": gallery,
     }
+
+
+def visible(doc: dict[str, Any], admin: bool) -> dict[str, Any]:
+    """Without an admin key: aggregates only (no batches, images or worker names, which
+    belong to other keys or describe the infrastructure)."""
+    if admin:
+        return doc
+    return doc | {"batches": [], "gallery": [], "aggregates_only": True,
+                  "workers": doc["workers"] | {"items": []}}
 
 
 def cached_snapshot(svc: Services) -> dict[str, Any]:
@@ -131,7 +143,8 @@ def get_stats() -> Response:
         except ValueError:
             raise Problem(400, "Invalid query", "since must be a time in epoch seconds, "
                           "e.g. 1795727700.5", field="since") from None
-    doc = cached_snapshot(svc) | {"series": samples(svc.redis, since)}
+    doc = visible(cached_snapshot(svc), auth.current().admin) | {
+        "series": samples(svc.redis, since)}
     response = jsonify(doc)
     response.headers["Cache-Control"] = "no-store"
     return response

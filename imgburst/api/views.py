@@ -8,6 +8,8 @@ from typing import Any
 from flask import request, url_for
 
 from imgburst.api.errors import Problem
+from imgburst.api.output_urls import output_url
+from imgburst.api.services import services
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -39,6 +41,7 @@ def batch_json(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_json(view: dict[str, Any]) -> dict[str, Any]:
+    svc = services()
     return {
         "id": view["id"],
         "batch_id": view["batch_id"],
@@ -58,7 +61,7 @@ def job_json(view: dict[str, Any]) -> dict[str, Any]:
             {
                 "name": o["name"], "format": o["format"], "width": o["width"],
                 "height": o["height"], "bytes": o["bytes"],
-                "url": url_for("jobs.get_output", job_id=view["id"], name=o["name"]),
+                "url": output_url(svc, view["id"], o["name"], o["blob_path"]),
             }
             for o in view["outputs"]
         ],

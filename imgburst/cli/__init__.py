@@ -50,7 +50,10 @@ def cli() -> None:
                                       "router applies: route-default-v1 (all v1), "
                                       "route-canary (90/10), route-conditional-v2 (user: "
                                       "yoichi -> v2, others 90/10).")
-def up(port: int | None, concurrency: int | None, versions: str | None, route: str) -> None:
+@click.option("--no-auth", is_flag=True,
+              help="Serve the API without keys (local demos only; says so loudly).")
+def up(port: int | None, concurrency: int | None, versions: str | None, route: str,
+       no_auth: bool) -> None:
     """Start everything on one machine: Redis (embedded if REDIS_URL is unset), API, worker."""
     from imgburst.cli.up import run_stack
 
@@ -60,7 +63,7 @@ def up(port: int | None, concurrency: int | None, versions: str | None, route: s
         if len(pair) != 2 or not all(v.startswith("v1") or v.startswith("v2") for v in pair):
             raise click.BadParameter("give two versions, v1 first, e.g. "
                                      "v1.111111111,v2.222222222", param_hint="--versions")
-    raise SystemExit(run_stack(load_settings(), port, concurrency, pair, route))
+    raise SystemExit(run_stack(load_settings(), port, concurrency, pair, route, no_auth))
 
 
 @cli.command()
@@ -75,7 +78,11 @@ def api(host: str, port: int | None, threads: int) -> None:
 
     setup_logging()
     settings = load_settings()
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        console.print(f"[red]Configuration error[/red] {exc}")
+        raise SystemExit(2) from None
     port = port or settings.port
     console.print(f"imgburst API on http://{host}:{port} (store: {settings.describe_store()}; "
                   f"blobs: {settings.describe_blobs()})")
@@ -228,6 +235,19 @@ def router(virtual_service: Path, upstreams: tuple[str, ...], host: str,
         pass
     finally:
         server.server_close()
+
+
+@cli.command()
+def keygen() -> None:
+    """Make a new API key and the entry that configures it (only its SHA-256)."""
+    from imgburst.core.keys import digest, generate_key
+
+    key = generate_key()
+    console.print("Give the key to its client (IMGBURST_API_KEY or --api-key); put the entry "
+                  "in IMGBURST_API_KEYS, or IMGBURST_ADMIN_KEYS for an admin, optionally as "
+                  "owner=sha256:...")
+    click.echo(f"key:   {key}")
+    click.echo(f"entry: sha256:{digest(key)}")
 
 
 @cli.command("mysql-check")

@@ -21,24 +21,33 @@ class ApiError(click.ClickException):
 
 
 class Client:
-    def __init__(self, url: str, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
         import requests  # here, not at import: `imgburst worker` starts faster without it
 
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
+        self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """`path` on the API (sent with the key), or an absolute signed URL (sent without:
+        a blob store's SAS URL needs no key and must never see ours)."""
         import requests
 
+        absolute = path.startswith(("http://", "https://"))
+        headers = {} if absolute else self.auth
         try:
-            response = self.http.request(method, self.url + path,
+            response = self.http.request(method, path if absolute else self.url + path,
+                                         headers=headers,
                                          timeout=kwargs.pop("timeout", self.timeout), **kwargs)
         except requests.ConnectionError:
             raise ApiError(f"can't reach the imgburst API at {self.url}: is `imgburst up` "
                            "running? (or pass --url / set IMGBURST_URL)") from None
         except requests.Timeout:
             raise ApiError(f"the API at {self.url} did not answer in time") from None
+        if response.status_code == 401:
+            raise ApiError("the API wants a key: pass --api-key or set IMGBURST_API_KEY "
+                           "(`imgburst up` printed one and keeps it in $IMGBURST_HOME/api-key)")
         if response.status_code >= 400:
             try:
                 problem = response.json()
@@ -104,11 +113,17 @@ def register(cli: click.Group) -> None:
     from imgburst.cli import console, load_settings
 
     def url_option(fn: Callable[..., None]) -> Callable[..., None]:
+        fn = click.option("--api-key", envvar="IMGBURST_API_KEY", default=None,
+                          help="Bearer key (default IMGBURST_API_KEY, else the key `imgburst "
+                               "up` keeps in $IMGBURST_HOME/api-key).")(fn)
         return click.option("--url", default=None,
                             help="API URL (default IMGBURST_URL or http://127.0.0.1:8000).")(fn)
 
-    def client_for(url: str | None) -> Client:
-        return Client(url or load_settings().api_url)
+    def client_for(url: str | None, api_key: str | None) -> Client:
+        from imgburst.cli.local_key import read_local_key
+
+        settings = load_settings()
+        return Client(url or settings.api_url, api_key or read_local_key(settings.home))
 
     @cli.command()
     @click.argument("paths", nargs=-1, required=True,
@@ -121,9 +136,9 @@ def register(cli: click.Group) -> None:
     @click.option("--wait", is_flag=True, help="Show progress until the batch is done.")
     @url_option
     def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
-               wait: bool, url: str | None) -> None:
+               wait: bool, url: str | None, api_key: str | None) -> None:
         """Upload images (files or folders) as one batch."""
-        client = client_for(url)
+        client = client_for(url, api_key)
         files = collect_files(paths)
         if not files:
             raise click.UsageError("no image files found in the given paths")
@@ -169,9 +184,9 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("batch_id", required=False)
     @url_option
-    def status(batch_id: str | None, url: str | None) -> None:
+    def status(batch_id: str | None, url: str | None, api_key: str | None) -> None:
         """Show recent batches, or one batch and its jobs."""
-        client = client_for(url)
+        client = client_for(url, api_key)
         if batch_id is None:
             page = client.json("GET", "/api/v1/batches", params={"limit": 20})
             table = Table("batch", "status", "done", "failed", "jobs", "created")
@@ -198,9 +213,9 @@ def register(cli: click.Group) -> None:
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                   required=True, help="Folder to write outputs into (<output>/<input>.<ext>).")
     @url_option
-    def fetch(batch_id: str, out_dir: Path, url: str | None) -> None:
+    def fetch(batch_id: str, out_dir: Path, url: str | None, api_key: str | None) -> None:
         """Download every output of a batch."""
-        client = client_for(url)
+        client = client_for(url, api_key)
         jobs = [j for j in client.jobs(batch_id) if j["outputs"]]
         total = sum(len(j["outputs"]) for j in jobs)
         if not total:

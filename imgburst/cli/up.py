@@ -9,6 +9,7 @@ processes) as child processes and watches them.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import requests
 from rich.console import Console
+from rich.panel import Panel
 
+from imgburst.cli.local_key import admin_entry, ensure_local_key, key_file
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # URLs and keys stay whole for copying
 STOP_GRACE_S = 15
 
 
@@ -108,14 +111,36 @@ def istio_file(route: str) -> Path:
                      "of the project")
 
 
+def auth_env(settings: Settings, no_auth: bool) -> tuple[dict[str, str], str | None]:
+    """The API's key settings for this stack, and the local admin key (None: auth off).
+
+    The key is made on first run and kept in `$IMGBURST_HOME/api-key`; the API gets its
+    digest only. One URL secret per run, shared by the API processes (two with --versions)."""
+    if no_auth:
+        console.print(Panel("[bold]AUTHENTICATION IS OFF[/bold] (--no-auth): anyone who can "
+                            "reach this port can submit, read and cancel every batch. For "
+                            "local demos only.", style="bold red"))
+        return {"IMGBURST_AUTH": "off"}, None
+    key, made = ensure_local_key(settings.home)
+    if made:
+        console.print(f"api key:   made {key_file(settings.home)} (mode 600): {key}")
+    admins = ",".join(e for e in (os.environ.get("IMGBURST_ADMIN_KEYS", ""), admin_entry(key))
+                      if e)
+    return {"IMGBURST_AUTH": "on", "IMGBURST_ADMIN_KEYS": admins,
+            "IMGBURST_URL_SECRET": os.environ.get("IMGBURST_URL_SECRET")
+            or secrets.token_urlsafe(32)}, key
+
+
 def run_stack(settings: Settings, port: int | None, concurrency: int | None,
-              versions: tuple[str, ...] | None = None, route: str = "v1") -> int:
+              versions: tuple[str, ...] | None = None, route: str = "v1",
+              no_auth: bool = False) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `docker stop` stop cleanly too
     port = port or settings.port
     settings.home.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     router = None
-    env = dict(os.environ, IMGBURST_HOME=str(settings.home), IMGBURST_PORT=str(port))
+    keys, key = auth_env(settings, no_auth)
+    env = dict(os.environ, IMGBURST_HOME=str(settings.home), IMGBURST_PORT=str(port)) | keys
     try:
         redis_url = settings.redis_url
         if redis_url is None:
@@ -160,8 +185,13 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         with console.status("waiting for the API..."):
             wait_http(f"{url}/healthz", processes["api"])
         console.rule("[bold green]imgburst is up")
-        console.print(f"dashboard: [link={url}/]{url}/[/link]")
-        console.print(f"submit:    imgburst submit ./photos --wait --url {url}")
+        dashboard = f"{url}/#key={key}" if key else f"{url}/"
+        console.print(f"dashboard: [link={dashboard}]{dashboard}[/link]")
+        console.print(f"submit:    imgburst submit ./photos --wait --url {url}"
+                      + ("" if key else "   [bold red](no auth)[/bold red]"))
+        if key:
+            console.print(f"api key:   in {key_file(settings.home)} (the CLI reads it; curl: "
+                          f"-H \"Authorization: Bearer $(cat {key_file(settings.home)})\")")
         if versions:
             console.print(f"versions:  imgburst traffic {url} -n 500"
                           + (" -H 'user: yoichi'" if route == "header" else ""))

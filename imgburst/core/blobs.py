@@ -15,6 +15,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,6 +95,11 @@ class BlobStore(ABC):
 
     @abstractmethod
     def list(self, prefix: str, container: str | None = None) -> Iterator[BlobInfo]: ...
+
+    def signed_url(self, path: str, expires: datetime) -> str | None:
+        """A URL that reads this blob without credentials until `expires`; None when the
+        backend can't make one (the API then signs its own output route)."""
+        return None
 
     @abstractmethod
     def ping(self) -> None:
@@ -270,6 +276,19 @@ class AzureBlobStore(BlobStore):
             client.list_blobs(name_starts_with=prefix or None)))
         for blob in blobs:
             yield BlobInfo(name=blob.name, size=blob.size)
+
+    def signed_url(self, path: str, expires: datetime) -> str | None:
+        """A read-only service SAS for the blob, when the client holds the account key."""
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        account_key = getattr(self.service.credential, "account_key", None)
+        if not account_key:
+            return None
+        token = generate_blob_sas(self.service.account_name, self.container, path,
+                                  account_key=account_key,
+                                  permission=BlobSasPermissions(read=True), expiry=expires)
+        blob = self.service.get_blob_client(self.container, path)
+        return f"{blob.url}?{token}"
 
     def ping(self) -> None:
         self._call("reach the blob store", self.service.get_account_information)

@@ -29,6 +29,7 @@ class Base(DeclarativeBase):
 
 class Batch(Base):
     __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_owner_created", "owner", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
@@ -36,6 +37,7 @@ class Batch(Base):
     recipe: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(1100))
     job_count: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(64))  # API key owner; None: auth off
 
 
 class Job(Base):

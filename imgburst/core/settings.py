@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from imgburst import __version__
+from imgburst.core.keys import ApiKey, parse_keys
 from imgburst.core.recipes import PresetError, Recipe, load_presets
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -75,7 +76,11 @@ class Settings:
     azure_account_url: str | None
     azure_credential: str | None = field(repr=False)
     blob_container: str
-    api_keys: tuple[str, ...] = field(repr=False)
+    auth: bool
+    api_keys: tuple[ApiKey, ...] = field(repr=False)
+    url_secret: bytes | None = field(repr=False)
+    url_ttl_s: int
+    submit_rate: str | None
     max_upload_mb: int
     max_files: int
     max_file_mb: int
@@ -169,7 +174,11 @@ class Settings:
             azure_account_url=account_url,
             azure_credential=env.get("AZURE_STORAGE_CREDENTIAL") or None,
             blob_container=_container(env),
-            api_keys=tuple(k for k in env.get("IMGBURST_API_KEYS", "").split(",") if k.strip()),
+            auth=_bool(env, "IMGBURST_AUTH", True),
+            api_keys=_keys(env),
+            url_secret=_url_secret(env),
+            url_ttl_s=_int(env, "IMGBURST_URL_TTL_S", 3600, 60, 7 * 86400),
+            submit_rate=_rate(env),
             max_upload_mb=_int(env, "IMGBURST_MAX_UPLOAD_MB", 512, 1, 1 << 20),
             max_files=_int(env, "IMGBURST_MAX_FILES", 1000, 1, 1_000_000),
             max_file_mb=_int(env, "IMGBURST_MAX_FILE_MB", 50, 1, 4096),
@@ -208,6 +217,39 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     return _number(env, name, default, low, high)
+
+
+def _keys(env: Mapping[str, str]) -> tuple[ApiKey, ...]:
+    keys: list[ApiKey] = []
+    for name, admin in (("IMGBURST_API_KEYS", False), ("IMGBURST_ADMIN_KEYS", True)):
+        try:
+            keys += parse_keys(env.get(name, ""), admin=admin)
+        except ValueError as exc:
+            raise SettingsError(name, str(exc)) from None
+    return tuple(keys)
+
+
+def _url_secret(env: Mapping[str, str]) -> bytes | None:
+    raw = env.get("IMGBURST_URL_SECRET") or None
+    if raw is not None and len(raw) < 32:
+        raise SettingsError("IMGBURST_URL_SECRET", "must have at least 32 characters "
+                            "(`imgburst keygen` makes one)")
+    return raw.encode() if raw else None
+
+
+def _rate(env: Mapping[str, str]) -> str | None:
+    """`IMGBURST_SUBMIT_RATE`: submissions per key, e.g. `10/second`, `300/minute`; off = none."""
+    raw = env.get("IMGBURST_SUBMIT_RATE", "10/second").strip()
+    if raw.lower() in FALSE_WORDS:
+        return None
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError:
+        raise SettingsError("IMGBURST_SUBMIT_RATE", f"must look like 10/second or 300/minute "
+                            f"(or off), got {raw!r}") from None
+    return raw
 
 
 def _presets(env: Mapping[str, str]) -> Mapping[str, Recipe]:

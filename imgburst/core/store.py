@@ -211,13 +211,13 @@ class JobStore:
     # -- writes -------------------------------------------------------------------------
 
     def create_batch(self, batch_id: str, recipe: dict[str, Any], source: str,
-                     jobs: list[NewJob]) -> None:
+                     jobs: list[NewJob], owner: str | None = None) -> None:
         """Record a batch and all its jobs in one transaction: all or nothing."""
         now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(insert(Batch).values(
                 id=batch_id, created_at=now, recipe=json.dumps(recipe), source=source[:1100],
-                job_count=len(jobs),
+                job_count=len(jobs), owner=owner,
             ))
             if jobs:
                 conn.execute(insert(Job), [
@@ -300,17 +300,34 @@ class JobStore:
                 return None
             return self._batch_views(conn, [row])[0]
 
-    def list_batches(self, limit: int, offset: int) -> list[dict[str, Any]]:
+    def list_batches(self, limit: int, offset: int,
+                     owner: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; only `owner`'s batches when one is given."""
+        query = select(Batch).order_by(Batch.created_at.desc(), Batch.id)
+        if owner is not None:
+            query = query.where(Batch.owner == owner)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Batch).order_by(Batch.created_at.desc(), Batch.id).limit(limit)
-                .offset(offset)
-            ).all()
-            return self._batch_views(conn, rows)
+            return self._batch_views(conn, conn.execute(query.limit(limit).offset(offset)).all())
 
-    def count_batches(self) -> int:
+    def count_batches(self, owner: str | None = None) -> int:
+        query = select(func.count()).select_from(Batch)
+        if owner is not None:
+            query = query.where(Batch.owner == owner)
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(Batch)).scalar_one()
+            return conn.execute(query).scalar_one()
+
+    def batch_owner(self, batch_id: str) -> tuple[bool, str | None]:
+        """(whether the batch exists, its owner)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Batch.owner).where(Batch.id == batch_id)).first()
+        return (row is not None, row.owner if row is not None else None)
+
+    def job_owner(self, job_id: str) -> tuple[bool, str | None]:
+        """(whether the job exists, the owner of its batch)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Batch.owner).join(Job, Job.batch_id == Batch.id)
+                               .where(Job.id == job_id)).first()
+        return (row is not None, row.owner if row is not None else None)
 
     def _batch_views(self, conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
         ids = [r.id for r in rows]
@@ -341,7 +358,7 @@ class JobStore:
                 "source": r.source, "recipe": json.loads(r.recipe),
                 "created_at": r.created_at, "started_at": started.get(r.id),
                 "finished_at": finished.get(r.id) if done else None,
-                "cancelled_at": r.cancelled_at,
+                "cancelled_at": r.cancelled_at, "owner": r.owner,
             })
         return views
 
@@ -440,7 +457,8 @@ class JobStore:
                     smallest[o.job_id] = o
         return [{"job_id": j.id, "name": smallest[j.id].name, "format": smallest[j.id].format,
                  "width": smallest[j.id].width, "height": smallest[j.id].height,
-                 "worker": j.worker, "finished_at": j.finished_at}
+                 "worker": j.worker, "finished_at": j.finished_at,
+                 "blob_path": smallest[j.id].blob_path}
                 for j in jobs if j.id in smallest]
 
     def timing_histograms(self, buckets_ms: tuple[int, ...]) -> dict[str, dict[str, Any]]:

@@ -1,5 +1,7 @@
 // The live dashboard: polls /api/v1/stats every second and redraws. No dependencies:
 // the charts are plain SVG, the tables plain DOM (text only, never HTML from the server).
+// The API key comes from the URL fragment (`/#key=...`, never sent to the server, removed
+// from the address bar at once) or the key form, and is kept for this tab only.
 "use strict";
 
 (() => {
@@ -12,6 +14,22 @@
   let series = [];
   let since = null;
   let galleryKey = "";
+  const KEY_ITEM = "imgburst-key";
+  const auth = document.body.dataset.auth === "on";
+
+  if (location.hash.startsWith("#key=")) {
+    sessionStorage.setItem(KEY_ITEM, decodeURIComponent(location.hash.slice(5)));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
+  function authHeaders() {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  function keyState(text) {
+    if ($("key-state")) $("key-state").textContent = text;
+  }
 
   function node(tag, attrs, text) {
     const svgTags = ["path", "line", "title", "g", "rect"];
@@ -184,9 +202,20 @@
   async function poll() {
     try {
       const url = since === null ? "/api/v1/stats" : `/api/v1/stats?since=${since}`;
-      const response = await fetch(url, { cache: "no-store" });
+      if (auth && !sessionStorage.getItem(KEY_ITEM)) {
+        $("live").textContent = "API key needed";
+        return;
+      }
+      const response = await fetch(url, { cache: "no-store", headers: authHeaders() });
+      if (response.status === 401) {
+        keyState("that key was refused; give another");
+        sessionStorage.removeItem(KEY_ITEM);
+        throw new Error("stats answered 401");
+      }
       if (!response.ok) throw new Error(`stats answered ${response.status}`);
       const stats = await response.json();
+      keyState(stats.aggregates_only ? "key accepted (aggregates only)" : auth ? "admin key accepted" : "");
+      $("aggregates-note").hidden = !stats.aggregates_only;
       for (const s of stats.series) if (since === null || s.t > since) series.push(s);
       if (series.length) since = series[series.length - 1].t;
       series = series.filter((s) => s.t >= stats.at - WINDOW_S);
@@ -217,7 +246,7 @@
     out.textContent = "submitting…";
     try {
       const response = await fetch("/api/v1/demo/spike", {
-        method: "POST", headers: { "Content-Type": "application/json" },
+        method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() },
         body: JSON.stringify({ images: Number(form.get("images")), size: form.get("size") }),
       });
       const body = await response.json();
@@ -228,6 +257,17 @@
       out.textContent = `could not submit: ${error.message}`;
     }
   });
+
+  if ($("key-form")) {
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(KEY_ITEM, $("key-input").value.trim());
+      $("key-input").value = "";
+      keyState("checking…");
+      since = null;
+      series = [];
+    });
+  }
 
   poll();
 })();

@@ -113,6 +113,8 @@ def register(cli: click.Group) -> None:
                 recipe_file: Path | None, preset: str | None, max_in_flight: int,
                 api_key: str | None, wait_s: float, seed: int, out: Path | None) -> None:
         """Generate load against an imgburst API (open model), then report."""
+        from imgburst.cli.local_key import read_local_key
+
         settings = load_settings()
         url = (url or settings.api_url).rstrip("/")
         try:
@@ -135,7 +137,8 @@ def register(cli: click.Group) -> None:
         console.print(f"{shape.name} load on {url}: {arrivals} batches of {batch_size} over "
                       f"{shape.duration:g} s (peak {shape.peak:g}/s)")
         run = LoadRun(Options(url=url, shape=shape, workload=workload, batch_size=batch_size,
-                              recipe=recipe, preset=preset, api_key=api_key,
+                              recipe=recipe, preset=preset,
+                              api_key=api_key or read_local_key(settings.home),
                               max_in_flight=max_in_flight, wait_s=wait_s))
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             result = run.run(lambda r, phase: live.update(live_view(r, phase)))
