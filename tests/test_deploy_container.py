@@ -9,10 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from imgburst.core.settings import Settings
+from imgburst.api.auth import check_auth_settings
+from imgburst.core.settings import Settings, SettingsError
 
 ROOT = Path(__file__).parent.parent
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -74,7 +76,18 @@ def test_compose_services_set_only_variables_the_settings_know():
         assert "BlobEndpoint=http://azurite:10000/" in env["AZURE_STORAGE_CONNECTION_STRING"]
         assert service["read_only"] is True and "/tmp" in service["tmpfs"]
         assert isinstance(service["command"], list)  # exec form: signals reach the process
-        Settings.from_env(env)  # every value parses
+        settings = Settings.from_env(unset_defaults(env))  # every value parses
+        assert settings.auth and not settings.direct_output_urls
+    with pytest.raises(SettingsError, match="IMGBURST_API_KEYS"):  # no keys: a clear refusal
+        check_auth_settings(Settings.from_env(unset_defaults(ours["api"]["environment"])))
+    given = {k: v.replace("${IMGBURST_ADMIN_KEYS:-}", "ops=sha256:" + "a" * 64)
+             for k, v in ours["api"]["environment"].items()}
+    check_auth_settings(Settings.from_env(unset_defaults(given)))
+
+
+def unset_defaults(env: dict[str, str]) -> dict[str, str]:
+    """Values as compose interpolates them when the variables are unset (`${X:-d}` -> d)."""
+    return {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
 
 
 def test_compose_wiring():

@@ -273,3 +273,14 @@ def test_istio_subsets_match_the_deployments_and_routes_are_ordered():
         route = yaml.safe_load(path.read_text())
         for r in route["spec"]["rules"]:
             assert {b["name"] for b in r["backendRefs"]} <= services, path.name
+
+
+def test_every_api_reads_its_keys_from_a_secret_and_nothing_else_does():
+    for overlay in ("aks-virtual-nodes", "istio"):
+        for deployment in objects(overlay, "Deployment"):
+            for container in deployment["spec"]["template"]["spec"]["containers"]:
+                secrets = [e["secretRef"]["name"] for e in container.get("envFrom", [])
+                           if "secretRef" in e]
+                is_api = container["args"][0] == "api"
+                assert secrets == (["imgburst-api-keys"] if is_api else []), (
+                    overlay, deployment["metadata"]["name"], container["name"])

@@ -1,10 +1,11 @@
 """Signed, expiring output URLs, so a browser (an `<img>`, a download link) needs no key.
 
-On Azure with an account key the URL is a read-only service SAS straight to the blob;
-otherwise it is this API's output route with `expires` and an HMAC-SHA256 `sig` over
-job, output name and expiry (`IMGBURST_URL_SECRET`, shared by every API replica).
-Expiry is rounded up to a step of a sixth of the lifetime, so the same output keeps the
-same URL for a while and browsers cache it.
+On Azure with an account key the URL is a read-only service SAS straight to the blob
+(unless `IMGBURST_OUTPUT_URLS=api`: when browsers can't reach the blob endpoint, as with
+Azurite inside docker-compose). Otherwise it is this API's output route with `expires`
+and an HMAC-SHA256 `sig` over job, output name and expiry (`IMGBURST_URL_SECRET`, shared
+by every API replica). Expiry is rounded up to a step of a sixth of the lifetime, so an
+output keeps the same URL for a while and browsers cache it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def signature(secret: bytes, job_id: str, name: str, expires: int) -> str:
 
 def output_url(svc: Services, job_id: str, name: str, blob_path: str) -> str:
     expires = expiry(svc.settings.url_ttl_s)
-    direct = svc.blobs.signed_url(blob_path, datetime.fromtimestamp(expires, UTC))
+    direct = (svc.blobs.signed_url(blob_path, datetime.fromtimestamp(expires, UTC))
+              if svc.settings.direct_output_urls else None)
     if direct is not None:
         return direct
     return url_for("jobs.get_output", job_id=job_id, name=name, expires=expires,

@@ -80,6 +80,7 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = field(repr=False)
     url_secret: bytes | None = field(repr=False)
     url_ttl_s: int
+    direct_output_urls: bool
     submit_rate: str | None
     max_upload_mb: int
     max_files: int
@@ -178,6 +179,7 @@ class Settings:
             api_keys=_keys(env),
             url_secret=_url_secret(env),
             url_ttl_s=_int(env, "IMGBURST_URL_TTL_S", 3600, 60, 7 * 86400),
+            direct_output_urls=_choice(env, "IMGBURST_OUTPUT_URLS", ("direct", "api")) == "direct",
             submit_rate=_rate(env),
             max_upload_mb=_int(env, "IMGBURST_MAX_UPLOAD_MB", 512, 1, 1 << 20),
             max_files=_int(env, "IMGBURST_MAX_FILES", 1000, 1, 1_000_000),
@@ -279,6 +281,14 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
         pod_template=Path(template) if template else None,
         virtual_node_v2=_bool(env, "SCALER_VIRTUAL_NODE_V2", False),
     )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first is the default)."""
+    value = env.get(name, choices[0]).strip().lower() or choices[0]
+    if value not in choices:
+        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
