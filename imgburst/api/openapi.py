@@ -74,6 +74,8 @@ SCHEMAS: dict[str, Any] = {
                                               "partial", "cancelled"]},
         "jobs": {"type": "integer"},
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "owner": {"type": ["string", "null"],
+                  "description": "The key's owner that submitted it (null: auth off)"},
         "created_at": {"type": "string"}, "finished_at": {"type": ["string", "null"]}}},
     "Page": {"type": "object", "properties": {
         "items": {"type": "array"}, "total": {"type": "integer"},
@@ -160,13 +162,15 @@ DOCUMENT: dict[str, Any] = {
                     "requestBody": {"required": True, "content": {"image/*": {
                         "schema": {"type": "string", "format": "binary"}}}},
                     "responses": {"201": {"description": "Stored"}, "400": PROBLEM,
-                                  "413": PROBLEM, "415": PROBLEM, "503": PROBLEM}},
+                                  "403": PROBLEM, "413": PROBLEM, "415": PROBLEM,
+                                  "503": PROBLEM}},
         },
         "/api/v1/stats": {
             "get": {
                 "summary": "Queue, workers by pool, throughput, latency, batches, scaling "
                            "events and time series: what the dashboard shows",
-                "parameters": [{"name": "since", "in": "query", "schema": {"type": "number"},
+                "parameters": [{"name": "since", "in": "query",
+                                "schema": {"type": "number", "minimum": 0},
                                 "description": "Only samples after this time (epoch s)"}],
                 "responses": {"200": {"description": "Stats document"}, "400": PROBLEM}},
         },
@@ -201,8 +205,37 @@ DOCUMENT: dict[str, Any] = {
         "/": {"get": {"summary": "Dashboard (HTML)",
                       "responses": {"200": {"description": "HTML page"}}}},
     },
-    "components": {"schemas": SCHEMAS},
+    "components": {"schemas": SCHEMAS, "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "An API key (IMGBURST_API_KEYS / IMGBURST_ADMIN_KEYS)"}}},
 }
+PUBLIC_PATHS = {"/api/v1/openapi.json"}
+SUBMISSIONS = {("/api/v1/batches", "post"), ("/api/v1/demo/spike", "post")}
+SIGNED = {"/api/v1/jobs/{job_id}/outputs/{name}"}
+
+
+def _secure(document: dict[str, Any]) -> None:
+    """Every /api/v1 operation but this document's wants a bearer key (401 without one);
+    submissions may be rate limited (429); an output may go by signed URL instead."""
+    for path, item in document["paths"].items():
+        if not path.startswith("/api/v1/") or path in PUBLIC_PATHS:
+            continue
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            operation["security"] = [{"bearer": []}]
+            operation["responses"]["401"] = PROBLEM
+            if (path, method) in SUBMISSIONS:
+                operation["responses"]["429"] = PROBLEM
+            if path in SIGNED:  # `expires` + `sig` from an output's url stand in for the key
+                operation["security"].append({})
+                operation["responses"]["403"] = PROBLEM
+                operation["parameters"] = [
+                    {"name": "expires", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "sig", "in": "query", "schema": {"type": "string"}}]
+
+
+_secure(DOCUMENT)
 
 
 @bp.get("/api/v1/openapi.json")

@@ -141,8 +141,10 @@ def get_stats() -> Response:
         try:
             since = float(since_raw)
         except ValueError:
+            since = -1.0
+        if not 0 <= since < 1e11:  # also refuses nan and inf
             raise Problem(400, "Invalid query", "since must be a time in epoch seconds, "
-                          "e.g. 1795727700.5", field="since") from None
+                          "e.g. 1795727700.5", field="since")
     doc = visible(cached_snapshot(svc), auth.current().admin) | {
         "series": samples(svc.redis, since)}
     response = jsonify(doc)

@@ -28,6 +28,7 @@ def batch_json(view: dict[str, Any]) -> dict[str, Any]:
         "counts": view["counts"],
         "source": view["source"],
         "recipe": view["recipe"],
+        "owner": view["owner"],
         "created_at": iso(view["created_at"]),
         "started_at": iso(view["started_at"]),
         "finished_at": iso(view["finished_at"]),
