@@ -56,3 +56,44 @@ def fit(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
     if scale >= 1:
         return width, height
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def reconcile(settings: Any, accepted: dict[str, int],
+              outputs_per_job: int | None = None) -> dict[str, int]:
+    """After a fault: the API's 202s, the job store and the blob store agree.
+
+    `accepted` maps each batch the API accepted to its job count. Every job must be in a
+    final state; a succeeded job has exactly one set of outputs (rows, and blobs under its
+    own prefix: no leftovers of a repeated run); a failed job says why and has no output
+    rows. Returns the jobs counted by status."""
+    from imgburst.core.blobs import blob_store_from_settings
+    from imgburst.core.store import JobStore
+
+    store, blobs = JobStore.from_settings(settings), blob_store_from_settings(settings)
+    counts: dict[str, int] = {}
+    try:
+        for batch_id, expected in accepted.items():
+            batch = store.get_batch(batch_id)
+            assert batch is not None, f"accepted batch {batch_id} is not in the store"
+            jobs = store.list_jobs(batch_id, 100_000, 0)
+            assert len(jobs) == expected == batch["jobs"], (batch_id, len(jobs), expected)
+            stored = {b.name for b in blobs.list(f"outputs/{batch_id}/")}
+            recorded = set()
+            for job in jobs:
+                counts[job["status"]] = counts.get(job["status"], 0) + 1
+                assert job["status"] in ("succeeded", "failed", "cancelled"), job
+                paths = [o["blob_path"] for o in job["outputs"]]
+                if job["status"] == "succeeded":
+                    assert paths and len(set(o["name"] for o in job["outputs"])) == len(paths)
+                    if outputs_per_job is not None:
+                        assert len(paths) == outputs_per_job, job
+                    mine = {p for p in stored if p.startswith(f"outputs/{batch_id}/{job['id']}/")}
+                    assert mine == set(paths), (job["id"], mine, paths)
+                else:
+                    assert not paths, job
+                    assert job["status"] == "cancelled" or job["error"], job
+                recorded |= set(paths)
+            assert recorded <= stored, recorded - stored
+    finally:
+        store.dispose()
+    return counts

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
+import pytest
 from conftest import (
     azurite_connection_string,
     free_port,
@@ -9,34 +14,58 @@ from conftest import (
     start_azurite,
     wait_until,
 )
-from helpers import jobs_of, submit, wait_batch
+from helpers import jobs_of, reconcile, submit, wait_batch
 
 from imgburst.api import create_app
 from imgburst.cli.up import redis_binary, start_embedded_redis, stop
 from imgburst.core.synthetic import photo_bytes
 
 
-def test_blob_store_outage_retries_with_backoff_then_succeeds(base_env, start_worker, tmp_path):
+@pytest.mark.parametrize("retries", [5, 0])
+def test_blob_store_down_for_10_s(base_env, start_worker, tmp_path, retries):
+    """Azurite stopped for 10 s under a running batch. With the default retries the jobs
+    back off and succeed after recovery; with none allowed, the jobs the outage meets fail
+    with a clear error. Either
+    way no job stays `running`, and outputs reconcile with the store."""
     port = free_port()
     data_dir = tmp_path / "azurite"
     data_dir.mkdir()
     azurite = start_azurite(port, data_dir, persist=True)
-    env = base_env | {"AZURE_STORAGE_CONNECTION_STRING": azurite_connection_string(port)}
-    client = create_app(settings_for(env)).test_client()
+    env = base_env | {"AZURE_STORAGE_CONNECTION_STRING": azurite_connection_string(port),
+                      "IMGBURST_TASK_MAX_RETRIES": str(retries),
+                      "IMGBURST_OUTPUT_URLS": "api"}  # outputs through the API, not SAS
+    settings = settings_for(env)
+    client = create_app(settings).test_client()
     try:
-        batch = submit(client, [("a.jpg", photo_bytes(1, 800, 600))])
+        batch = submit(client, [(f"p{i}.jpg", photo_bytes(i, 1600, 1200)) for i in range(8)])
+        worker = start_worker(env, concurrency=2)
+        wait_until(lambda: client.get(f"/api/v1/batches/{batch['id']}").get_json()["counts"]
+                   ["succeeded"] >= 1, 60, "the first job to succeed")
+        done = next(j for j in jobs_of(client, batch["id"]) if j["status"] == "succeeded")
         azurite.terminate()
         azurite.wait(timeout=10)
-        worker = start_worker(env, concurrency=1)
-        wait_until(lambda: "transient error, retrying" in worker.output(), 60,
-                   "the worker to meet the outage and schedule a retry")
-        (job,) = jobs_of(client, batch["id"])
-        assert job["status"] == "running" and job["attempts"] >= 1, job
+        down = time.monotonic()
+        output = client.get(done["outputs"][0]["url"])  # reads say 503, not 500
+        assert output.status_code == 503 and output.headers["Retry-After"] == "5"
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/api/v1/batches").status_code == 200  # the store still answers
+        met = "transient error, retrying" if retries else "gave up after 1 try"
+        wait_until(lambda: met in worker.output() or any(
+            j["status"] == "failed" for j in jobs_of(client, batch["id"])), 30,
+                   "the worker to meet the outage")
+        time.sleep(max(0.0, 10 - (time.monotonic() - down)))
         azurite = start_azurite(port, data_dir, persist=True)
-        batch = wait_batch(client, batch["id"], timeout=90)
-        assert batch["status"] == "succeeded", batch
-        (job,) = jobs_of(client, batch["id"])
-        assert job["attempts"] >= 2 and [o["name"] for o in job["outputs"]] == ["thumb", "medium"]
+        batch = wait_batch(client, batch["id"], timeout=120)
+        counts = reconcile(settings, {batch["id"]: 8}, outputs_per_job=2)
+        if retries == 5:
+            assert batch["status"] == "succeeded" and counts == {"succeeded": 8}, counts
+            assert max(j["attempts"] for j in jobs_of(client, batch["id"])) >= 2
+        else:
+            failed = [j for j in jobs_of(client, batch["id"]) if j["status"] == "failed"]
+            assert failed and batch["status"] in ("partial", "failed"), counts
+            for job in failed:
+                assert job["error"].startswith("gave up after 1 try: "), job["error"]
+                assert "blob store" in job["error"], job["error"]
     finally:
         azurite.terminate()
         azurite.wait(timeout=10)
@@ -66,3 +95,34 @@ def test_embedded_redis_without_redis_on_path(tmp_path, monkeypatch):
     finally:
         stop({"redis": process})
     assert process.returncode is not None
+
+
+def test_a_job_that_kills_its_worker_every_time_stops_after_bounded_attempts(
+        base_env, start_worker):
+    """A poison job (one whose run kills the process running it, as a decoder crash or an
+    OOM kill would) is redelivered at once each time (`task_reject_on_worker_lost`); the
+    attempts bound ends the loop with the job failed and the reason, and the worker lives."""
+    env = base_env | {"IMGBURST_MAX_ATTEMPTS": "3", "IMGBURST_TASK_MAX_RETRIES": "1"}
+    settings = settings_for(env)
+    client = create_app(settings).test_client()
+    worker = start_worker(env, concurrency=1)
+    slow = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
+    batch = submit(client, [("poison.jpg", photo_bytes(7, 4000, 3000))], slow)
+    for attempt in (1, 2, 3):
+        def running(n: int = attempt) -> bool:
+            (job,) = jobs_of(client, batch["id"])
+            return job["status"] == "running" and job["attempts"] == n
+
+        wait_until(running, 60, f"attempt {attempt} to start")
+        time.sleep(0.2)
+        for child in worker.children():
+            os.kill(child, signal.SIGKILL)
+    batch = wait_batch(client, batch["id"], timeout=60)
+    (job,) = jobs_of(client, batch["id"])
+    assert batch["status"] == "failed" and job["attempts"] == 4, job
+    assert job["error"] == ("gave up after 3 attempts; the last: the worker running attempt 3 "
+                            "was lost (killed, or out of memory)"), job["error"]
+    after = submit(client, [("fine.jpg", photo_bytes(8, 200, 150))])  # the worker lives
+    assert wait_batch(client, after["id"])["status"] == "succeeded"
+    assert reconcile(settings, {batch["id"]: 1, after["id"]: 1}) == {"failed": 1,
+                                                                     "succeeded": 1}

@@ -93,6 +93,7 @@ class Settings:
     task_time_limit_s: int
     visibility_timeout_s: int
     task_max_retries: int
+    max_attempts: int
     in_kubernetes: bool
     hostname: str
     scaler: ScalerSettings
@@ -161,6 +162,11 @@ class Settings:
                 f"must be above IMGBURST_TASK_TIME_LIMIT_S ({time_limit}), or a running "
                 "job would be handed to a second worker",
             )
+        retries = _int(env, "IMGBURST_TASK_MAX_RETRIES", 5, 0, 100)
+        attempts = _int(env, "IMGBURST_MAX_ATTEMPTS", retries + 3, 1, 1000)
+        if attempts <= retries:
+            raise SettingsError("IMGBURST_MAX_ATTEMPTS", f"must be above "
+                                f"IMGBURST_TASK_MAX_RETRIES ({retries}): each retry is an attempt")
         port = _int(env, "IMGBURST_PORT", 8000, 1, 65535)
         api_url = env.get("IMGBURST_URL") or f"http://127.0.0.1:{port}"
         _url({"IMGBURST_URL": api_url}, "IMGBURST_URL", {"http", "https"})
@@ -191,7 +197,8 @@ class Settings:
             worker_max_memory_mb=_int(env, "IMGBURST_WORKER_MAX_MEMORY_MB", 1024, 0, 1 << 20),
             task_time_limit_s=time_limit,
             visibility_timeout_s=visibility,
-            task_max_retries=_int(env, "IMGBURST_TASK_MAX_RETRIES", 5, 0, 100),
+            task_max_retries=retries,
+            max_attempts=attempts,
             in_kubernetes=bool(env.get("KUBERNETES_SERVICE_HOST")),
             hostname=env.get("HOSTNAME", ""),
             scaler=_scaler(env),

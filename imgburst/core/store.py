@@ -74,6 +74,7 @@ class StartedJob:
     attempts: int
     created_at: datetime | None = None
     started_at: datetime | None = None  # of the first attempt
+    last_error: str | None = None  # why the previous attempt did not finish, if one ran
 
     def timings_ms(self, now: datetime | None = None) -> tuple[int, int] | None:
         """(queue wait, processing) in ms if the job ended `now` (as the store records)."""
@@ -234,13 +235,18 @@ class JobStore:
                 ])
 
     def start_job(self, job_id: str, worker: str) -> StartedJob | None:
-        """Claim a job for a run; None when it is final (already done, failed or cancelled)."""
+        """Claim a job for a run; None when it is final (already done, failed or cancelled).
+
+        `last_error` says why the previous attempt ended without a final state: the error
+        it noted before a retry, or, when it noted none, that its worker was lost."""
         with self.engine.begin() as conn:
+            before = conn.execute(select(Job.status, Job.error, Job.attempts)
+                                  .where(Job.id == job_id)).first()
             claimed = conn.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(("queued", "running")))
                 .values(status="running", attempts=Job.attempts + 1, worker=worker[:255],
-                        started_at=func.coalesce(Job.started_at, utcnow()))
+                        error=None, started_at=func.coalesce(Job.started_at, utcnow()))
             ).rowcount
             if not claimed:
                 return None
@@ -250,10 +256,20 @@ class JobStore:
                 .join(Batch, Batch.id == Job.batch_id)
                 .where(Job.id == job_id)
             ).one()
+        last_error = None
+        if before is not None and before.status == "running" and before.attempts:
+            last_error = before.error or (f"the worker running attempt {before.attempts} was "
+                                          "lost (killed, or out of memory)")
         return StartedJob(id=row.id, batch_id=row.batch_id, input_container=row.input_container,
                           input_path=row.input_path, recipe=json.loads(row.recipe),
                           attempts=row.attempts, created_at=row.created_at,
-                          started_at=row.started_at)
+                          started_at=row.started_at, last_error=last_error)
+
+    def note_error(self, job_id: str, error: str) -> None:
+        """Keep why a running attempt is being retried (the next attempt reports it)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                         .values(error=error[:4000]))
 
     def finish_job(self, job_id: str, outputs: list[OutputRecord]) -> bool:
         """Mark a running job succeeded with exactly these outputs; False if it was not running."""

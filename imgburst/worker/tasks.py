@@ -9,6 +9,7 @@ fails only its own job; transient storage or database errors retry with backoff.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -117,6 +118,9 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     job = rt.store.start_job(job_id, worker)
     if job is None:
         return "skipped"
+    if job.attempts > rt.settings.max_attempts:  # a poison job: stop the loop, say why
+        return _fail(rt, job, f"gave up after {job.attempts - 1} attempts; the last: "
+                              f"{job.last_error or 'no error was recorded'}")
     started = time.perf_counter()
     try:
         recipe = parse_recipe(job.recipe)
@@ -163,9 +167,13 @@ def create_worker_app(settings: Settings) -> Celery:
             return run_job(rt, job_id, self.request.hostname or "unknown")
         except TRANSIENT as exc:
             if self.request.retries >= settings.task_max_retries:
-                _give_up(rt, job_id, f"gave up after {self.request.retries + 1} tries: {exc}")
+                tries = self.request.retries + 1
+                _give_up(rt, job_id, f"gave up after {tries} {'try' if tries == 1 else 'tries'}"
+                                     f": {exc}")
                 return "failed"
             log.warning("job %s: transient error, retrying: %s", job_id, exc)
+            with contextlib.suppress(*TRANSIENT):
+                rt.store.note_error(job_id, f"transient: {exc}")
             raise self.retry(countdown=backoff(self.request.retries)) from None
         except SoftTimeLimitExceeded:
             _give_up(rt, job_id, f"took longer than the {settings.task_time_limit_s} s limit")
