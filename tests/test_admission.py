@@ -3,15 +3,13 @@ store unreachable (503 with Retry-After, not 500), and the dashboard's security 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import socket
-import threading
 from pathlib import Path
 
 import redis
 from conftest import settings_for
+from helpers import Gate
 
 from imgburst.api import create_app
 from imgburst.core.celery_app import QUEUE
@@ -43,58 +41,6 @@ def test_backpressure_refuses_beyond_the_bound_and_stores_nothing(base_env):
     assert spike.status_code == 429
     assert upload(client, 1).status_code == 202  # 4 + 1 fits
     assert upload(client, 1).status_code == 429  # 5 + 1 does not
-
-
-class Gate:
-    """A TCP forwarder in front of MariaDB that can be shut, as an outage would."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open = threading.Event()
-        self.open.set()
-        self.conns: list[socket.socket] = []
-        self.listener.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.open.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def shut(self) -> None:
-        self.open.clear()
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        self.conns.clear()
-
-    def reopen(self) -> None:
-        self.open.set()
 
 
 def test_store_outage_is_a_503_with_retry_after_and_leaves_nothing(base_env, mysql_env):
