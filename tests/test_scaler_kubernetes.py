@@ -235,3 +235,26 @@ def test_scaler_cli_refuses_a_bad_template_with_a_clear_message(tmp_path, redis_
     assert result.returncode == 2, result.stderr
     assert "limits must equal requests" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_a_scaler_restarted_mid_scale_up_adopts_pending_pods_and_never_doubles(fake,
+                                                                               redis_url):
+    """The scaler dies right after asking for pods (still Pending: ACI is slow to start
+    them). The next one finds them by label and counts them: the pool reaches the
+    desired size once, never twice."""
+    broker = redis.Redis.from_url(redis_url)
+    settings = ScalerSettings(
+        backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0,
+        max_burst=5, max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30,
+        namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+    celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))
+    beat(broker, "base@node-1", pool="base")
+    broker.rpush("images", *[b"job"] * 6)  # 5 burst workers wanted
+    assert Scaler(settings, backend_for(fake), broker, celery).tick().start == 2
+    asked = fake.names()
+    assert len(asked) == 2  # ... and the scaler is gone: no close, no drain
+    restarted = Scaler(settings, backend_for(fake), broker, celery)
+    decisions = [restarted.tick() for _ in range(4)]
+    assert decisions[0].current == 2 and decisions[0].start == 2  # the two were adopted
+    assert [d.start for d in decisions] == [2, 1, 0, 0]
+    assert len(fake.names()) == 5 and set(asked) <= set(fake.names())

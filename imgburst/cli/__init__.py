@@ -106,7 +106,10 @@ def default_worker_name(pool: str, settings: Settings) -> str:
               help="Worker processes (default: CPU count).")
 @click.option("--name", default=None, help="Celery worker name (default <pool>@<host>).")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) -> None:
+@click.option("--parent-pid", type=int, default=None,
+              help="Warm-shut down when this parent process (the local scaler) is gone.")
+def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str,
+           parent_pid: int | None) -> None:
     """Run a Celery worker on the `images` queue (and `preview`, for recipe previews)."""
     from imgburst.core.celery_app import PREVIEW_QUEUE, QUEUE
     from imgburst.core.store import JobStore, migrate
@@ -118,6 +121,10 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str) 
         migrate(store.engine)
         store.dispose()
     app = create_worker_app(settings)
+    if parent_pid is not None:
+        from imgburst.worker.lifeline import exit_with_parent
+
+        exit_with_parent(parent_pid)
     app.worker_main([
         # previews go to the steady pool only: a burst worker drains and leaves
         "worker", "--queues", f"{QUEUE},{PREVIEW_QUEUE}" if pool == "base" else QUEUE,

@@ -117,6 +117,10 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     """Do one job; returns its final status, or raises a TRANSIENT error to retry."""
     job = rt.store.start_job(job_id, worker)
     if job is None:
+        if not rt.store.job_owner(job_id)[0]:  # not final: unknown. Say so, loudly
+            log.warning("job %s is not in this worker's job store (%s): is another "
+                        "deployment using the same Redis database?", job_id,
+                        rt.settings.describe_store())
         return "skipped"
     if job.attempts > rt.settings.max_attempts:  # a poison job: stop the loop, say why
         return _fail(rt, job, f"gave up after {job.attempts - 1} attempts; the last: "

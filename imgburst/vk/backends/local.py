@@ -1,7 +1,8 @@
 """Local backend: burst workers are `imgburst worker --pool burst` processes on this machine.
 
 So `imgburst up` shows real bursting on a laptop. Each process is named
-`burst@<host>-<id>`; stopping sends SIGTERM, Celery's warm shutdown. When several are
+`burst@<host>-<id>`; stopping sends SIGTERM, Celery's warm shutdown, and a worker whose
+scaler died shuts itself down the same way (`--parent-pid`). When several are
 asked for at once they start `STAGGER_S` apart: a worker spends about a second of CPU
 starting, and on a machine already busy with the spike, starting them all together
 would make the first one consume seconds later.
@@ -9,6 +10,7 @@ would make the first one consume seconds later.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -68,7 +70,7 @@ class LocalBackend:
                 return
         proc = subprocess.Popen(
             [sys.executable, "-m", "imgburst.cli", "worker", "--pool", "burst", "--name", name,
-             "--concurrency", str(self.concurrency)],
+             "--concurrency", str(self.concurrency), "--parent-pid", str(os.getpid())],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         with self.lock:
             if name in self.procs:
