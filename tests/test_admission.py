@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import socket
 from pathlib import Path
 
+import pytest
 import redis
-from conftest import settings_for
+from conftest import free_port, http_ok, settings_for, wait_until
 from helpers import Gate
 
 from imgburst.api import create_app
@@ -91,3 +94,58 @@ def test_uploaded_names_never_become_paths(base_env):
                     for p in stored_inputs(Path(base_env["IMGBURST_HOME"])))
     assert [p.name for p in stored] == ["input.jpeg"] * 3
     assert all(p.parts[:2] == ("imgburst", "inputs") and len(p.parts) == 5 for p in stored)
+
+
+class CountingBody(io.BytesIO):
+    """The request body as the app reads it: how far the parser got is `tell()`."""
+
+    def close(self) -> None:  # keep the position readable after the request
+        pass
+
+
+def multipart(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "imgburst-test-boundary"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n" for name, data in parts)
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def jpeg_like(size: int) -> bytes:
+    """JPEG magic, then noise (with line breaks, as real image bytes have)."""
+    return b"\xff\xd8\xff" + random.Random(size).randbytes(size)
+
+
+@pytest.mark.parametrize(("parts", "field", "words"), [
+    ([("a.jpg", jpeg_like(1000)), ("big.jpg", jpeg_like(3 << 20)),
+      *[(f"c{i}.jpg", jpeg_like(1 << 20)) for i in range(6)]],
+     "files[1]", "files[1] (big.jpg) is larger than 2 MB (IMGBURST_MAX_FILE_MB)"),
+    ([(f"p{i}.jpg", jpeg_like(1 << 20)) for i in range(12)],
+     "files", "more than 4 files; at most 4 per batch (IMGBURST_MAX_FILES)"),
+])
+def test_upload_limits_stop_the_parser_at_the_first_offending_part(base_env, parts, field,
+                                                                   words):
+    env = base_env | {"IMGBURST_MAX_FILE_MB": "2", "IMGBURST_MAX_FILES": "4"}
+    client = create_app(settings_for(env)).test_client()
+    data, content_type = multipart(parts)
+    body = CountingBody(data)
+    response = client.post("/api/v1/batches", environ_overrides={
+        "wsgi.input": body, "CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(data))})
+    assert response.status_code == 413, response.get_json()
+    assert response.get_json()["field"] == field and words in response.get_json()["detail"]
+    assert body.tell() < len(data) * 0.7, (body.tell(), len(data))  # stopped early
+    assert not stored_inputs(Path(env["IMGBURST_HOME"]))
+
+
+def test_a_body_over_the_upload_limit_is_refused_before_it_is_sent(base_env, start_service):
+    """The server checks the declared length first: 413 comes back though no body byte
+    was sent (a client with `Expect: 100-continue` never sends it)."""
+    port = free_port()
+    env = base_env | {"IMGBURST_MAX_UPLOAD_MB": "1", "IMGBURST_PORT": str(port)}
+    start_service(env, "api", "--host", "127.0.0.1")
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "the API")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"POST /api/v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: {2 << 20}"
+                     "\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n".encode())
+        answer = conn.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer
