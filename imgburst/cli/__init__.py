@@ -28,6 +28,16 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def store_unreachable(settings: Settings, exc: Exception) -> SystemExit:
+    """A start-up that can't open the job store: say where and what to check, exit 2."""
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+    console.print(f"[red]The job store can't be opened[/red] ({settings.describe_store()}): "
+                  f"{reason}")
+    console.print("Check the MYSQL_* variables (the binding secret) and that the server is "
+                  "up; `imgburst mysql-check` tests them.")
+    return SystemExit(2)
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -78,11 +88,15 @@ def api(host: str, port: int | None, threads: int) -> None:
 
     setup_logging()
     settings = load_settings()
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         app = create_app(settings)
     except SettingsError as exc:
         console.print(f"[red]Configuration error[/red] {exc}")
         raise SystemExit(2) from None
+    except SQLAlchemyError as exc:
+        raise store_unreachable(settings, exc) from None
     port = port or settings.port
     console.print(f"imgburst API on http://{host}:{port} (store: {settings.describe_store()}; "
                   f"blobs: {settings.describe_blobs()})")
@@ -117,9 +131,15 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str,
 
     settings = load_settings()
     if pool == "base":  # burst workers join a running system: they start faster without
+        from sqlalchemy.exc import SQLAlchemyError
+
         store = JobStore.from_settings(settings)  # the schema check, which base owns
-        migrate(store.engine)
-        store.dispose()
+        try:
+            migrate(store.engine)
+        except SQLAlchemyError as exc:
+            raise store_unreachable(settings, exc) from None
+        finally:
+            store.dispose()
     app = create_worker_app(settings)
     if parent_pid is not None:
         from imgburst.worker.lifeline import exit_with_parent
