@@ -15,7 +15,7 @@ from rich.console import Console
 from imgburst import __version__
 from imgburst.core.settings import Settings, SettingsError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages stay one line in logs
 
 
 def load_settings() -> Settings:
