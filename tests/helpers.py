@@ -75,13 +75,16 @@ def reconcile(settings: Any, accepted: dict[str, int],
 
     store, blobs = JobStore.from_settings(settings), blob_store_from_settings(settings)
     counts: dict[str, int] = {}
+    by_batch: dict[str, set[str]] = {}
+    for blob in blobs.list("outputs/"):  # one listing: a soak leaves thousands of batches
+        by_batch.setdefault(blob.name.split("/")[1], set()).add(blob.name)
     try:
         for batch_id, expected in accepted.items():
             batch = store.get_batch(batch_id)
             assert batch is not None, f"accepted batch {batch_id} is not in the store"
             jobs = store.list_jobs(batch_id, 100_000, 0)
             assert len(jobs) == expected == batch["jobs"], (batch_id, len(jobs), expected)
-            stored = {b.name for b in blobs.list(f"outputs/{batch_id}/")}
+            stored = by_batch.get(batch_id, set())
             recorded = set()
             for job in jobs:
                 counts[job["status"]] = counts.get(job["status"], 0) + 1

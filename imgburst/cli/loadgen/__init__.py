@@ -101,6 +101,9 @@ def register(cli: click.Group) -> None:
     @click.option("--preset", default=None)
     @click.option("--max-in-flight", type=click.IntRange(1, 1024), default=16,
                   show_default=True, help="Most HTTP submissions at once.")
+    @click.option("--clients", type=click.IntRange(1, 1024), default=None,
+                  help="Closed model (a soak): N clients, each submitting again as soon as "
+                       "it has an answer, for --duration; the shape is not used.")
     @click.option("--api-key", envvar="IMGBURST_API_KEY", default=None)
     @click.option("--wait", "wait_s", type=click.FloatRange(0, 3600), default=120.0,
                   show_default=True, help="Most seconds to wait for the submitted work.")
@@ -111,15 +114,17 @@ def register(cli: click.Group) -> None:
                 spike_rate: float, spike_at: float, spike_length: float, stages: str | None,
                 duration: float, batch_size: int, mix: str, image_dir: Path | None,
                 recipe_file: Path | None, preset: str | None, max_in_flight: int,
-                api_key: str | None, wait_s: float, seed: int, out: Path | None) -> None:
-        """Generate load against an imgburst API (open model), then report."""
+                clients: int | None, api_key: str | None, wait_s: float, seed: int,
+                out: Path | None) -> None:
+        """Generate load against an imgburst API (open model, or closed with --clients),
+        then report."""
         from imgburst.cli.local_key import read_local_key
 
         settings = load_settings()
         url = (url or settings.api_url).rstrip("/")
         try:
-            shape = make_shape(kind, rate, start, end, spike_rate, spike_at, spike_length,
-                               stages, duration)
+            shape = make_shape("constant" if clients else kind, rate, start, end, spike_rate,
+                               spike_at, spike_length, stages, duration)
             with console.status("preparing images..."):
                 workload = (Workload.from_directory(image_dir, seed) if image_dir else
                             Workload.from_mix(parse_mix(mix),
@@ -133,16 +138,20 @@ def register(cli: click.Group) -> None:
             except json.JSONDecodeError as exc:
                 raise click.BadParameter(f"{recipe_file} is not JSON: {exc}",
                                          param_hint="--recipe") from None
-        arrivals = len(shape.arrivals())
-        console.print(f"{shape.name} load on {url}: {arrivals} batches of {batch_size} over "
-                      f"{shape.duration:g} s (peak {shape.peak:g}/s)")
+        if clients:
+            console.print(f"soak on {url}: {clients} clients submitting batches of "
+                          f"{batch_size} back to back for {shape.duration:g} s")
+        else:
+            console.print(f"{shape.name} load on {url}: {len(shape.arrivals())} batches of "
+                          f"{batch_size} over {shape.duration:g} s (peak {shape.peak:g}/s)")
         run = LoadRun(Options(url=url, shape=shape, workload=workload, batch_size=batch_size,
                               recipe=recipe, preset=preset,
                               api_key=api_key or read_local_key(settings.home),
-                              max_in_flight=max_in_flight, wait_s=wait_s))
+                              max_in_flight=max_in_flight, wait_s=wait_s, clients=clients))
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             result = run.run(lambda r, phase: live.update(live_view(r, phase)))
-        options = {"url": url, "shape": kind, "duration_s": shape.duration, "peak": shape.peak,
+        options = {"url": url, "shape": "closed" if clients else kind, "clients": clients,
+                   "duration_s": shape.duration, "peak": shape.peak,
                    "batch_size": batch_size, "mix": None if image_dir else mix,
                    "images": str(image_dir) if image_dir else None, "preset": preset,
                    "max_in_flight": max_in_flight, "seed": seed}

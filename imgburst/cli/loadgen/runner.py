@@ -3,7 +3,9 @@
 Arrivals follow the shape's schedule whatever the service does; a bounded pool of HTTP
 requests sends them. An arrival that finds every slot busy is dropped and counted (as
 k6 counts dropped iterations), so a slow API shows up as drops, not as a quietly lower
-rate. A poller samples `/api/v1/stats` every second for the live view and the report.
+rate. With `clients` set the model is closed instead (a soak): that many clients each
+submit again as soon as their previous submission is answered, for the shape's duration.
+A poller samples `/api/v1/stats` every second for the live view and the report.
 After the schedule ends, the run waits (bounded) for the batches it submitted.
 """
 
@@ -74,6 +76,7 @@ class Options:
     max_in_flight: int = 16
     wait_s: float = 120.0
     request_timeout_s: float = 120.0
+    clients: int | None = None  # closed model: this many clients back to back
 
 
 def parse_time(text: str | None) -> float | None:
@@ -99,14 +102,15 @@ class LoadRun:
 
     # -- submit ---------------------------------------------------------------------
 
-    def _submit(self, record: Submit) -> None:
+    def _submit(self, record: Submit, session: requests.Session | None = None) -> None:
         files = [("files", (name, data)) for name, data in self.o.workload.batch(self.o.batch_size)]
         form = {k: v for k, v in (("recipe", self.o.recipe), ("preset", self.o.preset)) if v}
         record.images = len(files)
         began = time.perf_counter()
         try:
-            response = self.session.post(f"{self.o.url}/api/v1/batches", files=files, data=form,
-                                         timeout=self.o.request_timeout_s)
+            response = (session or self.session).post(
+                f"{self.o.url}/api/v1/batches", files=files, data=form,
+                timeout=self.o.request_timeout_s)
             record.latency_s = time.perf_counter() - began
             record.status = response.status_code
             if response.status_code == 202:
@@ -147,6 +151,9 @@ class LoadRun:
         self.started = time.time()
         poller = threading.Thread(target=self._poll, daemon=True, name="stats-poller")
         poller.start()
+        if self.o.clients:
+            self._run_closed(on_tick)
+            return self._finish(poller, on_tick)
         clock0 = time.monotonic()
         futures: list[Future[None]] = []
         last_tick = 0.0
@@ -172,6 +179,32 @@ class LoadRun:
                 time.sleep(0.1)
             for future in futures:
                 future.result()
+        return self._finish(poller, on_tick)
+
+    def _run_closed(self, on_tick: Callable[[LoadRun, str], None]) -> None:
+        """`clients` threads, each with its own connection, submitting back to back."""
+        clock0 = time.monotonic()
+
+        def client() -> None:
+            session = requests.Session()
+            session.headers.update(self.session.headers)
+            while (at := time.monotonic() - clock0) < self.o.shape.duration:
+                record = Submit(at=round(at, 3))
+                with self.lock:
+                    self.in_flight += 1
+                    self.submits.append(record)
+                self._submit(record, session)
+
+        threads = [threading.Thread(target=client, name=f"client-{i}", daemon=True)
+                   for i in range(self.o.clients or 0)]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            on_tick(self, "load")
+            time.sleep(0.25)
+
+    def _finish(self, poller: threading.Thread,
+                on_tick: Callable[[LoadRun, str], None]) -> RunResult:
         waited = self._wait_for_batches(on_tick)
         self.stop_polling.set()
         poller.join(timeout=5)
@@ -182,39 +215,48 @@ class LoadRun:
         return result
 
     def _wait_for_batches(self, on_tick: Callable[[LoadRun, str], None]) -> float:
-        """Poll our batches until they are final or `wait_s` passes."""
+        """Poll our batches until they are final or `wait_s` passes. Oldest first, and a
+        round stops at the first unfinished one: the queue is FIFO, so the newer ones are
+        not done either (thousands of batches cost a few requests a round)."""
         began = time.monotonic()
-        pending = {s.batch_id for s in self.submits if s.batch_id}
+        pending = [s.batch_id for s in self.submits if s.batch_id]
         while pending and time.monotonic() - began < self.o.wait_s:
             for batch_id in list(pending):
                 try:
                     status = self.session.get(f"{self.o.url}/api/v1/batches/{batch_id}",
                                               timeout=10).json()["status"]
                 except (requests.RequestException, ValueError, KeyError):
-                    continue
+                    break
                 self.batch_status[batch_id] = status
-                if status in FINAL:
-                    pending.discard(batch_id)
+                if status not in FINAL:
+                    break
+                pending.remove(batch_id)
             on_tick(self, "wait")
             if pending:
                 time.sleep(0.5)
         return time.monotonic() - began
 
     def _collect(self, result: RunResult) -> None:
-        """Each batch and its jobs, with the store's timestamps."""
-        for submit in self.submits:
-            if not submit.batch_id:
-                continue
+        """Each batch and its jobs, with the store's timestamps (8 requests at a time: a
+        soak leaves thousands of batches)."""
+
+        def fetch(batch_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]] | None:
             try:
-                batch = self.session.get(f"{self.o.url}/api/v1/batches/{submit.batch_id}",
+                batch = self.session.get(f"{self.o.url}/api/v1/batches/{batch_id}",
                                          timeout=30).json()
                 jobs = self.session.get(
-                    f"{self.o.url}/api/v1/batches/{submit.batch_id}/jobs?limit=1000",
+                    f"{self.o.url}/api/v1/batches/{batch_id}/jobs?limit=1000",
                     timeout=30).json()["items"]
             except (requests.RequestException, ValueError, KeyError):
-                continue
-            result.batches[submit.batch_id] = batch
-            result.jobs.extend(jobs)
+                return None
+            return batch_id, batch, jobs
+
+        ids = [s.batch_id for s in self.submits if s.batch_id]
+        with ThreadPoolExecutor(8, thread_name_prefix="collect") as pool:
+            for found in pool.map(fetch, ids):
+                if found is not None:
+                    result.batches[found[0]] = found[1]
+                    result.jobs.extend(found[2])
 
 
 def _problem(response: requests.Response) -> str:
