@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import redis
 import requests
-from harness import Stack, free_port, table_row
+from harness import Stack, bare_server, table_row
 
 from imgburst.core.percentiles import percentile
 from imgburst.core.synthetic import photo_bytes
@@ -41,22 +38,6 @@ def load(url: str, clients: int, per_client: int, files: list[tuple[str, bytes]]
 
     with ThreadPoolExecutor(clients) as pool:
         return [t for part in pool.map(client, range(clients)) for t in part]
-
-
-def bare_server() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "waitress", "--host", "127.0.0.1",
-                             f"--port={port}", "--threads=16", "bare_api:app"],
-                            cwd=Path(__file__).parent, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit("the bare baseline server did not start")
 
 
 def main() -> None:

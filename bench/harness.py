@@ -178,3 +178,21 @@ def noop_worker(redis_url: str, processes: int) -> subprocess.Popen[bytes]:
                              "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
                              "--pool", "prefork"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+
+
+def bare_server() -> tuple[subprocess.Popen[bytes], str]:
+    """`bare_api.py` on waitress: the submit-latency baseline (takes the upload, stores
+    nothing)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "waitress", "--host", "127.0.0.1",
+                             f"--port={port}", "--threads=16", "bare_api:app"],
+                            cwd=Path(__file__).parent, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).ok:
+                return proc, url
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise SystemExit("the bare baseline server did not start")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 HELPERS = {"harness", "noop_app", "bare_api", "suite"}
-ORDER = ["imaging", "pipeline", "overhead", "api", "burst"]
+ORDER = ["imaging", "pipeline", "overhead", "api", "burst", "soak"]
 START, END = "<!-- bench-suite:start -->", "<!-- bench-suite:end -->"
 
 
