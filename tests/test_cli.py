@@ -25,7 +25,11 @@ def imgburst(*args: str, env: dict[str, str], timeout: float = 120) -> subproces
 def descendants(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        for child in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        for child in children:
             found |= {int(child)} | descendants(int(child))
     return found
 
