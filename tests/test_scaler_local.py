@@ -41,7 +41,8 @@ def test_spike_bursts_then_drains_back_without_losing_or_repeating_a_job(
         assert consuming, "no burst worker started"
         first = min(e["at"] for e in consuming)
         print(f"first burst worker consuming {first - spike:.2f} s after the spike")
-        assert first - spike <= 3.0, f"first burst worker consumed {first - spike:.2f} s after"
+        # ~1.5 s on an idle machine (bench/burst.py); the bound leaves room for a busy CI
+        assert first - spike <= 4.0, f"first burst worker consumed {first - spike:.2f} s after"
 
         jobs = jobs_of(client, batch["id"])
         assert all(j["attempts"] == 1 for j in jobs), "a job ran twice"
