@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 from conftest import settings_for, wait_until
+from flask.testing import FlaskClient
 from helpers import reconcile, submit, wait_batch
 
 from imgburst.api import create_app
@@ -55,6 +57,23 @@ def scaler_env(base_env: dict[str, str], cooldown: str) -> dict[str, str]:
                        "IMGBURST_VISIBILITY_TIMEOUT_S": "21"}
 
 
+def start_stack(env: dict[str, str], start_worker: Callable[..., object], log: Path
+                ) -> tuple[FlaskClient, redis.Redis, EventLog, subprocess.Popen[bytes]]:
+    """Test client, broker, event log and a started scaler (after a base worker)."""
+    client = create_app(settings_for(env)).test_client()
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    events = EventLog(broker)
+    start_worker(env, concurrency=1)
+    scaler = start_scaler(env, log)
+    try:
+        wait_until(lambda: any(e["kind"] == "scaler-started" for e in events.recent()), 30,
+                   "the scaler to start")
+    except AssertionError:
+        scaler.kill()
+        raise
+    return client, broker, events, scaler
+
+
 def photos(count: int) -> list[tuple[str, bytes]]:
     distinct = [photo_bytes(seed, 1600, 1200) for seed in range(6)]
     return [(f"p{i}.jpg", distinct[i % 6]) for i in range(count)]
@@ -64,14 +83,8 @@ def test_scaler_killed_mid_scale_up_leaves_no_orphans_and_no_double_pool(
         base_env, start_worker, tmp_path):
     env = scaler_env(base_env, cooldown="3")
     settings = settings_for(env)
-    client = create_app(settings).test_client()
-    broker = redis.Redis.from_url(env["REDIS_URL"])
-    events = EventLog(broker)
-    start_worker(env, concurrency=1)
     log = tmp_path / "scaler.log"
-    scaler = start_scaler(env, log)
-    wait_until(lambda: any(e["kind"] == "scaler-started" for e in events.recent()), 30,
-               "the scaler to start")
+    client, broker, events, scaler = start_stack(env, start_worker, log)
     batch = submit(client, photos(80))
 
     def scaled_up() -> bool:
@@ -112,15 +125,9 @@ def test_burst_worker_killed_during_its_drain_loses_nothing(base_env, start_work
     comes back (visibility timeout) and ends once; the scaler finishes the drain."""
     env = scaler_env(base_env, cooldown="1") | {"SCALER_MAX_STEP": "1"}
     settings = settings_for(env)
-    client = create_app(settings).test_client()
-    broker = redis.Redis.from_url(env["REDIS_URL"])
-    events = EventLog(broker)
-    start_worker(env, concurrency=1)
     log = tmp_path / "scaler.log"
-    scaler = start_scaler(env, log)
+    client, broker, events, scaler = start_stack(env, start_worker, log)
     try:
-        wait_until(lambda: any(e["kind"] == "scaler-started" for e in events.recent()), 30,
-                   "the scaler to start")
         slow = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
         big = photo_bytes(9, 4000, 3000)
         batch = submit(client, [(f"big{i}.jpg", big) for i in range(10)], slow)

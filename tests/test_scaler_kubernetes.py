@@ -24,6 +24,10 @@ from imgburst.vk.events import EventLog
 from imgburst.vk.scaler import Scaler
 
 TEMPLATE = ROOT / "k8s" / "base" / "burst-pod-template.yaml"
+SCALER = ScalerSettings(
+    backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0, max_burst=5,
+    max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30, namespace="imgburst",
+    pod_template=TEMPLATE, virtual_node_v2=False)
 
 
 @pytest.fixture
@@ -102,10 +106,7 @@ def beat(client: redis.Redis, name: str, pool: str = "burst", consuming: bool = 
 
 def test_scale_up_pending_reconcile_and_drain(fake, redis_url):
     broker = redis.Redis.from_url(redis_url)
-    settings = ScalerSettings(
-        backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0,
-        max_burst=5, max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30,
-        namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+    settings = SCALER
     celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))
 
     def scaler() -> Scaler:
@@ -243,10 +244,7 @@ def test_a_scaler_restarted_mid_scale_up_adopts_pending_pods_and_never_doubles(f
     them). The next one finds them by label and counts them: the pool reaches the
     desired size once, never twice."""
     broker = redis.Redis.from_url(redis_url)
-    settings = ScalerSettings(
-        backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0,
-        max_burst=5, max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30,
-        namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+    settings = SCALER
     celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))
     beat(broker, "base@node-1", pool="base")
     broker.rpush("images", *[b"job"] * 6)  # 5 burst workers wanted
