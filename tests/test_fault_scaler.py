@@ -16,10 +16,10 @@ from pathlib import Path
 import redis
 from conftest import settings_for, wait_until
 from flask.testing import FlaskClient
-from helpers import reconcile, submit, wait_batch
+from helpers import FINAL, reconcile, submit, wait_batch
 
 from imgburst.api import create_app
-from imgburst.core.inspect import live_workers, scaler_state
+from imgburst.core.inspect import WorkerInfo, live_workers, scaler_state
 from imgburst.core.synthetic import photo_bytes
 from imgburst.vk.events import EventLog
 
@@ -101,7 +101,7 @@ def test_scaler_killed_mid_scale_up_leaves_no_orphans_and_no_double_pool(
     most_consuming = 0
     try:
         deadline = time.monotonic() + 180
-        while client.get(f"/api/v1/batches/{batch['id']}").get_json()["status"] == "running":
+        while client.get(f"/api/v1/batches/{batch['id']}").get_json()["status"] not in FINAL:
             assert time.monotonic() < deadline, "the batch did not finish"
             consuming = [w for w in live_workers(broker) if w.pool == "burst" and w.consuming]
             most_consuming = max(most_consuming, len(consuming))
@@ -119,33 +119,50 @@ def test_scaler_killed_mid_scale_up_leaves_no_orphans_and_no_double_pool(
     assert not burst_processes(env["IMGBURST_HOME"])
 
 
+def draining_with_a_job(broker: redis.Redis) -> WorkerInfo | None:
+    """A burst worker the scaler is draining while its heartbeat shows a job in hand."""
+    beats = {w.name: w for w in live_workers(broker)}
+    for name, phase in ((scaler_state(broker) or {}).get("burst") or {}).items():
+        beat = beats.get(name)
+        if phase == "draining" and beat is not None and beat.active:
+            return beat
+    return None
+
+
 def test_burst_worker_killed_during_its_drain_loses_nothing(base_env, start_worker,
                                                             tmp_path):
     """A burst worker is SIGKILLed while the scaler drains it with a job in hand: the job
-    comes back (visibility timeout) and ends once; the scaler finishes the drain."""
-    env = scaler_env(base_env, cooldown="1") | {"SCALER_MAX_STEP": "1"}
+    comes back (visibility timeout) and ends once; the scaler finishes the drain.
+
+    Two jobs per worker as the target makes the scaler shrink while every worker is still
+    busy (4 jobs left need 1 burst worker, not 2), so the drain meets a job in hand; should
+    one batch still end without such a drain, another batch is submitted (at most 3)."""
+    env = scaler_env(base_env, cooldown="1") | {"SCALER_MAX_STEP": "1",
+                                                 "SCALER_TARGET_PER_WORKER": "2"}
     settings = settings_for(env)
     log = tmp_path / "scaler.log"
     client, broker, events, scaler = start_stack(env, start_worker, log)
     try:
         slow = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
         big = photo_bytes(9, 4000, 3000)
-        batch = submit(client, [(f"big{i}.jpg", big) for i in range(10)], slow)
+        accepted: dict[str, int] = {}
         victim = None
-        deadline = time.monotonic() + 120
         while victim is None:
-            assert time.monotonic() < deadline, "no burst worker was drained with a job"
-            state = scaler_state(broker) or {}
-            beats = {w.name: w for w in live_workers(broker)}
-            for name, phase in state.get("burst", {}).items():
-                beat = beats.get(name)
-                if phase == "draining" and beat is not None and beat.active:
-                    victim = beat
-            time.sleep(0.05)
+            assert len(accepted) < 3, f"3 batches and no burst worker drained with a job: {log}"
+            batch = submit(client, [(f"big{i}.jpg", big) for i in range(12)], slow)
+            accepted[batch["id"]] = 12
+            deadline = time.monotonic() + 120
+            while victim is None and client.get(
+                    f"/api/v1/batches/{batch['id']}").get_json()["status"] not in FINAL:
+                assert time.monotonic() < deadline, "the batch did not finish"
+                victim = draining_with_a_job(broker)
+                time.sleep(0.05)
         os.kill(victim.pid, signal.SIGKILL)
-        batch = wait_batch(client, batch["id"], timeout=180)
-        assert batch["status"] == "succeeded", batch
-        assert reconcile(settings, {batch["id"]: 10}, outputs_per_job=1) == {"succeeded": 10}
+        for batch_id in accepted:
+            batch = wait_batch(client, batch_id, timeout=180)
+            assert batch["status"] == "succeeded", batch
+        assert reconcile(settings, accepted, outputs_per_job=1) == {
+            "succeeded": 12 * len(accepted)}
         wait_until(lambda: not burst_processes(env["IMGBURST_HOME"]), 90,
                    "every burst worker to be gone")
         wait_until(lambda: any(e["kind"] == "drained" and e["worker"] == victim.name
