@@ -175,3 +175,26 @@ def test_smaller_outputs_made_from_larger_ones_keep_exact_geometry():
     data = photo_bytes(11, 1201, 901, "PNG")
     sizes = {r.name: (r.width, r.height) for r in process(data, DEFAULT_RECIPE)}
     assert sizes == {"thumb": (256, 192), "medium": (1024, 768)}
+
+
+@pytest.mark.parametrize("blocks", [0, 4])
+def test_a_worker_process_reuses_image_memory_between_jobs(tmp_path, monkeypatch, blocks):
+    """A pool process keeps IMGBURST_WORKER_IMAGE_BLOCKS freed blocks: the next photo's
+    decode reuses the last one's memory instead of faulting fresh pages in (0: never)."""
+    from imgburst.core.settings import Settings
+    from imgburst.worker import tasks
+
+    monkeypatch.setattr(tasks, "_runtime", None)
+    settings = Settings.from_env({"IMGBURST_HOME": str(tmp_path),
+                                  "IMGBURST_WORKER_IMAGE_BLOCKS": str(blocks)})
+    try:
+        tasks.prepare_process(settings)
+        assert Image.core.get_blocks_max() == blocks
+        Image.core.reset_stats()
+        for seed in (1, 2):
+            process(photo_bytes(seed, 2400, 1800), DEFAULT_RECIPE)
+        reused = Image.core.get_stats()["reused_blocks"]
+        assert reused > 0 if blocks else reused == 0
+    finally:
+        Image.core.set_blocks_max(0)
+        Image.core.clear_cache()

@@ -91,6 +91,7 @@ class Settings:
     max_frames: int
     presets: Mapping[str, Recipe] = field(repr=False)
     worker_max_memory_mb: int
+    worker_image_blocks: int
     task_time_limit_s: int
     visibility_timeout_s: int
     task_max_retries: int
@@ -196,6 +197,7 @@ class Settings:
             max_frames=_int(env, "IMGBURST_MAX_FRAMES", 100, 1, 100_000),
             presets=_presets(env),
             worker_max_memory_mb=_int(env, "IMGBURST_WORKER_MAX_MEMORY_MB", 1024, 0, 1 << 20),
+            worker_image_blocks=_int(env, "IMGBURST_WORKER_IMAGE_BLOCKS", 4, 0, 1024),
             task_time_limit_s=time_limit,
             visibility_timeout_s=visibility,
             task_max_retries=retries,

@@ -218,12 +218,19 @@ def create_worker_app(settings: Settings) -> Celery:
 
     @worker_process_init.connect(weak=False)
     def _warm_up(**_kwargs: object) -> None:
-        try:
-            runtime(settings).store.ping()
-        except TRANSIENT:
-            log.warning("job store not reachable yet; tasks will retry")
+        prepare_process(settings)
 
     return app
+
+
+def prepare_process(settings: Settings) -> None:
+    """Ready a new pool process: keep image memory between jobs, connect to the job store
+    (its first job then does not pay for either)."""
+    imaging.keep_freed_blocks(settings.worker_image_blocks)
+    try:
+        runtime(settings).store.ping()
+    except TRANSIENT:
+        log.warning("job store not reachable yet; tasks will retry")
 
 
 def run_preview(settings: Settings, data: bytes, recipe_raw: object,

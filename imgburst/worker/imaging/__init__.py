@@ -8,7 +8,7 @@
 
 from imgburst.worker.imaging.errors import DEFAULT_MAX_PIXELS, ImageError, Limits
 from imgburst.worker.imaging.pipeline import APPLY, Rendered, process, render
-from imgburst.worker.imaging.source import Source, decode, open_image
+from imgburst.worker.imaging.source import Source, decode, keep_freed_blocks, open_image
 
 __all__ = ["APPLY", "DEFAULT_MAX_PIXELS", "ImageError", "Limits", "Rendered", "Source",
-           "decode", "open_image", "process", "render"]
+           "decode", "keep_freed_blocks", "open_image", "process", "render"]

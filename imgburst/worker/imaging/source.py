@@ -44,6 +44,15 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompression
 # and runs on every open, before decoding, with a message that gives the dimensions.
 Image.MAX_IMAGE_PIXELS = None
 
+
+def keep_freed_blocks(count: int) -> None:
+    """Let Pillow keep up to `count` freed image-memory blocks (16 MB at most each) for the
+    next image, as `PILLOW_BLOCKS_MAX` does. A worker decodes image after image of similar
+    size; handing every buffer back to the kernel makes the next image fault its pages in
+    again (on 12 MP JPEGs, most of the system time and ~10% of the wall time)."""
+    Image.core.set_blocks_max(count)
+
+
 if HEIF_PLUGIN:  # optional extra: `pip install 'imgburst[heif]'`
     from pillow_heif import register_heif_opener
 
