@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import settings_for
@@ -65,6 +66,24 @@ def test_finish_replaces_outputs_never_duplicates(store):
     store.start_job(a, "w")
     assert store.finish_job(a, OUT + [OutputRecord("medium", "jpeg", 1, 1, 1, "p")])
     assert [o["name"] for o in store.get_job(a)["outputs"]] == ["thumb", "medium"]
+
+
+def test_concurrent_finishes_never_deadlock(store):
+    """Workers finishing jobs at the same moment must not abort each other: on InnoDB, a
+    DELETE of a job's (absent) outputs took a gap lock that the other's INSERT waited on,
+    and one of them died of a deadlock and re-processed its image."""
+    _, ids = make_batch(store, n=240)
+    for job_id in ids:
+        store.start_job(job_id, "w")
+    outputs = [OutputRecord("thumb", "webp", 10, 5, 100, "t"),
+               OutputRecord("medium", "jpeg", 20, 10, 200, "m")]
+
+    def finish(share: list[str]) -> int:
+        return sum(store.finish_job(job_id, outputs) for job_id in share)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(finish, [ids[i::8] for i in range(8)])) == len(ids)
+    assert all(len(store.get_job(job_id)["outputs"]) == 2 for job_id in ids)
 
 
 def test_cancel_only_touches_queued_jobs(store):

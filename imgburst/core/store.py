@@ -280,7 +280,11 @@ class JobStore:
             ).rowcount
             if not done:
                 return False
-            conn.execute(delete(Output).where(Output.job_id == job_id))
+            # A rerun's old rows go by primary key: a DELETE by job_id of rows that are not
+            # there takes an InnoDB gap lock, and concurrent finishes deadlocked on it.
+            stale = conn.execute(select(Output.id).where(Output.job_id == job_id)).scalars().all()
+            if stale:
+                conn.execute(delete(Output).where(Output.id.in_(stale)))
             if outputs:
                 conn.execute(insert(Output), [
                     {"job_id": job_id, "name": o.name, "format": o.format, "width": o.width,
