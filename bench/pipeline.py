@@ -83,7 +83,7 @@ def main() -> None:
     paths = images(args.images)
     mb = sum(p.stat().st_size for p in paths) / 1e6
     write_cpu = new_file_write_cpu(paths)
-    blocks = Settings.from_env({}).worker_image_blocks
+    blocks = Settings.from_env().worker_image_blocks  # what the stack below gets
     stack = Stack(redis_url, args.processes)
     base_times, tuned_times, our_times, stored_times = [], [], [], []
     try:
