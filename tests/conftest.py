@@ -241,5 +241,17 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byt
         log.close()
 
 
+def start_live_stack(env: dict[str, str], start_service: Callable[..., Any],
+                     start_worker: Callable[..., Any], concurrency: int = 1) -> str:
+    """API, scaler and a base worker as real processes (the API on env's IMGBURST_PORT);
+    the API's URL once it is ready."""
+    start_service(env, "api", "--host", "127.0.0.1")
+    start_service(env, "scaler")
+    start_worker(env, concurrency=concurrency)
+    url = f"http://127.0.0.1:{env['IMGBURST_PORT']}"
+    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be ready")
+    return url
+
+
 def settings_for(env: dict[str, str]) -> Settings:
     return Settings.from_env(env)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port, http_ok, wait_until
+from conftest import free_port, start_live_stack, wait_until
 
 from imgburst.core.keys import generate_key
 
@@ -34,11 +34,7 @@ def live_stack(base_env, start_worker, start_service):
     env = base_env | {"SCALER_MAX_BURST": "2", "SCALER_MAX_STEP": "2", "SCALER_COOLDOWN_S": "3",
                       "SCALER_POLL_S": "0.5", "IMGBURST_PORT": str(port),
                       "IMGBURST_AUTH": "on", "IMGBURST_ADMIN_KEYS": f"admin={ADMIN_KEY}"}
-    start_service(env, "api", "--host", "127.0.0.1")
-    start_service(env, "scaler")
-    start_worker(env, concurrency=1)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be ready")
+    url = start_live_stack(env, start_service, start_worker)
     wait_until(lambda: requests.get(f"{url}/api/v1/stats", timeout=2, headers=ADMIN)
                .json()["scaler"] is not None, 30, "the scaler to publish its state")
     return url

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from conftest import free_port, http_ok, settings_for, wait_until
+from conftest import free_port, settings_for, start_live_stack
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -21,11 +21,7 @@ def test_loadgen_spike_report_matches_the_store(base_env, start_worker, start_se
     port = free_port()
     env = base_env | {"IMGBURST_PORT": str(port), "SCALER_COOLDOWN_S": "2",
                       "SCALER_MAX_BURST": "2"}
-    start_service(env, "api", "--host", "127.0.0.1")
-    start_service(env, "scaler")
-    start_worker(env, concurrency=1)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API")
+    url = start_live_stack(env, start_service, start_worker)
     out = tmp_path / "report"
     run = subprocess.run(
         [sys.executable, "-m", "imgburst.cli", "loadgen", url, "--shape", "spike",

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import free_port, http_ok, settings_for, wait_until
+from conftest import free_port, settings_for, start_live_stack
 from helpers import reconcile
 
 from imgburst.core.keys import generate_key
@@ -28,11 +28,7 @@ def test_32_clients_lose_nothing_and_get_no_5xx(base_env, start_worker, start_se
     env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_AUTH": "on",
                       "IMGBURST_ADMIN_KEYS": f"soak={key}", "SCALER_MAX_BURST": "2",
                       "SCALER_COOLDOWN_S": "5"}
-    start_service(env, "api", "--host", "127.0.0.1")
-    start_service(env, "scaler")
-    start_worker(env, concurrency=2)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API")
+    url = start_live_stack(env, start_service, start_worker, concurrency=2)
     out = tmp_path / "soak"
     run = subprocess.run(
         [sys.executable, "-m", "imgburst.cli", "loadgen", url, "--clients", str(CLIENTS),
