@@ -19,6 +19,7 @@ from imgburst.core.synthetic import photo_bytes
 SLOW = {"outputs": [{"name": "slow", "format": "png", "ops": [
     {"op": "resize", "width": 900}, {"op": "blur", "sigma": 12}, {"op": "rotate", "angle": 7},
     {"op": "resize", "width": 300}]}]}
+JOBS = 60  # enough that many are still queued when Redis is killed, however fast the worker
 
 
 def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
@@ -48,11 +49,15 @@ def test_redis_restart_mid_batch_loses_nothing(base_env, start_worker, tmp_path)
         client = create_app(settings_for(env)).test_client()
         start_worker(env, concurrency=1)
         photos = [photo_bytes(seed, 1600, 1200) for seed in range(4)]
-        batch = submit(client, [(f"p{i}.jpg", photos[i % 4]) for i in range(24)], SLOW)
-        assert batch["jobs"] == 24
-        time.sleep(2.0)  # some done, one running, the rest queued (and fsynced)
-        counts = client.get(f"/api/v1/batches/{batch['id']}").get_json()["counts"]
-        assert counts["queued"] >= 10, counts  # the kill lands mid-batch
+        batch = submit(client, [(f"p{i}.jpg", photos[i % 4]) for i in range(JOBS)], SLOW)
+        assert batch["jobs"] == JOBS
+
+        def counts() -> dict[str, int]:
+            return client.get(f"/api/v1/batches/{batch['id']}").get_json()["counts"]
+
+        wait_until(lambda: counts()["succeeded"] >= 2, 60, "the worker to finish 2 jobs")
+        time.sleep(1.2)  # the queued messages are in the AOF (fsync every second)
+        assert counts()["queued"] >= 10, counts()  # the kill lands mid-batch
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
         time.sleep(2.0)
@@ -63,7 +68,7 @@ def test_redis_restart_mid_batch_loses_nothing(base_env, start_worker, tmp_path)
         server.wait(timeout=10)
     assert batch["status"] == "succeeded", batch
     jobs = jobs_of(client, batch["id"])
-    assert len(jobs) == 24 and all(j["status"] == "succeeded" for j in jobs)
+    assert len(jobs) == JOBS and all(j["status"] == "succeeded" for j in jobs)
     assert all(len(j["outputs"]) == 1 for j in jobs)
     outputs = [p for p in (Path(env["IMGBURST_HOME"]) / "blobs").rglob("slow.png")]
-    assert len(outputs) == 24  # one output per job in the blob store, none doubled
+    assert len(outputs) == JOBS  # one output per job in the blob store, none doubled

@@ -15,6 +15,8 @@ from helpers import Gate, reconcile, submit, wait_batch
 from imgburst.api import create_app
 from imgburst.core.synthetic import photo_bytes
 
+JOBS = 40  # enough that many are still to do when the store goes down, however fast
+
 
 def test_database_down_for_10_s_workers_retry_and_nothing_is_lost(base_env, mysql_env,
                                                                     start_worker):
@@ -22,7 +24,8 @@ def test_database_down_for_10_s_workers_retry_and_nothing_is_lost(base_env, mysq
     env = base_env | mysql_env | {"MYSQL_PORT": str(gate.port)}
     settings = settings_for(env)
     client = create_app(settings).test_client()
-    photos = [(f"p{i}.jpg", photo_bytes(i, 1600, 1200)) for i in range(12)]
+    distinct = [photo_bytes(i, 1600, 1200) for i in range(4)]
+    photos = [(f"p{i}.jpg", distinct[i % 4]) for i in range(JOBS)]  # many left at the cut
     batch = submit(client, photos)
     worker = start_worker(env, concurrency=2)
 
@@ -44,7 +47,7 @@ def test_database_down_for_10_s_workers_retry_and_nothing_is_lost(base_env, mysq
     gate.reopen()
     batch = wait_batch(client, batch["id"], timeout=120)
     assert batch["status"] == "succeeded", batch
-    assert reconcile(settings, {batch["id"]: 12}, outputs_per_job=2) == {"succeeded": 12}
+    assert reconcile(settings, {batch["id"]: JOBS}, outputs_per_job=2) == {"succeeded": JOBS}
     assert mysql_env["MYSQL_PASSWORD"] not in worker.output()
     again = submit(client, photos[:1])  # and new work flows again
     assert wait_batch(client, again["id"])["status"] == "succeeded"
