@@ -224,8 +224,8 @@ def create_worker_app(settings: Settings) -> Celery:
 
 
 def prepare_process(settings: Settings) -> None:
-    """Ready a new pool process: keep image memory between jobs, connect to the job store
-    (its first job then does not pay for either)."""
+    """Ready a new pool process: keep image memory between jobs, and connect to the job
+    store now so that its first job does not wait for the connection."""
     imaging.keep_freed_blocks(settings.worker_image_blocks)
     try:
         runtime(settings).store.ping()
