@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,6 +44,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def in_batches(paths: list[Path], batches: int) -> list[list[Path]]:
+    size = -(-len(paths) // batches)
+    return [paths[i:i + size] for i in range(0, len(paths), size)]
+
+
+def post_images(url: str, paths: list[Path], headers: dict[str, str],
+                client: str = "curl") -> dict:
+    """POST `paths` as one multipart upload (`files` parts), as the README's curl does or
+    with Python's requests; the JSON answer."""
+    if client == "curl":
+        form = [arg for p in paths for arg in ("-F", f"files=@{p};type=image/jpeg")]
+        auth = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+        out = subprocess.run(["curl", "-sS", "--fail-with-body", *form, *auth, url],
+                             capture_output=True, check=True, timeout=300)
+        return json.loads(out.stdout)
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+    response = requests.post(url, files=files, timeout=300, headers=headers)
+    response.raise_for_status()
+    return response.json()
 
 
 class Stack:
@@ -91,24 +113,13 @@ class Stack:
 
         The client shares the machine's cores with the service, which it would not in a
         deployment; `curl` (the README's client) costs them least, `requests` more."""
-        size = -(-len(paths) // batches)
-        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+        chunks = in_batches(paths, batches)
         started_wall = datetime.now(UTC).replace(tzinfo=None)
         started = time.perf_counter()
 
         def post(chunk: list[Path]) -> str:
-            if client == "curl":
-                form = [arg for p in chunk for arg in ("-F", f"files=@{p};type=image/jpeg")]
-                out = subprocess.run(["curl", "-sS", "--fail-with-body", *form, "-H",
-                                      f"Authorization: {self.headers['Authorization']}",
-                                      f"{self.url}/api/v1/batches"],
-                                     capture_output=True, check=True, timeout=300)
-                return json.loads(out.stdout)["id"]
-            files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in chunk]
-            response = requests.post(f"{self.url}/api/v1/batches", files=files, timeout=300,
-                                     headers=self.headers)
-            response.raise_for_status()
-            return response.json()["id"]
+            url = f"{self.url}/api/v1/batches"
+            return post_images(url, chunk, self.headers, client)["id"]
 
         with ThreadPoolExecutor(parallel) as pool:
             ids = list(pool.map(post, chunks))
@@ -133,11 +144,9 @@ class Stack:
         wall = time.perf_counter() - started
         return min(wall, (last - started_wall).total_seconds())
 
-    def run_from_storage(self, paths: list[Path], round_no: int) -> float:
-        """Like `run`, but the images are already in a container (the original demo's flow):
-        one JSON submit names the container and prefix; the upload is not timed."""
-        prefix = f"round-{round_no}/"
-        self.store_sources(paths, prefix)
+    def run_from_storage(self, prefix: str) -> float:
+        """Like `run`, but the images are already in a container (the original demo's flow,
+        `store_sources`): one JSON submit names the container and prefix."""
         started_wall = datetime.now(UTC).replace(tzinfo=None)
         started = time.perf_counter()
         batch_id = self.submit_from_storage(prefix)
@@ -161,6 +170,8 @@ class Stack:
         for proc in reversed(self.procs):  # the scaler first: it drains its burst workers
             proc.terminate()
             proc.wait(timeout=90)
+        self.store.dispose()
+        shutil.rmtree(self.home, ignore_errors=True)  # blobs of every round: gigabytes
 
 
 
@@ -178,6 +189,14 @@ def noop_worker(redis_url: str, processes: int) -> subprocess.Popen[bytes]:
                              "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
                              "--pool", "prefork"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+
+
+def sink_server(folder: Path) -> tuple[subprocess.Popen[str], str]:
+    """`sink.py` writing bodies into `folder`: the floor of receiving and storing an upload."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "sink.py"),
+                             str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
 
 
 def bare_server() -> tuple[subprocess.Popen[bytes], str]:

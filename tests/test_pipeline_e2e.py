@@ -83,6 +83,7 @@ def test_mixed_batch_end_to_end(stack_env, start_worker):
         listed = {b.name for b in blobs.list(f"outputs/{batch['id']}/{job['id']}/")}
         assert listed == {f"outputs/{batch['id']}/{job['id']}/thumb.webp",
                           f"outputs/{batch['id']}/{job['id']}/medium.jpg"}
+    assert not list(blobs.list(f"inputs/{batch['id']}/"))  # the uploads were removed
     assert "Traceback" not in worker.output()
 
 

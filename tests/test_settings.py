@@ -33,6 +33,7 @@ def test_defaults_are_embedded(tmp_path):
      "IMGBURST_VISIBILITY_TIMEOUT_S", "above IMGBURST_TASK_TIME_LIMIT_S"),
     ({"IMGBURST_URL": "127.0.0.1:8000"}, "IMGBURST_URL", "unknown scheme"),
     ({"IMGBURST_WORKER_IMAGE_BLOCKS": "-1"}, "IMGBURST_WORKER_IMAGE_BLOCKS", "0..1024"),
+    ({"IMGBURST_KEEP_INPUTS": "forever"}, "IMGBURST_KEEP_INPUTS", "true or false"),
     ({"SCALER_BACKEND": "aci"}, "SCALER_BACKEND", "local or kubernetes"),
     ({"SCALER_POLL_S": "soon"}, "SCALER_POLL_S", "must be a number"),
     ({"SCALER_COOLDOWN_S": "-1"}, "SCALER_COOLDOWN_S", "must be 0..86400"),

@@ -55,6 +55,12 @@ def input_path(batch_id: str, job_id: str, fmt: str | None) -> str:
     return f"inputs/{batch_id}/{job_id}/input.{fmt or 'bin'}"
 
 
+def is_own_upload(path: str, batch_id: str, job_id: str) -> bool:
+    """Whether `path` is the input the API stored for this job (not a user's blob that a
+    source submission named, which may sit anywhere, even under `inputs/`)."""
+    return path.startswith(f"inputs/{batch_id}/{job_id}/")
+
+
 def display_name(filename: str | None) -> str:
     """An uploaded file name fit to show and to store: its last path part, without
     control characters, at most 255 characters."""

@@ -92,6 +92,7 @@ class Settings:
     presets: Mapping[str, Recipe] = field(repr=False)
     worker_max_memory_mb: int
     worker_image_blocks: int
+    keep_inputs: bool
     task_time_limit_s: int
     visibility_timeout_s: int
     task_max_retries: int
@@ -198,6 +199,7 @@ class Settings:
             presets=_presets(env),
             worker_max_memory_mb=_int(env, "IMGBURST_WORKER_MAX_MEMORY_MB", 1024, 0, 1 << 20),
             worker_image_blocks=_int(env, "IMGBURST_WORKER_IMAGE_BLOCKS", 4, 0, 1024),
+            keep_inputs=_bool(env, "IMGBURST_KEEP_INPUTS", False),
             task_time_limit_s=time_limit,
             visibility_timeout_s=visibility,
             task_max_retries=retries,

@@ -30,6 +30,7 @@ from imgburst.core.blobs import (
     BlobUnavailable,
     asset_path,
     blob_store_from_settings,
+    is_own_upload,
     output_path,
 )
 from imgburst.core.celery_app import (
@@ -148,9 +149,25 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
         return _fail(rt, job, str(exc))
     if rt.store.finish_job(job_id, records):
         rt.ended(job)
+    release_input(rt, job)
     log.info("job %s succeeded in %.0f ms (attempt %d)", job_id,
              (time.perf_counter() - started) * 1000, job.attempts)
     return "succeeded"
+
+
+def release_input(rt: Runtime, job: StartedJob) -> None:
+    """Remove a succeeded job's uploaded input (unless IMGBURST_KEEP_INPUTS): it was
+    stored only to be processed, and keeping every upload grows the store by every byte
+    ever sent. Blobs named by a source submission are the user's and stay; a failed job
+    keeps its input, to be looked at. A delete that fails is logged, never fails the job."""
+    if (rt.settings.keep_inputs or job.input_container != rt.blobs.container
+            or not is_own_upload(job.input_path, job.batch_id, job.id)):
+        return
+    try:
+        rt.blobs.delete(job.input_path)
+    except BlobError as exc:
+        log.warning("job %s: its input %s stays in the blob store: %s", job.id,
+                    job.input_path, exc)
 
 
 def _fail(rt: Runtime, job: StartedJob, error: str) -> str:
