@@ -13,28 +13,34 @@ Same 40 photo-like 12 MP JPEGs (deterministic, cached under bench/.cache), defau
   other, so the workers start on the first images while the rest upload.
 - ours, from storage: the images are already in a container (the original demo's flow);
   one JSON submit names it.
-- the upload's floor: the baseline again while the same upload (same client, same batches)
-  goes to `sink.py`, which only writes each body to a file (removed after the round, as
-  the service removes processed inputs). What that costs the baseline bounds the upload
-  ratio of any service receiving and storing the images on the workers' cores.
+- the upload's floor: the same upload (same client, same batches) to `sink.py`, which
+  only writes each body to a file (removed after the round, as the workers remove
+  processed uploads). Its CPU-seconds (sink + client) beside the baseline's, packed
+  perfectly on the machine's cores, bound the upload ratio of any service that receives
+  and stores the images on the workers' cores (`pipeline_upload_ceiling`); added to ours
+  from storage, what ours would reach with an API as cheap as the sink
+  (`pipeline_upload_bound`).
 
-Rounds alternate baseline / ours; medians and the ratio of medians are printed.
+CPU-seconds are counted per process (the baseline's pool, our API, workers and client),
+steadier than wall time on a shared machine. Rounds alternate baseline / ours; medians
+and the ratio of medians are printed.
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import shutil
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 
+import psutil
 import redis
 from harness import (
     CACHE,
@@ -53,39 +59,58 @@ from imgburst.core.settings import Settings
 from imgburst.worker import imaging
 
 
-def _process_file(path: Path) -> int:
-    return len(imaging.process(path.read_bytes(), DEFAULT_RECIPE))
+def _process_file(path: Path) -> tuple[int, float]:
+    """Outputs made, and the CPU-seconds it took."""
+    started = time.process_time()
+    made = len(imaging.process(path.read_bytes(), DEFAULT_RECIPE))
+    return made, time.process_time() - started
 
 
-def run_baseline(paths: list[Path], processes: int, blocks: int = 0,
-                 beside: Callable[[], object] | None = None) -> float:
-    """Seconds for the images through a warm pool; `blocks` > 0: with the workers' image
-    block cache; `beside`: run in a thread meanwhile (and waited for)."""
+def run_baseline(paths: list[Path], processes: int, blocks: int = 0) -> tuple[float, float]:
+    """Seconds and CPU-seconds for the images through a warm pool; `blocks` > 0: with the
+    workers' image block cache."""
     init = (imaging.keep_freed_blocks, (blocks,)) if blocks else (None, ())
     with Pool(processes, *init) as pool:
         pool.map(_process_file, paths[:processes])  # warm the pool, as a running worker is
         started = time.perf_counter()
-        side = threading.Thread(target=beside) if beside else None
-        if side:
-            side.start()
-        assert sum(pool.map(_process_file, paths, chunksize=1)) == 2 * len(paths)
-        if side:
-            side.join()
-        return time.perf_counter() - started
+        done = pool.map(_process_file, paths, chunksize=1)
+        took = time.perf_counter() - started
+    assert sum(made for made, _ in done) == 2 * len(paths)
+    return took, sum(cpu for _, cpu in done)
 
 
-def upload_to_sink(url: str, paths: list[Path], processes: int, batches: int, client: str,
-                   folder: Path) -> float:
-    """Seconds the baseline takes while the upload goes to the sink at `url`; the sink's
-    files are removed afterwards."""
-    def send() -> None:
-        for chunk in in_batches(paths, batches):
-            post_images(url, chunk, {}, client)
+def cpu_of(pids: list[int]) -> float:
+    """CPU-seconds (user + system) these processes and their children have used so far:
+    steadier than wall time on a shared machine."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(pid)
+            for one in (process, *process.children(recursive=True)):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = one.cpu_times()
+                    total += times.user + times.system
+    return total
 
-    took = run_baseline(paths, processes, beside=send)
+
+def client_cpu() -> float:
+    """CPU-seconds of this process and its finished children (the curl uploads)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def upload_to_sink(url: str, sink_pid: int, paths: list[Path], batches: int, client: str,
+                   folder: Path) -> tuple[float, float]:
+    """CPU-seconds of the client and of the sink for the same upload, alone; the sink's
+    files are removed afterwards (as the workers remove processed uploads)."""
+    sink_before, client_before = cpu_of([sink_pid]), client_cpu()
+    for chunk in in_batches(paths, batches):
+        post_images(url, chunk, {}, client)
+    spent = cpu_of([sink_pid]) - sink_before, client_cpu() - client_before
     for body in folder.iterdir():
         body.unlink()
-    return took
+    return spent
 
 
 def main() -> None:
@@ -107,27 +132,41 @@ def main() -> None:
     stack = Stack(redis_url, args.processes)
     sink_folder = Path(tempfile.mkdtemp(prefix="imgburst-sink-"))
     sink, sink_url = sink_server(sink_folder)
-    base_times, tuned_times, our_times, stored_times, floor_times = [], [], [], [], []
+    api_pid, worker_pid = stack.procs[0].pid, stack.procs[1].pid
+    base_times, tuned_times, our_times, stored_times = [], [], [], []
+    cpu: dict[str, list[float]] = {k: [] for k in ("base", "workers", "api", "client", "sink",
+                                                   "sink client")}
     try:
         stack.run(paths[: args.processes * 2], 1, 1)  # warm-up
         stack.store_sources(paths, "photos/")  # for the runs from storage, once
         for round_no in range(1, args.rounds + 1):
-            base_times.append(run_baseline(paths, args.processes))
-            tuned_times.append(run_baseline(paths, args.processes, blocks))
+            took, base_cpu = run_baseline(paths, args.processes)
+            base_times.append(took)
+            cpu["base"].append(base_cpu)
+            tuned_times.append(run_baseline(paths, args.processes, blocks)[0])
+            before = cpu_of([worker_pid]), cpu_of([api_pid]), client_cpu()
             our_times.append(stack.run(paths, args.batches, args.parallel, args.client))
+            after = cpu_of([worker_pid]), cpu_of([api_pid]), client_cpu()
+            for key, b, a in zip(("workers", "api", "client"), before, after, strict=True):
+                cpu[key].append(a - b)
             stored_times.append(stack.run_from_storage("photos/"))
-            floor_times.append(upload_to_sink(sink_url, paths, args.processes, args.batches,
-                                              args.client, sink_folder))
+            sink_cpu, sink_client = upload_to_sink(sink_url, sink.pid, paths, args.batches,
+                                                   args.client, sink_folder)
+            cpu["sink"].append(sink_cpu)
+            cpu["sink client"].append(sink_client)
             print(f"round {round_no}: baseline {base_times[-1]:.2f} s (with the block cache "
-                  f"{tuned_times[-1]:.2f} s, beside the upload to the sink "
-                  f"{floor_times[-1]:.2f} s), ours (upload) {our_times[-1]:.2f} s, "
-                  f"ours (from storage) {stored_times[-1]:.2f} s", flush=True)
+                  f"{tuned_times[-1]:.2f} s), ours (upload) {our_times[-1]:.2f} s, ours (from "
+                  f"storage) {stored_times[-1]:.2f} s; CPU-seconds: baseline pool "
+                  f"{base_cpu:.2f}, ours (upload): workers {cpu['workers'][-1]:.2f}, API "
+                  f"{cpu['api'][-1]:.2f}, client {cpu['client'][-1]:.2f}; the same upload "
+                  f"to the sink: sink {sink_cpu:.2f}, client {sink_client:.2f}", flush=True)
     finally:
         stack.close()
         sink.kill()
         shutil.rmtree(sink_folder, ignore_errors=True)
-    base, tuned, ours, stored, floor = (statistics.median(t) for t in (
-        base_times, tuned_times, our_times, stored_times, floor_times))
+    base, tuned, ours, stored = (statistics.median(t) for t in (
+        base_times, tuned_times, our_times, stored_times))
+    med = {key: statistics.median(values) for key, values in cpu.items()}
     rate = {name: args.images / t for name, t in
             (("base", base), ("tuned", tuned), ("ours", ours), ("stored", stored))}
     print(f"\n{args.images} images ({mb:.0f} MB), {args.processes} processes, "
@@ -140,16 +179,20 @@ def main() -> None:
           f"{rate['ours']:.2f} images/s")
     print(f"ours, images already in storage (JSON submit): {stored:.2f} s = "
           f"{rate['stored']:.2f} images/s")
-    print(f"baseline beside the same upload to a sink that only stores it: {floor:.2f} s: "
-          f"no service receiving and storing the upload on these {args.processes} cores "
-          f"can pass {base / floor:.2f}")
-    bound = stored + floor - base
-    print(f"an API costing no more than the sink: about from storage + the sink's share = "
-          f"{bound:.2f} s, a ratio of {base / bound:.2f} for the upload")
-    for name, times in (("upload", our_times), ("from storage", stored_times),
-                        ("the upload's floor", floor_times)):
+    for name, times in (("upload", our_times), ("from storage", stored_times)):
         paired = statistics.median(b / o for b, o in zip(base_times, times, strict=True))
         print(f"median of the per-round ratios, {name}: {paired:.2f}")
+    cores = os.cpu_count() or 1
+    floor_cpu = med["sink"] + med["sink client"]
+    ceiling = base / max(base, (med["base"] + floor_cpu) / cores)
+    bound = base / (stored + floor_cpu / cores)
+    print(f"CPU-seconds (medians): the baseline's pool {med['base']:.2f}; ours, upload: "
+          f"workers {med['workers']:.2f}, API {med['api']:.2f}, client {med['client']:.2f}")
+    print(f"the upload's floor: the same upload to a sink that only stores it costs "
+          f"{floor_cpu:.2f} CPU-seconds (sink {med['sink']:.2f}, client "
+          f"{med['sink client']:.2f}); beside the baseline's work, packed perfectly on "
+          f"{cores} cores, no service receiving and storing the upload here passes "
+          f"{ceiling:.2f}; with the workers' own share (from storage) it would be {bound:.2f}")
     table_row("pipeline: 40 x 12 MP, upload, 2 processes", round(rate["base"], 2),
               round(rate["ours"], 2), "images/s", rate["ours"] / rate["base"])
     table_row("pipeline: 40 x 12 MP, from storage", round(rate["base"], 2),
@@ -159,7 +202,10 @@ def main() -> None:
     print(f"RESULT pipeline_ratio {rate['ours'] / rate['base']:.2f} x")
     print(f"RESULT pipeline_ratio_from_storage {rate['stored'] / rate['base']:.2f} x")
     print(f"RESULT pipeline_ratio_vs_block_cache_baseline {rate['ours'] / rate['tuned']:.2f} x")
-    print(f"RESULT pipeline_upload_ceiling {base / floor:.2f} x")
+    print(f"RESULT pipeline_upload_ceiling {ceiling:.2f} x")
+    print(f"RESULT pipeline_upload_bound {bound:.2f} x")
+    print(f"RESULT pipeline_api_cpu {med['api']:.2f} CPU-s")
+    print(f"RESULT pipeline_upload_floor_cpu {floor_cpu:.2f} CPU-s")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,20 @@ def test_put_get_head_list(blobs):
     assert [b.name for b in blobs.list("inputs/b/k")] == ["inputs/b/k/b.png"]
 
 
+def test_delete_is_idempotent_and_leaves_no_folders(blobs):
+    blobs.put("inputs/b/j/a.jpg", b"a")
+    blobs.put("inputs/b/k/b.png", b"b")
+    blobs.delete("inputs/b/j/a.jpg")
+    blobs.delete("inputs/b/j/a.jpg")  # again: not an error (deletes are retried)
+    assert [b.name for b in blobs.list("inputs/")] == ["inputs/b/k/b.png"]
+    blobs.delete("inputs/b/k/b.png")
+    assert list(blobs.list("")) == []  # the container stays, empty
+    if isinstance(blobs, LocalBlobStore):
+        assert [p.name for p in (blobs.root / blobs.container).iterdir()] == []
+    blobs.put("inputs/b/j/a.jpg", b"again")  # into folders just removed
+    assert blobs.get("inputs/b/j/a.jpg") == b"again"
+
+
 def test_other_container_and_missing(blobs):
     other = f"o{uuid.uuid4().hex[:10]}"
     with pytest.raises(BlobNotFound):

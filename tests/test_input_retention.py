@@ -50,8 +50,13 @@ def test_a_succeeded_upload_is_removed_and_a_failed_one_kept(base_env):
     for name in ("a.jpg", "b.jpg"):
         outputs = {b.name for b in rt.blobs.list(f"outputs/{batch_id}/{jobs[name]['id']}/")}
         assert len(outputs) == 2  # the outputs stay, of course
-    # A redelivered task of a succeeded job finds nothing to do and no input to miss.
+    assert isinstance(rt.blobs, LocalBlobStore)  # and no empty folder is left behind
+    assert not (rt.blobs.root / "imgburst" / "inputs" / batch_id / jobs["a.jpg"]["id"]).exists()
+    # A task redelivered after its run recorded the job but died before removing the
+    # upload finds the job done, and removes the leftover.
+    rt.blobs.put(f"inputs/{batch_id}/{jobs['a.jpg']['id']}/input.jpeg", good)
     assert run_job(rt, jobs["a.jpg"]["id"], "test@host") == "skipped"
+    assert _inputs(rt, batch_id) == {jobs["cut.jpg"]["id"]}
 
 
 def test_keep_inputs_keeps_every_upload(base_env):

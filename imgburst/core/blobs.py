@@ -135,8 +135,14 @@ class LocalBlobStore(BlobStore):
             container: str | None = None) -> None:
         target = self._file(path, container)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            for attempt in range(3):  # a delete may remove the folder once it is empty
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, target)
@@ -144,10 +150,21 @@ class LocalBlobStore(BlobStore):
             raise BlobUnavailable(f"can't write {path}: {exc.strerror}") from exc
 
     def delete(self, path: str, container: str | None = None) -> None:
+        """Also removes the folders the blob leaves empty (blobs have no folders: a removed
+        upload must not leave two behind)."""
+        file = self._file(path, container)
         try:
-            self._file(path, container).unlink(missing_ok=True)
+            file.unlink(missing_ok=True)
         except OSError as exc:
             raise BlobUnavailable(f"can't delete {path}: {exc.strerror}") from exc
+        top = self.root / (container or self.container)
+        for folder in file.parents:
+            if folder == top:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): the folders above are in use too
+                break
 
     def get(self, path: str, container: str | None = None) -> bytes:
         try:

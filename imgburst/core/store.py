@@ -86,6 +86,17 @@ class StartedJob:
 
 
 @dataclass(frozen=True)
+class JobInput:
+    """Where a job's input lives, and the job's status."""
+
+    id: str
+    batch_id: str
+    status: str
+    input_container: str
+    input_path: str
+
+
+@dataclass(frozen=True)
 class OutputRecord:
     name: str
     format: str
@@ -341,6 +352,13 @@ class JobStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(Batch.owner).where(Batch.id == batch_id)).first()
         return (row is not None, row.owner if row is not None else None)
+
+    def job_input(self, job_id: str) -> JobInput | None:
+        """None if this store does not know the job."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Job.id, Job.batch_id, Job.status, Job.input_container,
+                                      Job.input_path).where(Job.id == job_id)).first()
+        return JobInput(*row) if row is not None else None
 
     def job_owner(self, job_id: str) -> tuple[bool, str | None]:
         """(whether the job exists, the owner of its batch)."""

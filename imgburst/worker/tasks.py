@@ -42,7 +42,7 @@ from imgburst.core.celery_app import (
 from imgburst.core.inspect import record_ended
 from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
-from imgburst.core.store import JobStore, OutputRecord, StartedJob
+from imgburst.core.store import JobInput, JobStore, OutputRecord, StartedJob
 from imgburst.worker import heartbeat, imaging
 
 log = logging.getLogger("imgburst.worker")
@@ -118,10 +118,13 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     """Do one job; returns its final status, or raises a TRANSIENT error to retry."""
     job = rt.store.start_job(job_id, worker)
     if job is None:
-        if not rt.store.job_owner(job_id)[0]:  # not final: unknown. Say so, loudly
+        known = rt.store.job_input(job_id)
+        if known is None:  # not final: unknown. Say so, loudly
             log.warning("job %s is not in this worker's job store (%s): is another "
                         "deployment using the same Redis database?", job_id,
                         rt.settings.describe_store())
+        elif known.status == "succeeded":  # redelivered: its run may have died before this
+            release_input(rt, known)
         return "skipped"
     if job.attempts > rt.settings.max_attempts:  # a poison job: stop the loop, say why
         return _fail(rt, job, f"gave up after {job.attempts - 1} attempts; the last: "
@@ -155,7 +158,7 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     return "succeeded"
 
 
-def release_input(rt: Runtime, job: StartedJob) -> None:
+def release_input(rt: Runtime, job: StartedJob | JobInput) -> None:
     """Remove a succeeded job's uploaded input (unless IMGBURST_KEEP_INPUTS): it was
     stored only to be processed, and keeping every upload grows the store by every byte
     ever sent. Blobs named by a source submission are the user's and stay; a failed job
