@@ -177,6 +177,21 @@ def test_only_an_admin_key_writes_assets(app):
     assert keyed(app, ADMIN).put("/api/v1/assets/logo.png", data=png).status_code == 201
 
 
+def test_only_an_admin_key_reads_the_services_own_container(app):
+    """It holds every owner's uploads and outputs: a source there would read them all."""
+    keyed(app, BOB).post("/api/v1/batches", data={"files": [(io.BytesIO(JPEG), "b.jpg")]},
+                         content_type="multipart/form-data")
+    for source in ({}, {"container": "imgburst", "prefix": "inputs/"},
+                   {"container": "imgburst", "prefix": "outputs/"}):
+        refused = keyed(app, ALICE).post("/api/v1/batches", json={"source": source})
+        assert refused.status_code == 403, source
+        assert "own container (imgburst) needs an admin key" in refused.get_json()["detail"]
+    assert keyed(app, ALICE).get("/api/v1/batches").get_json()["items"] == []
+    allowed = keyed(app, ADMIN).post("/api/v1/batches", json={
+        "source": {"container": "imgburst", "prefix": "inputs/"}})
+    assert allowed.status_code == 202 and allowed.get_json()["jobs"] == 1
+
+
 def test_on_azure_outputs_are_read_only_sas_urls(base_env, mysql_env, azurite, start_worker):
     env = base_env | mysql_env | {
         "AZURE_STORAGE_CONNECTION_STRING": azurite, "IMGBURST_AUTH": "on",

@@ -75,6 +75,8 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
     if not isinstance(prefix, str) or len(prefix) > 1024:
         raise Problem(400, "Invalid source", "source.prefix must be a string of at most 1024 "
                       "characters", field="source.prefix")
+    if container == svc.blobs.container:  # every owner's uploads and outputs live there
+        auth.require_admin(f"reading the service's own container ({container})")
     try:
         blobs = [b for b in svc.blobs.list(prefix, container=container)]
     except BlobNotFound:

@@ -105,7 +105,11 @@ DOCUMENT: dict[str, Any] = {
                             "recipe": {"$ref": "#/components/schemas/Recipe"},
                             "preset": {"type": "string"}}}}}},
                 "responses": {"202": _json("Batch", "Accepted; Location names the batch"),
-                              "400": PROBLEM, "404": PROBLEM, "413": PROBLEM, "415": PROBLEM,
+                              "400": PROBLEM,
+                              "403": {"description": "A source in the service's own "
+                                      "container, without an admin key",
+                                      "content": PROBLEM["content"]},
+                              "404": PROBLEM, "413": PROBLEM, "415": PROBLEM,
                               "503": PROBLEM}},
             "get": {"summary": "List batches, newest first", "parameters": PAGE,
                     "responses": {"200": _json("Page", "A page of batches"), "400": PROBLEM}},
