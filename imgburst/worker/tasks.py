@@ -150,9 +150,9 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
         raise
     except BlobError as exc:
         return _fail(rt, job, str(exc))
-    if rt.store.finish_job(job_id, records):
+    if rt.store.finish_job(job_id, records):  # not when cancelled or failed meanwhile
         rt.ended(job)
-    release_input(rt, job)
+        release_input(rt, job)
     log.info("job %s succeeded in %.0f ms (attempt %d)", job_id,
              (time.perf_counter() - started) * 1000, job.attempts)
     return "succeeded"
