@@ -1,6 +1,7 @@
-"""What happens to an input once its job is done: a succeeded job's upload is removed (it
-was stored only to be processed), a failed job keeps its input, a user's own blobs named
-by a source submission are never touched, and IMGBURST_KEEP_INPUTS keeps everything.
+"""What happens to an input once its job is done: a succeeded or cancelled job's upload is
+removed (it was stored only to be processed), a failed job keeps its input, a user's own
+blobs named by a source submission are never touched, and IMGBURST_KEEP_INPUTS keeps
+everything.
 
 The jobs run in-process through the worker's own `run_job` on SQLite + local blobs."""
 
@@ -57,6 +58,21 @@ def test_a_succeeded_upload_is_removed_and_a_failed_one_kept(base_env):
     rt.blobs.put(f"inputs/{batch_id}/{jobs['a.jpg']['id']}/input.jpeg", good)
     assert run_job(rt, jobs["a.jpg"]["id"], "test@host") == "skipped"
     assert _inputs(rt, batch_id) == {jobs["cut.jpg"]["id"]}
+
+
+def test_a_cancelled_jobs_upload_goes_when_a_worker_meets_its_task(base_env):
+    settings = settings_for(base_env)
+    client = create_app(settings).test_client()
+    batch_id = submit(client, [("a.jpg", photo_bytes(1, 640, 480)),
+                               ("b.jpg", photo_bytes(2, 640, 480))])["id"]
+    assert client.delete(f"/api/v1/batches/{batch_id}").status_code == 200
+    rt = _runtime(settings)
+    jobs = jobs_of(client, batch_id)
+    assert {j["status"] for j in jobs} == {"cancelled"}
+    assert _inputs(rt, batch_id) == {j["id"] for j in jobs}  # until a worker meets the task
+    for job in jobs:
+        assert run_job(rt, job["id"], "test@host") == "skipped"
+    assert _inputs(rt, batch_id) == set()
 
 
 def test_keep_inputs_keeps_every_upload(base_env):

@@ -123,8 +123,8 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
             log.warning("job %s is not in this worker's job store (%s): is another "
                         "deployment using the same Redis database?", job_id,
                         rt.settings.describe_store())
-        elif known.status == "succeeded":  # redelivered: its run may have died before this
-            release_input(rt, known)
+        elif known.status in ("succeeded", "cancelled"):  # a redelivery (its run may have
+            release_input(rt, known)  # died before removing it), or a cancelled job's task
         return "skipped"
     if job.attempts > rt.settings.max_attempts:  # a poison job: stop the loop, say why
         return _fail(rt, job, f"gave up after {job.attempts - 1} attempts; the last: "
@@ -159,10 +159,11 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
 
 
 def release_input(rt: Runtime, job: StartedJob | JobInput) -> None:
-    """Remove a succeeded job's uploaded input (unless IMGBURST_KEEP_INPUTS): it was
-    stored only to be processed, and keeping every upload grows the store by every byte
-    ever sent. Blobs named by a source submission are the user's and stay; a failed job
-    keeps its input, to be looked at. A delete that fails is logged, never fails the job."""
+    """Remove a succeeded or cancelled job's uploaded input (unless IMGBURST_KEEP_INPUTS):
+    it was stored only to be processed, and keeping every upload grows the store by every
+    byte ever sent. Blobs named by a source submission are the user's and stay; a failed
+    job keeps its input, to be looked at. A delete that fails is logged, never fails the
+    job."""
     if (rt.settings.keep_inputs or job.input_container != rt.blobs.container
             or not is_own_upload(job.input_path, job.batch_id, job.id)):
         return
