@@ -102,7 +102,7 @@ def client_cpu() -> float:
 
 def upload_to_sink(url: str, sink_pid: int, paths: list[Path], batches: int, client: str,
                    folder: Path) -> tuple[float, float]:
-    """CPU-seconds of the client and of the sink for the same upload, alone; the sink's
+    """CPU-seconds of the sink and of the client for the same upload, alone; the sink's
     files are removed afterwards (as the workers remove processed uploads)."""
     sink_before, client_before = cpu_of([sink_pid]), client_cpu()
     for chunk in in_batches(paths, batches):
