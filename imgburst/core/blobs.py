@@ -52,13 +52,17 @@ def safe_name(filename: str) -> str:
 def input_path(batch_id: str, job_id: str, fmt: str | None) -> str:
     """Where an uploaded input lives. Generated from ids and the sniffed format only: an
     uploaded file name never becomes part of a path (it is kept, cleaned, for display)."""
-    return f"inputs/{batch_id}/{job_id}/input.{fmt or 'bin'}"
+    return f"{_upload_folder(batch_id, job_id)}input.{fmt or 'bin'}"
+
+
+def _upload_folder(batch_id: str, job_id: str) -> str:
+    return f"inputs/{batch_id}/{job_id}/"
 
 
 def is_own_upload(path: str, batch_id: str, job_id: str) -> bool:
     """Whether `path` is the input the API stored for this job (not a user's blob that a
     source submission named, which may sit anywhere, even under `inputs/`)."""
-    return path.startswith(f"inputs/{batch_id}/{job_id}/")
+    return path.startswith(_upload_folder(batch_id, job_id))
 
 
 def display_name(filename: str | None) -> str:
