@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from conftest import settings_for
 from sqlalchemy import inspect, text
 
-from imgburst.core.store import JobStore, NewJob, OutputRecord, batch_status, migrate, new_id
+from imgburst.core.store import (
+    JobStore,
+    NewJob,
+    OutputRecord,
+    batch_status,
+    migrate,
+    new_id,
+    utcnow,
+)
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
@@ -59,6 +69,26 @@ def test_job_lifecycle_and_guards(store):
     batch = store.get_batch(batch_id)
     assert batch["status"] == "partial" and batch["counts"]["succeeded"] == 1
     assert batch["finished_at"] is not None and batch["started_at"] is not None
+
+
+def test_ending_records_queue_wait_and_processing_time(store):
+    """The dashboard's latency figures come from these columns: a job that ran gets both,
+    a job refused before it started gets neither (and keeps its error)."""
+    _, (ran, never) = make_batch(store)
+    with store.engine.begin() as conn:  # queued 3 s ago, so the wait can't be 0
+        conn.execute(text("UPDATE jobs SET created_at = :t WHERE id = :id"),
+                     {"t": utcnow() - timedelta(seconds=3), "id": ran})
+    store.start_job(ran, "w")
+    time.sleep(0.05)
+    assert store.finish_job(ran, OUT)
+    assert store.fail_job(never, "cancelled by its owner")
+    with store.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(text(
+            "SELECT id, wait_ms, run_ms, finished_at, error FROM jobs"))}
+    assert 3000 <= rows[ran].wait_ms < 60_000 and 50 <= rows[ran].run_ms < 60_000
+    assert rows[ran].finished_at is not None and rows[ran].error is None
+    assert rows[never].wait_ms is None and rows[never].run_ms is None
+    assert rows[never].finished_at is not None and rows[never].error == "cancelled by its owner"
 
 
 def test_finish_replaces_outputs_never_duplicates(store):

@@ -21,6 +21,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    bindparam,
     case,
     create_engine,
     delete,
@@ -192,15 +193,42 @@ def batch_status(counts: dict[str, int], cancelled: bool, started: bool) -> str:
     return "partial"
 
 
+# The statements of a job's run, built once: on SQLite, building a statement (and its
+# ORM-aware parts) cost several times what running it did, twice per job, in every worker.
+_jobs, _batches, _outputs = Job.__table__, Batch.__table__, Output.__table__
+_JOB_BEFORE = select(_jobs.c.status, _jobs.c.error, _jobs.c.attempts).where(
+    _jobs.c.id == bindparam("job_id"))
+_CLAIM = (update(_jobs)
+          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(("queued", "running")))
+          .values(status="running", attempts=_jobs.c.attempts + 1,
+                  worker=bindparam("worker_name"), error=None,
+                  started_at=func.coalesce(_jobs.c.started_at, bindparam("now"))))
+_CLAIMED = (select(_jobs.c.id, _jobs.c.batch_id, _jobs.c.input_container, _jobs.c.input_path,
+                   _jobs.c.attempts, _jobs.c.created_at, _jobs.c.started_at, _batches.c.recipe)
+            .join(_batches, _batches.c.id == _jobs.c.batch_id)
+            .where(_jobs.c.id == bindparam("job_id")))
+_TIMES = select(_jobs.c.created_at, _jobs.c.started_at).where(_jobs.c.id == bindparam("job_id"))
+_END_VALUES = {"finished_at": bindparam("finished_at"), "wait_ms": bindparam("wait"),
+               "run_ms": bindparam("run")}
+_SUCCEED = (update(_jobs).where(_jobs.c.id == bindparam("job_id"), _jobs.c.status == "running")
+            .values(status="succeeded", error=None, **_END_VALUES))
+_FAIL = (update(_jobs)
+         .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(("queued", "running")))
+         .values(status="failed", error=bindparam("reason"), **_END_VALUES))
+_JOB_OUTPUT_IDS = select(_outputs.c.id).where(_outputs.c.job_id == bindparam("job_id"))
+_ADD_OUTPUT = insert(_outputs)
+
+
 def _ended(conn: Connection, job_id: str) -> dict[str, Any]:
-    """finished_at, and the job's queue wait and processing time, for the ending UPDATE."""
+    """Parameters of an ending UPDATE: finished_at, and the job's queue wait and processing
+    time (None for a job that never started)."""
     now = utcnow()
-    row = conn.execute(select(Job.created_at, Job.started_at).where(Job.id == job_id)).first()
-    values: dict[str, Any] = {"finished_at": now}
+    row = conn.execute(_TIMES, {"job_id": job_id}).first()
+    params: dict[str, Any] = {"job_id": job_id, "finished_at": now, "wait": None, "run": None}
     if row is not None and row.started_at is not None:
-        values["wait_ms"] = max(0, round((row.started_at - row.created_at).total_seconds() * 1000))
-        values["run_ms"] = max(0, round((now - row.started_at).total_seconds() * 1000))
-    return values
+        params["wait"] = max(0, round((row.started_at - row.created_at).total_seconds() * 1000))
+        params["run"] = max(0, round((now - row.started_at).total_seconds() * 1000))
+    return params
 
 
 class JobStore:
@@ -251,22 +279,12 @@ class JobStore:
         `last_error` says why the previous attempt ended without a final state: the error
         it noted before a retry, or, when it noted none, that its worker was lost."""
         with self.engine.begin() as conn:
-            before = conn.execute(select(Job.status, Job.error, Job.attempts)
-                                  .where(Job.id == job_id)).first()
-            claimed = conn.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status.in_(("queued", "running")))
-                .values(status="running", attempts=Job.attempts + 1, worker=worker[:255],
-                        error=None, started_at=func.coalesce(Job.started_at, utcnow()))
-            ).rowcount
+            before = conn.execute(_JOB_BEFORE, {"job_id": job_id}).first()
+            claimed = conn.execute(_CLAIM, {"job_id": job_id, "worker_name": worker[:255],
+                                            "now": utcnow()}).rowcount
             if not claimed:
                 return None
-            row = conn.execute(
-                select(Job.id, Job.batch_id, Job.input_container, Job.input_path, Job.attempts,
-                       Job.created_at, Job.started_at, Batch.recipe)
-                .join(Batch, Batch.id == Job.batch_id)
-                .where(Job.id == job_id)
-            ).one()
+            row = conn.execute(_CLAIMED, {"job_id": job_id}).one()
         last_error = None
         if before is not None and before.status == "running" and before.attempts:
             last_error = before.error or (f"the worker running attempt {before.attempts} was "
@@ -285,19 +303,15 @@ class JobStore:
     def finish_job(self, job_id: str, outputs: list[OutputRecord]) -> bool:
         """Mark a running job succeeded with exactly these outputs; False if it was not running."""
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(Job).where(Job.id == job_id, Job.status == "running")
-                .values(status="succeeded", error=None, **_ended(conn, job_id))
-            ).rowcount
-            if not done:
+            if not conn.execute(_SUCCEED, _ended(conn, job_id)).rowcount:
                 return False
             # A rerun's old rows go by primary key: a DELETE by job_id of rows that are not
             # there takes an InnoDB gap lock, and concurrent finishes deadlocked on it.
-            stale = conn.execute(select(Output.id).where(Output.job_id == job_id)).scalars().all()
+            stale = conn.execute(_JOB_OUTPUT_IDS, {"job_id": job_id}).scalars().all()
             if stale:
                 conn.execute(delete(Output).where(Output.id.in_(stale)))
             if outputs:
-                conn.execute(insert(Output), [
+                conn.execute(_ADD_OUTPUT, [
                     {"job_id": job_id, "name": o.name, "format": o.format, "width": o.width,
                      "height": o.height, "bytes": o.bytes, "blob_path": o.blob_path}
                     for o in outputs
@@ -307,10 +321,8 @@ class JobStore:
     def fail_job(self, job_id: str, error: str) -> bool:
         """Mark a job failed with its error, unless it already reached a final state."""
         with self.engine.begin() as conn:
-            return bool(conn.execute(
-                update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
-                .values(status="failed", error=error[:4000], **_ended(conn, job_id))
-            ).rowcount)
+            return bool(conn.execute(_FAIL, {**_ended(conn, job_id),
+                                             "reason": error[:4000]}).rowcount)
 
     def cancel_batch(self, batch_id: str) -> int:
         """Cancel the batch's jobs that have not started; returns how many were cancelled."""
