@@ -19,6 +19,7 @@ from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
+from imgburst.api.uploads import BodyPart
 from imgburst.api.views import batch_json, job_json, page_args
 from imgburst.core.blobs import BlobError, BlobNotFound, display_name, input_path
 from imgburst.core.celery_app import enqueue_jobs
@@ -50,8 +51,8 @@ def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list
     """Store each uploaded file as an input blob (in parallel); refuse unsupported ones."""
 
     def store_one(upload: FileStorage) -> NewJob:
-        stream = upload.stream
-        data = stream.getbuffer() if isinstance(stream, BytesIO) else stream.read()  # no copy
+        stream = upload.stream  # a view of the body or an in-memory part: no copy
+        data = stream.getbuffer() if isinstance(stream, BytesIO | BodyPart) else stream.read()
         return store_input(svc, batch_id, upload.filename or "image", data)
 
     return list(svc.uploads.map(store_one, files))  # sizes were bounded while parsing
