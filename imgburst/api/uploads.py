@@ -79,16 +79,16 @@ class BodyPart(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view),
-                                                                    self._pos + size)
-        data = bytes(self._view[self._pos:end])
-        self._pos = max(self._pos, end)
+        stop = len(self._view) if size is None or size < 0 else self._pos + size
+        data = bytes(self._view[self._pos:stop])
+        self._pos += len(data)
         return data
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        chunk = self._view[self._pos:self._pos + len(buffer)]
+        buffer[:len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
@@ -192,11 +192,11 @@ class SplittingParser(FormDataParser):
             boundary = options.get("boundary", "").encode("ascii")
         except UnicodeEncodeError:  # Werkzeug's parser refuses it
             boundary = b""
-        parts = split_parts(self.body, boundary) if self.body is not None else None
-        if parts is None:
+        body = self.body
+        parts = split_parts(body, boundary) if body is not None else None
+        if body is None or parts is None:
             return super()._parse_multipart(stream, mimetype, content_length, options)
-        assert self.body is not None
-        view = memoryview(self.body)
+        view = memoryview(body)
         charset = MultiPartParser(self.stream_factory).get_part_charset
         fields, files = [], []
         for count, part in enumerate(parts, 1):
@@ -206,7 +206,7 @@ class SplittingParser(FormDataParser):
             if part.filename is None:
                 if self.max_form_memory_size is not None and size > self.max_form_memory_size:
                     raise RequestEntityTooLarge()
-                value = self.body[part.start:part.end].decode(charset(part.headers), "replace")
+                value = body[part.start:part.end].decode(charset(part.headers), "replace")
                 fields.append((part.name, value))
                 continue
             index = self.check_file()
