@@ -7,17 +7,25 @@ import http.server
 import io
 import subprocess
 import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from urllib3 import encode_multipart_formdata
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, default_stream_factory
 from werkzeug.http import parse_options_header
 from werkzeug.test import EnvironBuilder
 
-from imgburst.api.uploads import BodyPart, SplittingParser, held_body, split_parts
+from imgburst.api.uploads import (
+    MAX_HEADER_BYTES,
+    BodyPart,
+    SplittingParser,
+    held_body,
+    split_parts,
+)
 
 PAYLOADS = st.lists(st.one_of(
     st.sampled_from([b"\r", b"\n", b"\r\n", b"--", b"-", b" ", b"\t", b"\x00", b"\xff", b"a"]),
@@ -184,6 +192,25 @@ def test_an_empty_part_is_its_own_part_even_without_its_own_crlf():
     empty, full = split_parts(body, b"b")
     assert (empty.filename, empty.end - empty.start) == ("e.jpg", 0)
     assert (full.filename, body[full.start:full.end]) == ("f.jpg", b"FF")
+
+
+def test_a_body_of_many_tiny_parts_is_refused_at_the_part_limit_not_after_splitting_all():
+    part = b'--b\r\nContent-Disposition: form-data; name="f"; filename="x"\r\n\r\nx\r\n'
+    body = part * 200_000 + b"--b--\r\n"  # 13 MB of parts
+    assert len(split_parts(body, b"b", most=20)) == 21
+    _, ours = parsers(body, 20)
+    started = time.process_time()
+    with pytest.raises(RequestEntityTooLarge):
+        ours.parse(io.BytesIO(body), "multipart/form-data", len(body), {"boundary": "b"})
+    assert time.process_time() - started < 0.5
+
+
+def test_long_part_headers_are_left_to_werkzeug():
+    body = (b'--b\r\nContent-Disposition: form-data; name="f"\r\nX-Pad: '
+            + b"p" * (MAX_HEADER_BYTES + 1) + b"\r\n\r\nv\r\n--b--\r\n")
+    assert split_parts(body, b"b") is None
+    werkzeug, ours = parsers(body, None)
+    assert parse(ours, body, "b") == parse(werkzeug, body, "b")
 
 
 def test_a_body_part_reads_like_a_file():

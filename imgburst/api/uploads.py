@@ -6,8 +6,9 @@ memory. Werkzeug's streaming parser would copy it chunk by chunk into one buffer
 (about 20 ms of CPU per 17 MB on two cores that the workers need); a body that is exactly
 what RFC 7578 describes (what curl, browsers and HTTP libraries send) is instead cut into
 views of that one buffer. Anything else (a preamble, bare CR or LF line breaks, folded
-headers, padding after a delimiter, a delimiter-like line inside a part) goes to
-Werkzeug's lenient parser, so the two always agree (a property test checks they do).
+headers, padding after a delimiter, a delimiter-like line inside a part, very long part
+headers) goes to Werkzeug's lenient parser, so the two always agree (a property test
+checks they do).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from werkzeug.http import parse_options_header
 from imgburst.api.errors import Problem
 
 IN_MEMORY_BODY_BYTES = 64 * 1024 * 1024
+MAX_HEADER_BYTES = 16 * 1024  # a part's header lines; longer ones go to Werkzeug's parser
 
 
 def too_many_files(max_files: int) -> Problem:
@@ -125,12 +127,14 @@ def held_body(environ: dict[str, Any]) -> bytes | None:
     return body if len(body) == int(length) else None
 
 
-def split_parts(body: bytes, boundary: bytes) -> list[Part] | None:
+def split_parts(body: bytes, boundary: bytes, most: int | None = None) -> list[Part] | None:
     """The parts of an RFC 7578 body as offsets into it; None for any other body.
 
     One pass: each part ends at the next `--boundary`, which must be a whole delimiter
     line (CRLF before it, CRLF or the closing `--` after it); a part's headers end at its
-    first blank line."""
+    first blank line. With `most`, it stops at part `most + 1` (the caller refuses the
+    body there, as Werkzeug does), so a body of a million tiny parts costs no more than
+    one of `most`."""
     marker = b"--" + boundary
     first = 2 if body.startswith(b"\r\n") else 0  # the first delimiter's CRLF may be sent
     if not boundary or not body.startswith(marker + b"\r\n", first):
@@ -138,7 +142,7 @@ def split_parts(body: bytes, boundary: bytes) -> list[Part] | None:
     parts, pos = [], first + len(marker) + 2
     while True:
         head_end = body.find(b"\r\n\r\n", pos)
-        if head_end < 0:
+        if head_end < 0 or head_end - pos > MAX_HEADER_BYTES:  # Werkzeug bounds those
             return None
         headers = _headers(body[pos:head_end])
         if headers is None or "content-disposition" not in headers:
@@ -150,6 +154,8 @@ def split_parts(body: bytes, boundary: bytes) -> list[Part] | None:
         end = max(start, at - 2)  # an empty part's delimiter may share its blank line's CRLF
         _, options = parse_options_header(headers["content-disposition"])
         parts.append(Part(headers, options.get("name"), options.get("filename"), start, end))
+        if most is not None and len(parts) > most:
+            return parts
         pos = at + len(marker)
         after = body[pos:pos + 2]
         if after == b"--":  # the close delimiter: the rest is an epilogue
@@ -193,7 +199,7 @@ class SplittingParser(FormDataParser):
         except UnicodeEncodeError:  # Werkzeug's parser refuses it
             boundary = b""
         body = self.body
-        parts = split_parts(body, boundary) if body is not None else None
+        parts = split_parts(body, boundary, self.max_form_parts) if body is not None else None
         if body is None or parts is None:
             return super()._parse_multipart(stream, mimetype, content_length, options)
         view = memoryview(body)
