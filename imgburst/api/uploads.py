@@ -20,24 +20,26 @@ from io import BytesIO
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
-from flask import Request, current_app
+from flask import Request
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_options_header
 
 from imgburst.api.errors import Problem
+from imgburst.api.services import services
+from imgburst.core.settings import Settings
 
 IN_MEMORY_BODY_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 16 * 1024  # a part's header lines; longer ones go to Werkzeug's parser
 
 
-def too_many_files(max_files: int) -> Problem:
+def _too_many_files(max_files: int) -> Problem:
     return Problem(413, "Too many images", f"more than {max_files} files; at most "
                    f"{max_files} per batch (IMGBURST_MAX_FILES)", field="files")
 
 
-def too_large(index: int, filename: str, limit: int) -> Problem:
+def _too_large(index: int, filename: str, limit: int) -> Problem:
     return Problem(413, "Image too large", f"files[{index}] ({filename}) is larger than "
                    f"{limit >> 20} MB (IMGBURST_MAX_FILE_MB); nothing was stored",
                    field=f"files[{index}]")
@@ -53,7 +55,7 @@ class _Limited:
 
     def write(self, data: bytes) -> int:
         if self.tell() + len(data) > self.limit:  # type: ignore[attr-defined]
-            raise too_large(self.index, self.filename, self.limit)
+            raise _too_large(self.index, self.filename, self.limit)
         return super().write(data)  # type: ignore[misc]
 
 
@@ -217,7 +219,7 @@ class SplittingParser(FormDataParser):
                 continue
             index = self.check_file()
             if size > self.file_limit:
-                raise too_large(index, part.filename or "image", self.file_limit)
+                raise _too_large(index, part.filename or "image", self.file_limit)
             files.append((part.name, FileStorage(BodyPart(view[part.start:part.end]),
                                                  part.filename, part.name,
                                                  headers=part.headers)))
@@ -234,19 +236,22 @@ class UploadRequest(Request):
 
     file_parts = 0
 
+    @property
+    def _settings(self) -> Settings:
+        return services().settings
+
     def _count_file(self) -> int:
         """The next file part's index; refuses the part past IMGBURST_MAX_FILES."""
-        max_files = current_app.extensions["imgburst"].settings.max_files
+        max_files = self._settings.max_files
         index = self.file_parts
         self.file_parts += 1
         if self.file_parts > max_files:
-            raise too_many_files(max_files)
+            raise _too_many_files(max_files)
         return index
 
     def make_form_data_parser(self) -> FormDataParser:
         return SplittingParser(
-            held_body(self.environ), self._count_file,
-            current_app.extensions["imgburst"].settings.max_file_mb << 20,
+            held_body(self.environ), self._count_file, self._settings.max_file_mb << 20,
             stream_factory=self._get_file_stream,
             max_form_memory_size=self.max_form_memory_size,
             max_content_length=self.max_content_length,
@@ -260,7 +265,7 @@ class UploadRequest(Request):
         index = self._count_file()
         small = total_content_length is not None and total_content_length <= IN_MEMORY_BODY_BYTES
         stream: _Limited = _LimitedBytes() if small else _LimitedSpool(max_size=0)
-        stream.limit = current_app.extensions["imgburst"].settings.max_file_mb << 20
+        stream.limit = self._settings.max_file_mb << 20
         stream.index = index
         stream.filename = filename or "image"
         return stream  # type: ignore[return-value]
