@@ -8,6 +8,7 @@ import io
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -114,7 +115,7 @@ def test_the_in_memory_split_reads_every_body_as_werkzeug_does(case, max_parts):
         assert split_parts(body, boundary.encode()) is not None
 
 
-def captured_bodies() -> dict[str, tuple[bytes, str]]:
+def captured_bodies(folder: Path) -> dict[str, tuple[bytes, str]]:
     """Bodies as real clients send them: curl (as the README does), urllib3 (requests),
     Werkzeug's test client."""
     files = {"a.jpg": b"\xff\xd8\xff" + bytes(range(256)) * 40 + b"\r\n--",
@@ -134,14 +135,12 @@ def captured_bodies() -> dict[str, tuple[bytes, str]]:
     server = http.server.HTTPServer(("127.0.0.1", 0), Capture)
     thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(__import__("tempfile").mkdtemp())
-        for name, data in files.items():
-            with open(name, "wb") as handle:
-                handle.write(data)
-        form = [a for n in files for a in ("-F", f"files=@{n};type=image/jpeg")]
-        subprocess.run(["curl", "-sS", "-F", 'recipe={"outputs": []}', *form,
-                        f"http://127.0.0.1:{server.server_port}/"], check=True, timeout=30)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    form = [a for n in files for a in ("-F", f"files=@{n};type=image/jpeg")]
+    subprocess.run(["curl", "-sS", "-F", 'recipe={"outputs": []}', *form,
+                    f"http://127.0.0.1:{server.server_port}/"], check=True, timeout=30,
+                   cwd=folder)
     thread.join(10)
     server.server_close()
     fields = [("recipe", '{"outputs": []}')] + [("files", (n, d, "image/jpeg"))
@@ -155,8 +154,8 @@ def captured_bodies() -> dict[str, tuple[bytes, str]]:
     return seen
 
 
-def test_real_clients_bodies_are_split_into_views_of_the_body():
-    for client, (body, content_type) in captured_bodies().items():
+def test_real_clients_bodies_are_split_into_views_of_the_body(tmp_path):
+    for client, (body, content_type) in captured_bodies(tmp_path).items():
         boundary = parse_options_header(content_type)[1]["boundary"]
         parts = split_parts(body, boundary.encode())
         assert parts is not None, f"{client}'s body took the slow path"
