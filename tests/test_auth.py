@@ -74,7 +74,7 @@ def test_every_api_route_wants_a_valid_bearer_key(app):
                          ("GET", "/api/v1/jobs/x"), ("GET", "/api/v1/jobs/x/outputs/thumb"),
                          ("GET", "/api/v1/stats"), ("GET", "/api/v1/presets"),
                          ("POST", "/api/v1/preview"), ("PUT", "/api/v1/assets/logo.png"),
-                         ("POST", "/api/v1/demo/spike")):
+                         ("POST", "/api/v1/demo/spike"), ("POST", "/api/v1/login-links")):
         response = anonymous.open(path, method=method)
         assert response.status_code == 401, (method, path)
         assert response.mimetype == "application/problem+json"

@@ -52,7 +52,17 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         key_file = tmp_path / "var" / "api-key"
         key = key_file.read_text().strip()
         assert key_file.stat().st_mode & 0o777 == 0o600
-        assert f"dashboard: {url}/#key={key}" in banner  # made on first run, printed
+        assert key not in banner  # made on first run, never printed: the link has a code
+        code = re.search(rf"dashboard: {re.escape(url)}/#login=([\w-]+)", banner)
+        assert code, banner
+        login = f"{url}/api/v1/login"
+        assert requests.post(login, json={"code": code[1]}, timeout=5).json() == {"key": key}
+        assert requests.post(login, json={"code": code[1]}, timeout=5).status_code == 404
+        another = imgburst("login", env=env)
+        assert another.returncode == 0 and key not in another.stdout + another.stderr
+        code = re.fullmatch(rf"{re.escape(url)}/#login=([\w-]+)\n", another.stdout)
+        assert code and "works once" in another.stderr, another.stdout + another.stderr
+        assert requests.post(login, json={"code": code[1]}, timeout=5).json() == {"key": key}
         anonymous = requests.get(f"{url}/api/v1/batches", timeout=5)
         assert anonymous.status_code == 401  # keys are on by default
         assert requests.get(f"{url}/api/v1/batches", timeout=5,
@@ -86,7 +96,7 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert fetched.returncode == 0, fetched.stderr
         assert Image.open(tmp_path / "avatars" / "avatar-2x" / "a.webp").size == (256, 256)
         listing = imgburst("status", env=env)
-        assert batch_id[:8] in listing.stderr
+        assert batch_id in listing.stderr  # whole, to copy, even 80 columns wide
         children = descendants(up.pid)
         assert len(children) >= 3  # redis, api, worker (+ its pool)
     finally:

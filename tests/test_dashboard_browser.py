@@ -2,8 +2,8 @@
 
 `imgburst api` + a base worker + the scaler with the local backend run as processes;
 the browser submits a demo spike through the page's own form, then the test samples
-the page while the burst happens and drains. Keys are on: the page gets its admin key
-from the URL fragment, as `imgburst up` prints it. Screenshots land in `test-artifacts/`.
+the page while the burst happens and drains. Keys are on: the page signs in through a
+one-time link, as `imgburst up` prints one. Screenshots land in `test-artifacts/`.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ def test_dashboard_shows_a_burst_live(live_stack):
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(live_stack + f"/#key={ADMIN_KEY}")
+        link = requests.post(f"{live_stack}/api/v1/login-links", headers=ADMIN, timeout=5).json()
+        page.goto(live_stack + link["path"])
         wait_js(page, "document.getElementById('live').textContent.includes('scaler')")
-        assert ADMIN_KEY not in page.url  # taken from the fragment, then out of the address bar
+        assert link["code"] not in page.url  # traded for the key, then out of the address bar
 
         page.fill("#spike input[name=images]", "150")
         page.select_option("#spike select[name=size]", "2MP")
@@ -117,7 +118,9 @@ def test_dashboard_shows_a_burst_live(live_stack):
 
         dark = browser.new_page(color_scheme="dark", viewport={"width": 1280, "height": 800})
         dark.on("pageerror", lambda e: errors.append(str(e)))
-        dark.goto(live_stack + "/")  # a new context: no key, so nothing private is shown
+        dark.goto(live_stack + link["path"])  # a new context, and the link was used:
+        wait_js(dark, "document.getElementById('key-state').textContent"  # no key, so
+                      ".includes('Login link used or expired')")  # nothing private is shown
         wait_js(dark, "document.getElementById('live').textContent === 'API key needed'")
         assert dark.locator("#batches tr.batch").count() == 0
         assert dark.locator("#gallery img").count() == 0
@@ -125,5 +128,9 @@ def test_dashboard_shows_a_burst_live(live_stack):
         light = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background != light and background == "rgb(17, 20, 24)"
         dark.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"))
+        keyed = browser.new_page()  # a key in the fragment works too, and leaves the bar
+        keyed.goto(live_stack + f"/#key={ADMIN_KEY}")
+        wait_js(keyed, "document.getElementById('live').textContent.includes('scaler')")
+        assert ADMIN_KEY not in keyed.url
         browser.close()
     assert not errors, errors

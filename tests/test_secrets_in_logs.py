@@ -5,7 +5,8 @@ the service's flows with known secrets: the MySQL password, the storage account 
 user key, an admin key and the URL-signing secret. The flows include the failing ones
 (a wrong key, bad input, a poison image, the job store refusing the password, a broker
 that is not there). Then every captured log and every answer body is searched for each
-secret, as it is and in the encodings it could leak in."""
+secret, as it is and in the encodings it could leak in; the logs for a dashboard login
+code too (its redemption is the one answer that carries a key, to the browser)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,10 @@ def test_no_secret_in_any_log_or_answer(base_env, mysql_env, azurite, tmp_path,
     call("GET", "/api/v1/stats", key=ADMIN_KEY)
     call("GET", "/metrics", key=None)
     call("GET", "/", key=None)
+    code = call("POST", "/api/v1/login-links").json()["code"]  # a dashboard link
+    redeemed = requests.post(f"{url}/api/v1/login", json={"code": code}, timeout=10)
+    assert redeemed.json() == {"key": USER_KEY}  # the one answer meant to carry a key
+    assert call("POST", "/api/v1/login", key=None, json={"code": code}).status_code == 404
 
     wrong_password = env | {"MYSQL_PASSWORD": "not-" + mysql_env["MYSQL_PASSWORD"]}
     refused = subprocess.run([sys.executable, "-m", "imgburst.cli", "mysql-check"],
@@ -112,4 +117,5 @@ def test_no_secret_in_any_log_or_answer(base_env, mysql_env, azurite, tmp_path,
     leaks = [(what, where) for what, secret in secrets.items() for where, text in logs.items()
              if any(form in text for form in forms(secret))]
     assert not leaks, f"secrets found in logs or answers: {leaks}"
+    assert not [where for where, text in logs.items() if where != "answers" and code in text]
     Path(tmp_path / "answers.txt").write_text(io.StringIO(logs["answers"]).getvalue())

@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         demo,
         health,
         jobs,
+        logins,
         openapi,
         presets,
         preview,
@@ -65,8 +66,8 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
     services = app.extensions["imgburst"]
     metrics.watch(lambda: services)
     register_error_handlers(app)
-    for module in (batches, jobs, presets, preview, assets, stats, demo, health, version,
-                   openapi, dashboard):
+    for module in (batches, jobs, presets, preview, assets, stats, demo, logins, health,
+                   version, openapi, dashboard):
         app.register_blueprint(module.bp)
 
     @app.before_request

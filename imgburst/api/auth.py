@@ -18,7 +18,7 @@ from imgburst.core.keys import match
 from imgburst.core.settings import Settings, SettingsError
 
 log = logging.getLogger("imgburst.api")
-PUBLIC_ENDPOINTS = {"openapi.openapi"}
+PUBLIC_ENDPOINTS = {"openapi.openapi", "logins.redeem"}  # a login code stands in for the key
 SIGNED_ENDPOINTS = {"jobs.get_output"}  # a valid signature stands in for the key
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="imgburst"'}
 

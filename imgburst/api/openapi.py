@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from imgburst import __version__
+from imgburst.api.logins import CODE_RE, LOGIN_TTL_S
 from imgburst.core.recipes import FORMAT_OPTIONS, FORMATS, OPS, Op, OutputSpec
 from imgburst.core.recipes.recipe import MAX_OPS, MAX_OUTPUTS, NAME_PATTERN
 
@@ -190,6 +191,22 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"202": _json("Batch", "Accepted"), "400": PROBLEM,
                               "503": PROBLEM}},
         },
+        "/api/v1/login-links": {
+            "post": {"summary": "A one-time dashboard link for the caller's own key: "
+                                f"`<base>/#login=<code>` works once, within "
+                                f"{LOGIN_TTL_S // 60} minutes",
+                     "responses": {"201": {"description": "`code`, `path`, `expires_in` (s)"},
+                                   "400": PROBLEM, "503": PROBLEM}},
+        },
+        "/api/v1/login": {
+            "post": {
+                "summary": "Trade a dashboard link's code for its key (once; no key needed)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["code"], "properties": {
+                        "code": {"type": "string", "pattern": f"^{CODE_RE.pattern}$"}}}}}},
+                "responses": {"200": {"description": "`key`"}, "400": PROBLEM, "404": PROBLEM,
+                              "503": PROBLEM}},
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document",
                     "responses": {"200": {"description": "OpenAPI document"}}},
@@ -213,7 +230,7 @@ DOCUMENT: dict[str, Any] = {
         "bearer": {"type": "http", "scheme": "bearer",
                    "description": "An API key (IMGBURST_API_KEYS / IMGBURST_ADMIN_KEYS)"}}},
 }
-PUBLIC_PATHS = {"/api/v1/openapi.json"}
+PUBLIC_PATHS = {"/api/v1/openapi.json", "/api/v1/login"}
 SUBMISSIONS = {("/api/v1/batches", "post"), ("/api/v1/demo/spike", "post")}
 SIGNED = {"/api/v1/jobs/{job_id}/outputs/{name}"}
 

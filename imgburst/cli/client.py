@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
 FINAL = {"succeeded", "failed", "partial", "cancelled"}
@@ -47,7 +47,7 @@ class Client:
             raise ApiError(f"the API at {self.url} did not answer in time") from None
         if response.status_code == 401:
             raise ApiError("the API wants a key: pass --api-key or set IMGBURST_API_KEY "
-                           "(`imgburst up` printed one and keeps it in $IMGBURST_HOME/api-key)")
+                           "(`imgburst up` makes one and keeps it in $IMGBURST_HOME/api-key)")
         if response.status_code >= 400:
             try:
                 problem = response.json()
@@ -60,6 +60,12 @@ class Client:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
+
+    def login_link(self) -> tuple[str, int]:
+        """A one-time dashboard link for this client's key, and its lifetime in seconds:
+        printed instead of the key, which never appears in a terminal or a log."""
+        link = self.json("POST", "/api/v1/login-links")
+        return self.url + link["path"], link["expires_in"]
 
     def jobs(self, batch_id: str) -> Iterator[dict[str, Any]]:
         offset = 0
@@ -164,7 +170,7 @@ def register(cli: click.Group) -> None:
                 for h in handles:
                     h.close()
         refused = batch["counts"]["failed"]
-        console.print(f"batch [bold]{batch['id']}[/bold]: {batch['jobs']} jobs queued"
+        console.print(f"batch [bold]{batch['id']}[/bold]: {batch['jobs'] - refused} jobs queued"
                       + (f", {refused} refused" if refused else ""))
         if not wait:
             click.echo(batch["id"])
@@ -189,7 +195,8 @@ def register(cli: click.Group) -> None:
         client = client_for(url, api_key)
         if batch_id is None:
             page = client.json("GET", "/api/v1/batches", params={"limit": 20})
-            table = Table("batch", "status", "done", "failed", "jobs", "created")
+            table = Table(Column("batch", no_wrap=True, min_width=32),  # whole, to copy
+                          "status", "done", "failed", "jobs", "created")
             for b in page["items"]:
                 c = b["counts"]
                 table.add_row(b["id"], b["status"], str(c["succeeded"]), str(c["failed"]),
@@ -207,6 +214,15 @@ def register(cli: click.Group) -> None:
             table.add_row(job["id"][:12], job["input"], job["status"], str(job["attempts"]),
                           job["worker"] or "", detail)
         console.print(table)
+
+    @cli.command()
+    @url_option
+    def login(url: str | None, api_key: str | None) -> None:
+        """Print a one-time link that opens the dashboard signed in with your key."""
+        link, ttl = client_for(url, api_key).login_link()
+        console.print(f"a dashboard link that signs in as your key (works once, within "
+                      f"{ttl // 60} minutes):")
+        click.echo(link)
 
     @cli.command()
     @click.argument("batch_id")

@@ -26,7 +26,7 @@ from imgburst.cli.local_key import admin_entry, ensure_local_key, key_file
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
 
-console = Console(stderr=True, soft_wrap=True)  # URLs and keys stay whole for copying
+console = Console(stderr=True, soft_wrap=True)  # URLs stay whole for copying
 STOP_GRACE_S = 15
 
 
@@ -123,12 +123,31 @@ def auth_env(settings: Settings, no_auth: bool) -> tuple[dict[str, str], str | N
         return {"IMGBURST_AUTH": "off"}, None
     key, made = ensure_local_key(settings.home)
     if made:
-        console.print(f"api key:   made {key_file(settings.home)} (mode 600): {key}")
+        console.print(f"api key:   made {key_file(settings.home)} (mode 600)")
     admins = ",".join(e for e in (os.environ.get("IMGBURST_ADMIN_KEYS", ""), admin_entry(key))
                       if e)
     return {"IMGBURST_AUTH": "on", "IMGBURST_ADMIN_KEYS": admins,
             "IMGBURST_URL_SECRET": os.environ.get("IMGBURST_URL_SECRET")
             or secrets.token_urlsafe(32)}, key
+
+
+def print_dashboard(url: str, key: str | None) -> None:
+    """The dashboard's URL; with a key, a one-time link that signs the browser in (the key
+    itself is never printed)."""
+    from imgburst.cli.client import ApiError, Client
+
+    if key is None:
+        console.print(f"dashboard: [link={url}/]{url}/[/link]")
+        return
+    try:
+        link, ttl = Client(url, key).login_link()
+    except ApiError as exc:
+        console.print(f"dashboard: {url}/ (give it the key in the api-key file: no one-time "
+                      f"link, {exc.message})")
+        return
+    console.print(f"dashboard: [link={link}]{link}[/link]")
+    console.print(f"           (works once, within {ttl // 60} minutes; `imgburst login` makes "
+                  "another)")
 
 
 def run_stack(settings: Settings, port: int | None, concurrency: int | None,
@@ -185,8 +204,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         with console.status("waiting for the API..."):
             wait_http(f"{url}/healthz", processes["api"])
         console.rule("[bold green]imgburst is up")
-        dashboard = f"{url}/#key={key}" if key else f"{url}/"
-        console.print(f"dashboard: [link={dashboard}]{dashboard}[/link]")
+        print_dashboard(url, key)
         console.print(f"submit:    imgburst submit ./photos --wait --url {url}"
                       + ("" if key else "   [bold red](no auth)[/bold red]"))
         if key:

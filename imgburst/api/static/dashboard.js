@@ -1,7 +1,9 @@
 // The live dashboard: polls /api/v1/stats every second and redraws. No dependencies:
 // the charts are plain SVG, the tables plain DOM (text only, never HTML from the server).
-// The API key comes from the URL fragment (`/#key=...`, never sent to the server, removed
-// from the address bar at once) or the key form, and is kept for this tab only.
+// The API key comes from a one-time link (`/#login=<code>`, which `imgburst up` and
+// `imgburst login` print: the code is traded for the key once), from the URL fragment
+// (`/#key=...`) or from the key form; it is kept for this tab only. A fragment is never
+// sent with a request, and it leaves the address bar at once.
 "use strict";
 
 (() => {
@@ -17,9 +19,27 @@
   const KEY_ITEM = "imgburst-key";
   const auth = document.body.dataset.auth === "on";
 
+  const loginCode = location.hash.startsWith("#login=") ? location.hash.slice(7) : null;
   if (location.hash.startsWith("#key=")) {
     sessionStorage.setItem(KEY_ITEM, decodeURIComponent(location.hash.slice(5)));
+  }
+  if (loginCode !== null || location.hash.startsWith("#key=")) {
     history.replaceState(null, "", location.pathname + location.search);
+  }
+
+  async function redeem(code) {
+    keyState("signing in…");
+    try {
+      const response = await fetch("/api/v1/login", {
+        method: "POST", cache: "no-store", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ code: decodeURIComponent(code) }),
+      });
+      const body = await response.json();
+      if (response.ok) sessionStorage.setItem(KEY_ITEM, body.key);
+      else keyState(`${body.title}: ${body.detail}`);
+    } catch (error) {
+      keyState(`could not sign in: ${error.message}`);
+    }
   }
 
   function authHeaders() {
@@ -269,5 +289,5 @@
     });
   }
 
-  poll();
+  (loginCode === null ? Promise.resolve() : redeem(loginCode)).then(poll);
 })();
