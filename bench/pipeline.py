@@ -21,9 +21,11 @@ Same 40 photo-like 12 MP JPEGs (deterministic, cached under bench/.cache), defau
   from storage, what ours would reach with an API as cheap as the sink
   (`pipeline_upload_bound`).
 
-CPU-seconds are counted per process (the baseline's pool, our API, workers and client),
-steadier than wall time on a shared machine. Rounds alternate baseline / ours; medians
-and the ratio of medians are printed.
+CPU-seconds are counted per process (the baseline's pool, our API, workers, with Celery's
+consumer apart, and client), steadier than wall time on a shared machine; on busy cores
+the wall ratio follows the ratio of CPU-seconds, the pool's over ours
+(`pipeline_cpu_ratio`), so the per-image split says where ours goes. Rounds alternate
+baseline / ours; medians and the ratio of medians are printed.
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 
@@ -93,6 +95,12 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
+def own_cpu(pid: int) -> float:
+    """CPU-seconds of this one process (a Celery worker's consumer, without its pool)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def client_cpu() -> float:
     """CPU-seconds of this process and its finished children (the curl uploads)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
@@ -134,8 +142,8 @@ def main() -> None:
     sink, sink_url = sink_server(sink_folder)
     api_pid, worker_pid = stack.procs[0].pid, stack.procs[1].pid
     base_times, tuned_times, our_times, stored_times = [], [], [], []
-    cpu: dict[str, list[float]] = {k: [] for k in ("base", "workers", "api", "client", "sink",
-                                                   "sink client")}
+    cpu: dict[str, list[float]] = {k: [] for k in ("base", "workers", "consumer", "api",
+                                                   "client", "sink", "sink client", "ratio")}
     try:
         stack.run(paths[: args.processes * 2], 1, 1)  # warm-up
         stack.store_sources(paths, "photos/")  # for the runs from storage, once
@@ -144,11 +152,16 @@ def main() -> None:
             base_times.append(took)
             cpu["base"].append(base_cpu)
             tuned_times.append(run_baseline(paths, args.processes, blocks)[0])
-            before = cpu_of([worker_pid]), cpu_of([api_pid]), client_cpu()
+            probes = (lambda: cpu_of([worker_pid]), lambda: own_cpu(worker_pid),
+                      lambda: cpu_of([api_pid]), client_cpu)
+            before = [probe() for probe in probes]
             our_times.append(stack.run(paths, args.batches, args.parallel, args.client))
-            after = cpu_of([worker_pid]), cpu_of([api_pid]), client_cpu()
-            for key, b, a in zip(("workers", "api", "client"), before, after, strict=True):
+            after = [probe() for probe in probes]
+            for key, b, a in zip(("workers", "consumer", "api", "client"), before, after,
+                                 strict=True):
                 cpu[key].append(a - b)
+            cpu["ratio"].append(base_cpu / (cpu["workers"][-1] + cpu["api"][-1]
+                                            + cpu["client"][-1]))
             stored_times.append(stack.run_from_storage("photos/"))
             sink_cpu, sink_client = upload_to_sink(sink_url, sink.pid, paths, args.batches,
                                                    args.client, sink_folder)
@@ -193,6 +206,12 @@ def main() -> None:
           f"{med['sink client']:.2f}); beside the baseline's work, packed perfectly on "
           f"{cores} cores, no service receiving and storing the upload here passes "
           f"{ceiling:.2f}; with the workers' own share (from storage) it would be {bound:.2f}")
+    per_image = {key: 1000 * value / args.images for key, value in med.items()}
+    print(f"CPU-milliseconds per image (medians): the baseline's pool {per_image['base']:.0f}; "
+          f"ours, upload: pool processes {per_image['workers'] - per_image['consumer']:.0f}, "
+          f"Celery's consumer {per_image['consumer']:.1f}, API {per_image['api']:.1f}, client "
+          f"{per_image['client']:.1f}; the pool's CPU-seconds over ours, per round: "
+          f"{med['ratio']:.2f} (median): on {cores} busy cores the wall ratio follows it")
     table_row("pipeline: 40 x 12 MP, upload, 2 processes", round(rate["base"], 2),
               round(rate["ours"], 2), "images/s", rate["ours"] / rate["base"])
     table_row("pipeline: 40 x 12 MP, from storage", round(rate["base"], 2),
@@ -206,6 +225,7 @@ def main() -> None:
     print(f"RESULT pipeline_upload_bound {bound:.2f} x")
     print(f"RESULT pipeline_api_cpu {med['api']:.2f} CPU-s")
     print(f"RESULT pipeline_upload_floor_cpu {floor_cpu:.2f} CPU-s")
+    print(f"RESULT pipeline_cpu_ratio {med['ratio']:.2f} x")
 
 
 if __name__ == "__main__":
