@@ -47,7 +47,8 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         wait_until(lambda: http_ok(f"{url}/readyz") or up.poll() is not None, 90,
                    "imgburst up to be ready")
         assert up.poll() is None, (tmp_path / "up.log").read_text()
-        wait_until(lambda: "imgburst is up" in (tmp_path / "up.log").read_text(), 30, "banner")
+        wait_until(lambda: "stop:      Ctrl-C" in (tmp_path / "up.log").read_text(), 30,
+                   "the whole banner")
         banner = (tmp_path / "up.log").read_text()
         key_file = tmp_path / "var" / "api-key"
         key = key_file.read_text().strip()

@@ -55,6 +55,14 @@ def check_auth_settings(settings: Settings) -> None:
                     "can submit, read and cancel every batch")
 
 
+def presented_key() -> str | None:
+    """The bearer key of this request as sent (None without one); checked by `install`."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
 def install(app: Flask, settings: Settings) -> None:
     check_auth_settings(settings)
 
@@ -66,12 +74,12 @@ def install(app: Flask, settings: Settings) -> None:
             return
         if request.endpoint in SIGNED_ENDPOINTS and "sig" in request.args:
             return  # the view checks the signature
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = presented_key()
+        if not token:
             raise Problem(401, "Authentication required", "send the header Authorization: "
-                          "Bearer <API key> (`imgburst up` prints one; see IMGBURST_API_KEYS)",
-                          headers=CHALLENGE)
-        key = match(settings.api_keys, token.strip())
+                          "Bearer <API key> (`imgburst up` keeps one in $IMGBURST_HOME/api-key; "
+                          "see IMGBURST_API_KEYS)", headers=CHALLENGE)
+        key = match(settings.api_keys, token)
         if key is None:
             raise Problem(401, "Invalid API key", "the bearer key is not one of "
                           "IMGBURST_API_KEYS or IMGBURST_ADMIN_KEYS",

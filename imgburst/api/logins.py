@@ -15,6 +15,7 @@ import secrets
 import redis
 from flask import Blueprint, Response, jsonify, request
 
+from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.services import services
 
@@ -53,7 +54,8 @@ def create_link() -> tuple[Response, int]:
     if not svc.settings.auth:
         raise Problem(400, "Authentication is off", "IMGBURST_AUTH=off: the dashboard needs "
                       "no key; open it without a link")
-    key = request.headers["Authorization"].partition(" ")[2].strip()
+    key = auth.presented_key()
+    assert key is not None  # the before-request check refused the request otherwise
     code = secrets.token_urlsafe(24)
     try:
         svc.redis.set(_name(code), _seal(key.encode(), code), ex=LOGIN_TTL_S)

@@ -131,23 +131,21 @@ def auth_env(settings: Settings, no_auth: bool) -> tuple[dict[str, str], str | N
             or secrets.token_urlsafe(32)}, key
 
 
-def print_dashboard(url: str, key: str | None) -> None:
-    """The dashboard's URL; with a key, a one-time link that signs the browser in (the key
-    itself is never printed)."""
+def dashboard_lines(url: str, key: str | None) -> list[str]:
+    """The banner's dashboard lines; with a key, a one-time link that signs the browser in
+    (the key itself is never printed)."""
     from imgburst.cli.client import ApiError, Client
 
     if key is None:
-        console.print(f"dashboard: [link={url}/]{url}/[/link]")
-        return
+        return [f"dashboard: [link={url}/]{url}/[/link]"]
     try:
         link, ttl = Client(url, key).login_link()
     except ApiError as exc:
-        console.print(f"dashboard: {url}/ (give it the key in the api-key file: no one-time "
-                      f"link, {exc.message})")
-        return
-    console.print(f"dashboard: [link={link}]{link}[/link]")
-    console.print(f"           (works once, within {ttl // 60} minutes; `imgburst login` makes "
-                  "another)")
+        return [f"dashboard: {url}/ (no one-time link: {exc.message}; give the page the key "
+                "from the api-key file)"]
+    return [f"dashboard: [link={link}]{link}[/link]",
+            f"           (works once, within {ttl // 60} minutes; `imgburst login` makes "
+            "another)"]
 
 
 def run_stack(settings: Settings, port: int | None, concurrency: int | None,
@@ -203,8 +201,10 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         url = f"http://127.0.0.1:{port}"
         with console.status("waiting for the API..."):
             wait_http(f"{url}/healthz", processes["api"])
+        dashboard = dashboard_lines(url, key)  # before the rule: the banner comes whole
         console.rule("[bold green]imgburst is up")
-        print_dashboard(url, key)
+        for line in dashboard:
+            console.print(line)
         console.print(f"submit:    imgburst submit ./photos --wait --url {url}"
                       + ("" if key else "   [bold red](no auth)[/bold red]"))
         if key:
