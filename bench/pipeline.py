@@ -10,7 +10,7 @@ Same 40 photo-like 12 MP JPEGs (deterministic, cached under bench/.cache), defau
   store, local blob store), timed from the first HTTP submit to the last job done (its
   `finished_at` in the job store). The client (curl, as in the README; `--client
   requests` for Python's) uploads the images as a stream of small batches, one after the
-  other, so the workers start on the first images while the rest upload.
+  other from one process, so the workers start on the first images while the rest upload.
 - ours, from storage: the images are already in a container (the original demo's flow);
   one JSON submit names it.
 - the upload's floor: the same upload (same client, same batches) to `sink.py`, which
@@ -51,7 +51,7 @@ from harness import (
     Stack,
     images,
     in_batches,
-    post_images,
+    post_batches,
     sink_server,
     table_row,
 )
@@ -113,8 +113,7 @@ def upload_to_sink(url: str, sink_pid: int, paths: list[Path], batches: int, cli
     """CPU-seconds of the sink and of the client for the same upload, alone; the sink's
     files are removed afterwards (as the workers remove processed uploads)."""
     sink_before, client_before = cpu_of([sink_pid]), client_cpu()
-    for chunk in in_batches(paths, batches):
-        post_images(url, chunk, {}, client)
+    post_batches(url, in_batches(paths, batches), {}, client)
     spent = cpu_of([sink_pid]) - sink_before, client_cpu() - client_before
     for body in folder.iterdir():
         body.unlink()
