@@ -24,8 +24,8 @@ Same 40 photo-like 12 MP JPEGs (deterministic, cached under bench/.cache), defau
 CPU-seconds are counted per process (the baseline's pool, our API, workers, with Celery's
 consumer apart, and client), steadier than wall time on a shared machine; on busy cores
 the wall ratio follows the ratio of CPU-seconds, the pool's over ours
-(`pipeline_cpu_ratio`), so the per-image split says where ours goes. Rounds alternate
-baseline / ours; medians and the ratio of medians are printed.
+(`pipeline_cpu_ratio`), so the per-image split says where ours goes. Odd rounds run the
+baseline first, even rounds ours; medians and the ratio of medians are printed.
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 
@@ -124,7 +124,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="rounds (even: as many begin with the baseline as with ours)")
     parser.add_argument("--batches", type=int, default=10, help="batches the images are sent in")
     parser.add_argument("--parallel", type=int, default=1, help="submissions in flight at once")
     parser.add_argument("--client", choices=("curl", "requests"), default="curl",
@@ -146,22 +147,33 @@ def main() -> None:
     try:
         stack.run(paths[: args.processes * 2], 1, 1)  # warm-up
         stack.store_sources(paths, "photos/")  # for the runs from storage, once
-        for round_no in range(1, args.rounds + 1):
+        probes = (lambda: cpu_of([worker_pid]), lambda: own_cpu(worker_pid),
+                  lambda: cpu_of([api_pid]), client_cpu)
+
+        def baselines() -> None:
             took, base_cpu = run_baseline(paths, args.processes)
             base_times.append(took)
             cpu["base"].append(base_cpu)
             tuned_times.append(run_baseline(paths, args.processes, blocks)[0])
-            probes = (lambda: cpu_of([worker_pid]), lambda: own_cpu(worker_pid),
-                      lambda: cpu_of([api_pid]), client_cpu)
+
+        def ours() -> None:
             before = [probe() for probe in probes]
             our_times.append(stack.run(paths, args.batches, args.parallel, args.client))
             after = [probe() for probe in probes]
             for key, b, a in zip(("workers", "consumer", "api", "client"), before, after,
                                  strict=True):
                 cpu[key].append(a - b)
+            stored_times.append(stack.run_from_storage("photos/"))
+
+        for round_no in range(1, args.rounds + 1):
+            # Odd rounds run the baseline first, even rounds ours: neither side always
+            # runs right after the other (what a run leaves behind, memory it freed, can
+            # slow the next one), and a drift of the machine's speed weighs on both alike.
+            for step in (baselines, ours) if round_no % 2 else (ours, baselines):
+                step()
+            base_cpu = cpu["base"][-1]
             cpu["ratio"].append(base_cpu / (cpu["workers"][-1] + cpu["api"][-1]
                                             + cpu["client"][-1]))
-            stored_times.append(stack.run_from_storage("photos/"))
             sink_cpu, sink_client = upload_to_sink(sink_url, sink.pid, paths, args.batches,
                                                    args.client, sink_folder)
             cpu["sink"].append(sink_cpu)
