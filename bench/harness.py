@@ -51,12 +51,6 @@ def in_batches(paths: list[Path], batches: int) -> list[list[Path]]:
     return [paths[i:i + size] for i in range(0, len(paths), size)]
 
 
-def post_images(url: str, paths: list[Path], headers: dict[str, str],
-                client: str = "curl") -> dict:
-    """POST `paths` as one multipart upload (`files` parts); the JSON answer."""
-    return post_batches(url, [paths], headers, client)[0]
-
-
 def post_batches(url: str, chunks: list[list[Path]], headers: dict[str, str],
                  client: str = "curl", parallel: int = 1) -> list[dict]:
     """POST each chunk as one multipart upload (`files` parts), `parallel` at a time, from
