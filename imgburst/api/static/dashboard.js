@@ -20,10 +20,9 @@
   const auth = document.body.dataset.auth === "on";
 
   const loginCode = location.hash.startsWith("#login=") ? location.hash.slice(7) : null;
-  if (location.hash.startsWith("#key=")) {
-    sessionStorage.setItem(KEY_ITEM, decodeURIComponent(location.hash.slice(5)));
-  }
-  if (loginCode !== null || location.hash.startsWith("#key=")) {
+  const hashKey = location.hash.startsWith("#key=") ? location.hash.slice(5) : null;
+  if (hashKey !== null) sessionStorage.setItem(KEY_ITEM, decodeURIComponent(hashKey));
+  if (loginCode !== null || hashKey !== null) {
     history.replaceState(null, "", location.pathname + location.search);
   }
 
