@@ -1,0 +1,37 @@
+"""Enqueueing a submission's jobs: every task intact, in order, few broker round trips."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import redis
+from conftest import settings_for
+from redis.connection import Connection
+
+from imgburst.core.celery_app import PROCESS_IMAGE, PUBLISH_BATCH, QUEUE, enqueue_jobs, make_celery
+
+
+def test_jobs_are_sent_intact_in_order_in_few_round_trips(base_env, monkeypatch):
+    app = make_celery(settings_for(base_env))
+    enqueue_jobs(app, ["warm-up"])  # connects; what follows counts only the publishing
+    client = redis.Redis.from_url(base_env["REDIS_URL"])
+    client.delete(QUEUE)
+    sends = []
+    original = Connection.send_packed_command
+
+    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        sends.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    ids = [f"job-{i:02d}" for i in range(40)]
+    assert enqueue_jobs(app, ids) == 40
+    monkeypatch.undo()
+    assert len(sends) <= math.ceil(40 / PUBLISH_BATCH), f"{len(sends)} round trips for 40"
+    messages = [json.loads(raw) for raw in reversed(client.lrange(QUEUE, 0, -1))]
+    assert [m["headers"]["task"] for m in messages] == [PROCESS_IMAGE] * 40
+    bodies = [json.loads(base64.b64decode(m["body"])) for m in messages]
+    assert [body[0] for body in bodies] == [[job_id] for job_id in ids]
+    assert len({m["properties"]["delivery_tag"] for m in messages}) == 40
