@@ -16,6 +16,7 @@ from imgburst import __version__
 from imgburst.core.settings import Settings, SettingsError
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay one line in logs
+API_HEAP_RETAIN_MB = 256  # freed heap the API keeps: a few upload bodies (64 MB at most each)
 
 
 def load_settings() -> Settings:
@@ -88,6 +89,9 @@ def api(host: str, port: int | None, threads: int) -> None:
 
     setup_logging()
     settings = load_settings()
+    from imgburst.core.heap import keep_freed_heap
+
+    keep_freed_heap(API_HEAP_RETAIN_MB)  # each upload's body reuses the last one's memory
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
