@@ -151,6 +151,7 @@ class Stack:
         self.url = f"http://127.0.0.1:{self.port}"
         key = generate_key()  # auth on, as deployed; one client, so no per-key rate limit
         self.headers = {"Authorization": f"Bearer {key}"}
+        self.last_round: tuple[list[str], datetime] | None = None  # batch ids, start
         self.env = dict(os.environ, IMGBURST_HOME=str(self.home), REDIS_URL=redis_url,
                         IMGBURST_PORT=str(self.port), IMGBURST_API_KEYS=f"bench={key}",
                         IMGBURST_SUBMIT_RATE="off")
@@ -190,7 +191,16 @@ class Stack:
         answers = post_batches(f"{self.url}/api/v1/batches", chunks, self.headers, client,
                                parallel)
         ids = [answer["id"] for answer in answers]
+        self.last_round = (ids, started_wall)
         return self.wait(ids, started, started_wall)
+
+    def job_times(self, ids: list[str], since: datetime) -> list[tuple[float, float]]:
+        """(started, finished) of the batches' jobs, in seconds after `since` (the job
+        store's `started_at`, set as a pool process claims a job, and `finished_at`)."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(Job.started_at, Job.finished_at)
+                                .where(Job.batch_id.in_(ids))).all()
+        return [((s - since).total_seconds(), (f - since).total_seconds()) for s, f in rows]
 
     def wait(self, ids: list[str], started: float, started_wall: datetime) -> float:
         """Seconds from `started` to the last job's finished_at, once all jobs are done."""

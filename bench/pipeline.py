@@ -34,6 +34,7 @@ Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import os
 import resource
@@ -82,6 +83,34 @@ def run_baseline(paths: list[Path], processes: int, blocks: int = 0) -> tuple[fl
         took = time.perf_counter() - started
     assert sum(made for made, _ in done) == 2 * len(paths)
     return took, sum(cpu for _, cpu in done)
+
+
+def schedule(times: list[tuple[float, float]], processes: int) -> tuple[float, float, float]:
+    """Where a round of ours leaves pool processes without a job, from the job store's
+    (started, finished) seconds after the first submit: when the first job started; the
+    share of the pool's time, from the first start to the last finish, with fewer than
+    `processes` jobs running; and the median gap in ms between a job's finish and the next
+    start on the process it freed (each start after the first `processes` is paired with
+    the latest unpaired finish before it). The gap is the task's own bookkeeping after
+    `finished_at` and before `started_at`, plus Celery's ack, delivery and hand-off."""
+    starts = sorted(start for start, _ in times)
+    finishes = sorted(finish for _, finish in times)
+    events = sorted([(s, 1) for s in starts] + [(f, -1) for f in finishes])
+    idle, running, previous = 0.0, 0, starts[0]
+    for at, change in events:
+        idle += max(0, processes - running) * (at - previous)
+        running, previous = running + change, at
+    span = processes * (finishes[-1] - starts[0])
+    used: set[int] = set()
+    gaps = []
+    for start in starts[processes:]:
+        i = bisect.bisect_right(finishes, start) - 1
+        while i in used:
+            i -= 1
+        if i >= 0:
+            used.add(i)
+            gaps.append(start - finishes[i])
+    return starts[0], idle / span if span else 0.0, 1000 * statistics.median(gaps or [0.0])
 
 
 def cpu_of(pids: list[int]) -> float:
@@ -145,8 +174,9 @@ def main() -> None:
     sink, sink_url = sink_server(sink_folder)
     api_pid, worker_pid = stack.procs[0].pid, stack.procs[1].pid
     base_times, tuned_times, our_times, stored_times = [], [], [], []
-    cpu: dict[str, list[float]] = {k: [] for k in ("base", "workers", "consumer", "api",
-                                                   "client", "sink", "sink client", "ratio")}
+    cpu: dict[str, list[float]] = {k: [] for k in (
+        "base", "workers", "consumer", "api", "client", "sink", "sink client", "ratio",
+        "first job", "idle", "gap")}  # the last three: `schedule`
     try:
         stack.run(paths[: args.processes * 2], 1, 1)  # warm-up
         stack.store_sources(paths, "photos/")  # for the runs from storage, once
@@ -163,6 +193,11 @@ def main() -> None:
             before = [probe() for probe in probes]
             our_times.append(stack.run(paths, args.batches, args.parallel, args.client))
             after = [probe() for probe in probes]
+            assert stack.last_round is not None
+            first, idle, gap = schedule(stack.job_times(*stack.last_round), args.processes)
+            cpu["first job"].append(first)
+            cpu["idle"].append(idle)
+            cpu["gap"].append(gap)
             for key, b, a in zip(("workers", "consumer", "api", "client"), before, after,
                                  strict=True):
                 cpu[key].append(a - b)
@@ -186,7 +221,10 @@ def main() -> None:
                   f"storage) {stored_times[-1]:.2f} s; CPU-seconds: baseline pool "
                   f"{base_cpu:.2f}, ours (upload): workers {cpu['workers'][-1]:.2f}, API "
                   f"{cpu['api'][-1]:.2f}, client {cpu['client'][-1]:.2f}; the same upload "
-                  f"to the sink: sink {sink_cpu:.2f}, client {sink_client:.2f}", flush=True)
+                  f"to the sink: sink {sink_cpu:.2f}, client {sink_client:.2f}; jobs: the "
+                  f"first started at {1000 * cpu['first job'][-1]:.0f} ms, without a job "
+                  f"{100 * cpu['idle'][-1]:.1f}% of the pool's time, between jobs "
+                  f"{cpu['gap'][-1]:.1f} ms (median)", flush=True)
     finally:
         stack.close()
         sink.kill()
@@ -226,6 +264,11 @@ def main() -> None:
           f"Celery's consumer {per_image['consumer']:.1f}, API {per_image['api']:.1f}, client "
           f"{per_image['client']:.1f}; the pool's CPU-seconds over ours, per round: "
           f"{med['ratio']:.2f} (median): on {cores} busy cores the wall ratio follows it")
+    print(f"ours, upload, from the job store's times (medians): the first job starts "
+          f"{1000 * med['first job']:.0f} ms after the first submit; from then to the last "
+          f"job's end, pool processes are without a job {100 * med['idle']:.1f}% of the "
+          f"time; between one job's finished_at and the next started_at on a process: "
+          f"{med['gap']:.1f} ms")
     table_row("pipeline: 40 x 12 MP, upload, 2 processes", round(rate["base"], 2),
               round(rate["ours"], 2), "images/s", rate["ours"] / rate["base"])
     table_row("pipeline: 40 x 12 MP, from storage", round(rate["base"], 2),
@@ -240,6 +283,9 @@ def main() -> None:
     print(f"RESULT pipeline_api_cpu {med['api']:.2f} CPU-s")
     print(f"RESULT pipeline_upload_floor_cpu {floor_cpu:.2f} CPU-s")
     print(f"RESULT pipeline_cpu_ratio {med['ratio']:.2f} x")
+    print(f"RESULT pipeline_first_job_start {1000 * med['first job']:.0f} ms")
+    print(f"RESULT pipeline_pool_without_job {100 * med['idle']:.1f} %")
+    print(f"RESULT pipeline_job_gap {med['gap']:.1f} ms")
 
 
 if __name__ == "__main__":
