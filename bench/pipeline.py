@@ -27,7 +27,9 @@ CPU-seconds are counted per process (the baseline's pool, our API, workers, with
 consumer apart, and client), steadier than wall time on a shared machine; on busy cores
 the wall ratio follows the ratio of CPU-seconds, the pool's over ours
 (`pipeline_cpu_ratio`), so the per-image split says where ours goes. Odd rounds run the
-baseline first, even rounds ours; medians and the ratio of medians are printed.
+baseline first, even rounds ours; medians and the ratio of medians are printed. From the
+job store's times each upload round also gives its schedule (`schedule`): when the first
+job started, and how long the pool processes went without a job, between jobs.
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 

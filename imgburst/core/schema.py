@@ -45,6 +45,7 @@ class Job(Base):
     __table_args__ = (  # covering indexes: progress and timings are read from them alone
         Index("ix_jobs_batch_progress", "batch_id", "status", "started_at", "finished_at"),
         Index("ix_jobs_finished_timings", "finished_at", "wait_ms", "run_ms"),
+        Index("ix_jobs_status_batch", "status", "batch_id"),  # batches with unfinished jobs
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -55,7 +56,7 @@ class Job(Base):
     input_path: Mapped[str] = mapped_column(String(1024))
     input_format: Mapped[str | None] = mapped_column(String(16))
     input_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(255))

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console, Group
-from rich.live import Live
 from rich.table import Table
 
-from imgburst.cli.loadgen import report as reporting
-from imgburst.cli.loadgen.runner import LoadRun, Options
 from imgburst.cli.loadgen.shapes import (
     Shape,
     ShapeError,
@@ -29,6 +26,9 @@ from imgburst.cli.loadgen.shapes import (
     steps,
 )
 from imgburst.cli.loadgen.workload import Workload, WorkloadError, parse_mix
+
+if TYPE_CHECKING:
+    from imgburst.cli.loadgen.runner import LoadRun
 
 
 def make_shape(kind: str, rate: float, start: float, end: float, spike_rate: float,
@@ -118,6 +118,12 @@ def register(cli: click.Group) -> None:
                 out: Path | None) -> None:
         """Generate load against an imgburst API (open model, or closed with --clients),
         then report."""
+        # Imported here: the runner brings requests, which every other command of the
+        # `imgburst` program (a worker starting for a spike above all) would load for nothing.
+        from rich.live import Live
+
+        from imgburst.cli.loadgen import report as reporting
+        from imgburst.cli.loadgen.runner import LoadRun, Options
         from imgburst.cli.local_key import read_local_key
 
         settings = load_settings()
