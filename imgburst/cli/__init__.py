@@ -16,6 +16,7 @@ from imgburst import __version__
 from imgburst.core.settings import Settings, SettingsError
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay one line in logs
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 API_HEAP_RETAIN_MB = 256  # freed heap the API keeps: a few upload bodies (64 MB at most each)
 
 
@@ -123,7 +124,8 @@ def default_worker_name(pool: str, settings: Settings) -> str:
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Worker processes (default: CPU count).")
 @click.option("--name", default=None, help="Celery worker name (default <pool>@<host>).")
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
+              show_default=True)
 @click.option("--parent-pid", type=int, default=None,
               help="Warm-shut down when this parent process (the local scaler) is gone.")
 def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str,
@@ -149,13 +151,18 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str,
         from imgburst.worker.lifeline import exit_with_parent
 
         exit_with_parent(parent_pid)
-    app.worker_main([
+    # Celery's worker class itself, not its command line (`worker_main`), which loads every
+    # `celery` subcommand (its REPLs bring prompt_toolkit and pygments): ~0.3 s of CPU
+    # less before a burst worker, started because a spike is waiting, takes its first job.
+    from celery.utils.log import mlevel
+
+    app.Worker(
         # previews go to the steady pool only: a burst worker drains and leaves
-        "worker", "--queues", f"{QUEUE},{PREVIEW_QUEUE}" if pool == "base" else QUEUE,
-        "--hostname", name or default_worker_name(pool, settings),
-        "--concurrency", str(concurrency or os.cpu_count() or 1), "--loglevel", loglevel,
-        "--without-mingle", "--without-gossip", "--pool", "prefork",
-    ])
+        queues=[QUEUE, PREVIEW_QUEUE] if pool == "base" else [QUEUE],
+        hostname=name or default_worker_name(pool, settings),
+        concurrency=concurrency or os.cpu_count() or 1, loglevel=mlevel(loglevel.upper()),
+        without_mingle=True, without_gossip=True, pool_cls="prefork",
+    ).start()
 
 
 @cli.command()
