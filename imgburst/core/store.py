@@ -456,28 +456,17 @@ class JobStore:
         return {"name": row.name, "format": row.format, "blob_path": row.blob_path,
                 "bytes": row.bytes}
 
-    def status_counts(self, conn: Connection | None = None) -> dict[str, int]:
-        with self.reading(conn) as conn:
+    def status_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
             rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
         return {s: 0 for s in JOB_STATUSES} | {s: n for s, n in rows}
 
-    # -- stats --------------------------------------------------------------------------
+    # -- stats (the endpoint runs these reads side by side, each on its own connection) --
 
-    @contextlib.contextmanager
-    def reading(self, conn: Connection | None = None) -> Iterator[Connection]:
-        """A connection for several reads in a row (`conn` itself when one is given):
-        the stats endpoint makes all its queries over one connection."""
-        if conn is not None:
-            yield conn
-            return
-        with self.engine.connect() as fresh:
-            yield fresh
-
-    def active_batches(self, recent: int = 5, limit: int = 20,
-                       conn: Connection | None = None) -> list[dict[str, Any]]:
+    def active_batches(self, recent: int = 5, limit: int = 20) -> list[dict[str, Any]]:
         """Batches with unfinished jobs, then the newest others (so a bar reaching 100% is
         seen), newest first."""
-        with self.reading(conn) as conn:
+        with self.engine.connect() as conn:
             unfinished = conn.execute(
                 select(Job.batch_id).where(Job.status.in_(("queued", "running"))).distinct()
             ).scalars().all()
@@ -492,10 +481,9 @@ class JobStore:
             rows.sort(key=lambda r: r.created_at, reverse=True)
             return self._batch_views(conn, rows[:limit])
 
-    def latest_outputs(self, limit: int = 12,
-                       conn: Connection | None = None) -> list[dict[str, Any]]:
+    def latest_outputs(self, limit: int = 12) -> list[dict[str, Any]]:
         """The smallest output of each of the newest succeeded jobs (for a gallery)."""
-        with self.reading(conn) as conn:
+        with self.engine.connect() as conn:
             jobs = conn.execute(
                 select(Job.id, Job.finished_at, Job.worker)
                 .where(Job.status == "succeeded", Job.finished_at.is_not(None))
