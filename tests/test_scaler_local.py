@@ -74,6 +74,29 @@ def test_spike_bursts_then_drains_back_without_losing_or_repeating_a_job(
         log.close()
 
 
+def test_a_worker_is_registered_before_its_loop_can_take_a_task(redis_url):
+    """The first heartbeat is written when `heartbeat.start` returns (as `worker_ready`
+    fires, just before the consumer's loop runs), not later from the thread: else a task
+    can be seen in flight on a worker that is not in the registry yet."""
+    from types import SimpleNamespace
+
+    from imgburst.core.celery_app import QUEUE
+    from imgburst.worker import heartbeat
+
+    broker = redis.Redis.from_url(redis_url)
+    consumer = SimpleNamespace(hostname="base@host-1", pool=SimpleNamespace(num_processes=2),
+                               task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=QUEUE)]))
+    beat = heartbeat.start(consumer, redis_url)
+    try:
+        (info,) = live_workers(broker)  # no wait: written before start returned
+        assert (info.name, info.pool, info.concurrency, info.consuming) == (
+            "base@host-1", "base", 2, True)
+    finally:
+        beat.stopping.set()
+        beat.join(timeout=5)
+    assert live_workers(broker) == [], "a stopped heartbeat removes itself"
+
+
 def test_signals_count_running_work_that_llen_misses(base_env, start_worker):
     """LLEN alone (KEDA) says 0 while a job runs; waiting + unacked says 1."""
     from imgburst.core.inspect import NUDGE_CHANNEL, in_flight, waiting

@@ -58,15 +58,27 @@ class Heartbeat(threading.Thread):
             started_at=self.started_at, heartbeat_at=now, idle_since=self.idle_since,
         )
 
+    def beat(self) -> None:
+        try:
+            write_heartbeat(self.client, self.snapshot())
+        except redis.RedisError as exc:
+            log.warning("heartbeat not written: %s", exc)
+
     def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                write_heartbeat(self.client, self.snapshot())
-            except redis.RedisError as exc:
-                log.warning("heartbeat not written: %s", exc)
-            self.stopping.wait(INTERVAL_S)
+        while not self.stopping.wait(INTERVAL_S):
+            self.beat()
         with contextlib.suppress(redis.RedisError):
             remove_heartbeat(self.client, self.worker_name)
+
+
+def start(consumer: Any, broker_url: str) -> Heartbeat:
+    """A running heartbeat whose first beat is already written: called as the consumer's
+    event loop is about to run (`worker_ready`), so the worker is in the registry before
+    it can take a task, and whoever sees its task in flight also sees the worker."""
+    beat = Heartbeat(consumer, broker_url)
+    beat.beat()
+    beat.start()
+    return beat
 
 
 def install(app: Celery) -> None:
@@ -75,8 +87,7 @@ def install(app: Celery) -> None:
 
     @worker_ready.connect(weak=False)
     def _start(sender: Any = None, **_kwargs: object) -> None:
-        beat["thread"] = Heartbeat(sender, app.conf.broker_url)
-        beat["thread"].start()
+        beat["thread"] = start(sender, app.conf.broker_url)
 
     @worker_shutdown.connect(weak=False)
     def _stop(**_kwargs: object) -> None:
