@@ -42,6 +42,9 @@ def store_unreachable(settings: Settings, exc: Exception) -> SystemExit:
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Alembic lists each of its plugins at INFO on every start: seven lines that say
+    # nothing about this service. Its migration lines ("Running upgrade ...") stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
