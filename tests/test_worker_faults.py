@@ -129,3 +129,16 @@ def test_a_job_that_kills_its_worker_every_time_stops_after_bounded_attempts(
     assert wait_batch(client, after["id"])["status"] == "succeeded"
     assert reconcile(settings, {batch["id"]: 1, after["id"]: 1}) == {"failed": 1,
                                                                      "succeeded": 1}
+
+
+def test_worker_exit_code_tells_stopped_from_interrupted(base_env, start_worker):
+    """SIGTERM (a pod stopped, the scaler draining) ends in a warm shutdown and exit 0; an
+    interrupted worker exits 1, as Celery's own command line has it, so whoever runs it
+    does not read every end as success."""
+    stopped, interrupted = start_worker(base_env, concurrency=1), start_worker(
+        base_env, concurrency=1)
+    stopped.process.send_signal(signal.SIGTERM)
+    interrupted.process.send_signal(signal.SIGINT)
+    assert stopped.process.wait(timeout=30) == 0, stopped.output()
+    assert interrupted.process.wait(timeout=30) == 1, interrupted.output()
+    assert "Warm shutdown" in stopped.output()

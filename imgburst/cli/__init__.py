@@ -159,13 +159,18 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str,
     # less before a burst worker, started because a spike is waiting, takes its first job.
     from celery.utils.log import mlevel
 
-    app.Worker(
+    celery_worker = app.Worker(
         # previews go to the steady pool only: a burst worker drains and leaves
         queues=[QUEUE, PREVIEW_QUEUE] if pool == "base" else [QUEUE],
         hostname=name or default_worker_name(pool, settings),
         concurrency=concurrency or os.cpu_count() or 1, loglevel=mlevel(loglevel.upper()),
         without_mingle=True, without_gossip=True, pool_cls="prefork",
-    ).start()
+    )
+    celery_worker.start()
+    # Celery's exit code, as its own command line returns it: 0 after a warm shutdown
+    # (SIGTERM), 1 after an unrecoverable error or an interrupt, so a pod or `imgburst up`
+    # tells a worker that failed from one that was stopped.
+    raise SystemExit(celery_worker.exitcode or 0)
 
 
 @cli.command()
