@@ -456,12 +456,12 @@ class JobStore:
         return {"name": row.name, "format": row.format, "blob_path": row.blob_path,
                 "bytes": row.bytes}
 
+    # -- stats (the endpoint runs these reads side by side, each on its own connection) --
+
     def status_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
         return {s: 0 for s in JOB_STATUSES} | {s: n for s, n in rows}
-
-    # -- stats (the endpoint runs these reads side by side, each on its own connection) --
 
     def active_batches(self, recent: int = 5, limit: int = 20) -> list[dict[str, Any]]:
         """Batches with unfinished jobs, then the newest others (so a bar reaching 100% is
