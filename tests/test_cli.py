@@ -99,6 +99,9 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert Image.open(tmp_path / "avatars" / "avatar-2x" / "a.webp").size == (256, 256)
         listing = imgburst("status", env=env)
         assert batch_id in listing.stderr  # whole, to copy, even 80 columns wide
+        created = requests.get(f"{url}/api/v1/batches/{batch_id}", timeout=5, headers={
+            "Authorization": f"Bearer {key}"}).json()["created_at"]
+        assert created[:10] in listing.stderr and created[11:19] in listing.stderr  # not cut
         children = descendants(up.pid)
         assert len(children) >= 3  # redis, api, worker (+ its pool)
     finally:

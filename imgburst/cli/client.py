@@ -115,6 +115,12 @@ def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
         click.echo(f"  ... and {len(failed) - limit} more (imgburst status {batch_id})", err=True)
 
 
+def _when(timestamp: str) -> str:
+    """An API timestamp (ISO 8601, UTC) to the second, date and time apart: a narrow
+    terminal wraps it at the space instead of cutting it to the year and month."""
+    return timestamp[:19].replace("T", " ")
+
+
 def register(cli: click.Group) -> None:
     from imgburst.cli import console, load_settings
 
@@ -195,12 +201,13 @@ def register(cli: click.Group) -> None:
         client = client_for(url, api_key)
         if batch_id is None:
             page = client.json("GET", "/api/v1/batches", params={"limit": 20})
-            table = Table(Column("batch", no_wrap=True, min_width=32),  # whole, to copy
-                          "status", "done", "failed", "jobs", "created")
+            # Fits 80 columns: the id whole, to copy; the date whole, the time below it.
+            table = Table(Column("batch", no_wrap=True, min_width=32), "status", "done",
+                          "failed", Column("created (UTC)", min_width=10))
             for b in page["items"]:
                 c = b["counts"]
-                table.add_row(b["id"], b["status"], str(c["succeeded"]), str(c["failed"]),
-                              str(b["jobs"]), b["created_at"])
+                table.add_row(b["id"], b["status"], f"{c['succeeded']}/{b['jobs']}",
+                              str(c["failed"]), _when(b["created_at"]))
             console.print(table)
             return
         batch = client.json("GET", f"/api/v1/batches/{batch_id}")
