@@ -26,13 +26,25 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
-def problem_response(status: int, title: str, detail: str, field: str | None = None,
-                     headers: dict[str, str] | None = None) -> Response:
+def problem_body(status: int, title: str, detail: str,
+                 field: str | None = None) -> dict[str, Any]:
+    """The problem document itself (also written by the HTTP server, outside Flask)."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
                             "detail": detail}
     if field is not None:
         body["field"] = field
-    response = jsonify(body)
+    return body
+
+
+def upload_too_large(max_mb: int) -> str:
+    """Said alike by Flask and by the HTTP server, whichever refuses the body."""
+    return (f"the upload is larger than {max_mb} MB (IMGBURST_MAX_UPLOAD_MB); split it into "
+            "several batches")
+
+
+def problem_response(status: int, title: str, detail: str, field: str | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(problem_body(status, title, detail, field))
     response.status_code = status
     response.mimetype = "application/problem+json"
     for key, value in (headers or {}).items():
@@ -49,9 +61,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_exc: RequestEntityTooLarge) -> Response:
-        return problem_response(413, "Request too large",
-                                f"the upload is larger than {max_mb} MB (IMGBURST_MAX_UPLOAD_MB); "
-                                "split it into several batches")
+        return problem_response(413, "Request too large", upload_too_large(max_mb))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -87,9 +87,8 @@ def up(port: int | None, concurrency: int | None, versions: str | None, route: s
 @click.option("--threads", type=click.IntRange(1, 256), default=16, show_default=True)
 def api(host: str, port: int | None, threads: int) -> None:
     """Serve the HTTP API and dashboard (waitress)."""
-    import waitress
-
     from imgburst.api import create_app
+    from imgburst.api.server import serve
 
     setup_logging()
     settings = load_settings()
@@ -108,9 +107,7 @@ def api(host: str, port: int | None, threads: int) -> None:
     port = port or settings.port
     console.print(f"imgburst API on http://{host}:{port} (store: {settings.describe_store()}; "
                   f"blobs: {settings.describe_blobs()})")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="imgburst",
-                   max_request_body_size=settings.max_upload_mb * 1024 * 1024,
-                   recv_bytes=256 * 1024, inbuf_overflow=64 * 1024 * 1024, _quiet=True)
+    serve(app, host, port, threads, settings.max_upload_mb)
 
 
 def default_worker_name(pool: str, settings: Settings) -> str:
