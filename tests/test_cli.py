@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -97,6 +98,16 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
                            str(tmp_path / "avatars"), env=env)
         assert fetched.returncode == 0, fetched.stderr
         assert Image.open(tmp_path / "avatars" / "avatar-2x" / "a.webp").size == (256, 256)
+        many = tmp_path / "many"
+        many.mkdir()
+        for i in range(60):
+            (many / f"p{i:02d}.jpg").write_bytes(photo_bytes(i, 64, 48))
+        few_fds = subprocess.run(  # as on macOS (256): fewer open files allowed than sent
+            [sys.executable, "-m", "imgburst.cli", "submit", str(many)], env=env, text=True,
+            capture_output=True, timeout=120,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)))
+        assert few_fds.returncode == 0, few_fds.stderr
+        assert "60 jobs queued" in few_fds.stderr, few_fds.stderr
         listing = imgburst("status", env=env)
         assert batch_id in listing.stderr  # whole, to copy, even 80 columns wide
         created = requests.get(f"{url}/api/v1/batches/{batch_id}", timeout=5, headers={

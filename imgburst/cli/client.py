@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Column, Table
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
@@ -35,7 +43,7 @@ class Client:
         import requests
 
         absolute = path.startswith(("http://", "https://"))
-        headers = {} if absolute else self.auth
+        headers = kwargs.pop("headers", {}) | ({} if absolute else self.auth)
         try:
             response = self.http.request(method, path if absolute else self.url + path,
                                          headers=headers,
@@ -165,16 +173,16 @@ def register(cli: click.Group) -> None:
             data["recipe"] = text
         if preset is not None:
             data["preset"] = preset
-        size = sum(f.stat().st_size for f in files)
-        with console.status(f"uploading {len(files)} images ({size / 1e6:.1f} MB)..."):
-            handles = [f.open("rb") for f in files]
-            try:
-                batch = client.json("POST", "/api/v1/batches", data=data, timeout=600,
-                                    files=[("files", (f.name, h)) for f, h in zip(files, handles,
-                                                                                  strict=True)])
-            finally:
-                for h in handles:
-                    h.close()
+        from imgburst.cli.multipart import MultipartFiles  # urllib3: only when uploading
+
+        columns = (TextColumn(f"uploading {len(files)} images"), BarColumn(),
+                   DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=console, transient=True) as progress, \
+                MultipartFiles(data, files) as body:
+            task = progress.add_task("upload", total=len(body))
+            body.on_read = lambda n: progress.advance(task, n)
+            batch = client.json("POST", "/api/v1/batches", data=body, timeout=600,
+                                headers={"Content-Type": body.content_type})
         refused = batch["counts"]["failed"]
         console.print(f"batch [bold]{batch['id']}[/bold]: {batch['jobs'] - refused} jobs queued"
                       + (f", {refused} refused" if refused else ""))

@@ -1,0 +1,75 @@
+"""`imgburst submit`'s upload body: the bytes `requests` would send, streamed from the
+files one at a time, its length declared up front; a file that changes or vanishes
+stops the upload saying which."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from urllib3.filepost import encode_multipart_formdata
+
+from imgburst.cli.multipart import MultipartFiles, UploadError
+
+NAMES = ["a.jpg", 'say "cheese"\r\n.png', "Ünïcødé 写真.webp", "empty.gif"]
+
+
+def make_files(folder: Path) -> list[Path]:
+    files = []
+    for i, name in enumerate(NAMES):
+        path = folder / name  # quotes and line breaks too: urllib3 percent-encodes them
+        path.write_bytes(bytes(range(256)) * 997 * i + b"z" * i)  # the last: 3 bytes
+        files.append(path)
+    return files
+
+
+def read_all(body: MultipartFiles, size: int) -> bytes:
+    out = bytearray()
+    while chunk := body.read(size):
+        out += chunk
+    return bytes(out)
+
+
+@pytest.mark.parametrize("size", [1, 4093, 16384, 1 << 20])
+def test_the_body_is_what_urllib3_encodes_and_as_long_as_declared(tmp_path, size):
+    files = make_files(tmp_path)
+    fields = {"recipe": '{"outputs": [{"name": "ü"}]}', "preset": "avatar"}
+    body = MultipartFiles(fields, files)
+    expected, content_type = encode_multipart_formdata(
+        list(fields.items()) + [("files", (p.name, p.read_bytes())) for p in files],
+        boundary=body.boundary)
+    seen: list[int] = []
+    body.on_read = seen.append
+    assert body.content_type == content_type
+    assert len(body) == len(expected)
+    assert read_all(body, size) == expected
+    assert sum(seen) == len(expected) and body.tell() == len(expected)
+
+
+def test_one_file_is_open_at_a_time(tmp_path):
+    files = [tmp_path / f"p{i}.jpg" for i in range(40)]
+    for path in files:
+        path.write_bytes(os.urandom(50_000))
+    body = MultipartFiles({}, files)
+    before = len(os.listdir("/proc/self/fd"))
+    most = 0
+    while body.read(8192):
+        most = max(most, len(os.listdir("/proc/self/fd")) - before)
+    assert most == 1
+    assert len(os.listdir("/proc/self/fd")) == before  # the last one closed too
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda p: p.write_bytes(b"short"), "got shorter while it was being uploaded"),
+    (lambda p: p.write_bytes(p.read_bytes() + b"more"), "grew while it was being uploaded"),
+    (lambda p: p.unlink(), "can't read"),
+])
+def test_a_file_changed_after_the_length_was_declared_stops_the_upload(tmp_path, change,
+                                                                       words):
+    files = make_files(tmp_path)
+    body = MultipartFiles({}, files)
+    change(files[2])
+    with pytest.raises(UploadError) as raised:
+        read_all(body, 65536)
+    assert words in raised.value.message and str(files[2]) in raised.value.message
