@@ -6,6 +6,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,15 @@ def test_keygen_prints_a_key_and_only_its_digest_as_the_entry():
     key = re.search(r"^key:\s+(\S+)$", result.stdout, re.M).group(1)
     entry = re.search(r"^entry:\s+(\S+)$", result.stdout, re.M).group(1)
     assert entry == f"sha256:{digest(key)}" and len(key) >= 40
+
+
+def test_api_on_a_taken_port_says_so_and_what_to_do(base_env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = imgburst("api", "--host", "127.0.0.1", "--port", str(port), env=base_env)
+    assert result.returncode == 2, result.stderr
+    assert f"Can't listen on 127.0.0.1:{port}" in result.stderr, result.stderr
+    assert "IMGBURST_PORT" in result.stderr and "Traceback" not in result.stderr
+    assert "imgburst API on" not in result.stderr  # said only once it listens

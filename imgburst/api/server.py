@@ -59,9 +59,10 @@ class ProblemChannel(HTTPChannel):
     error_task_class = ProblemErrorTask
 
 
-def serve(app: Any, host: str, port: int, threads: int, max_upload_mb: int) -> None:
-    """Serve `app` until interrupted: bodies up to IN_MEMORY_BODY_BYTES are held in memory
-    (api/uploads.py splits them in place), larger ones spill to a temporary file."""
+def create_server(app: Any, host: str, port: int, threads: int, max_upload_mb: int) -> Any:
+    """A bound server for `app` (call `.run()`); an OSError if the address can't be had.
+    Bodies up to IN_MEMORY_BODY_BYTES are held in memory (api/uploads.py splits them in
+    place), larger ones spill to a temporary file."""
     sockets: dict[int, Any] = {}
     server = waitress.create_server(
         app, map=sockets, host=host, port=port, threads=threads, ident="imgburst",
@@ -70,4 +71,4 @@ def serve(app: Any, host: str, port: int, threads: int, max_upload_mb: int) -> N
     for listener in sockets.values():  # one per address the host resolves to
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = ProblemChannel
-    server.run()
+    return server

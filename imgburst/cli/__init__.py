@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -37,6 +38,25 @@ def store_unreachable(settings: Settings, exc: Exception) -> SystemExit:
                   f"{reason}")
     console.print("Check the MYSQL_* variables (the binding secret) and that the server is "
                   "up; `imgburst mysql-check` tests them.")
+    return SystemExit(2)
+
+
+BIND_ADVICE = {
+    errno.EADDRINUSE: "something else listens there (another `imgburst up`?): stop it, or "
+                      "pick another port with --port or IMGBURST_PORT",
+    errno.EACCES: "ports below 1024 need privileges: pick another with --port or "
+                  "IMGBURST_PORT",
+    errno.EADDRNOTAVAIL: "that is not an address of this machine: check --host",
+}
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> SystemExit | None:
+    """A server socket that can't be bound: say why and what to do, exit 2 (None for any
+    other OSError, which is not the user's to fix)."""
+    advice = BIND_ADVICE.get(exc.errno or 0)
+    if advice is None:
+        return None
+    console.print(f"[red]Can't listen on {host}:{port}[/red]: {exc.strerror}; {advice}")
     return SystemExit(2)
 
 
@@ -88,7 +108,7 @@ def up(port: int | None, concurrency: int | None, versions: str | None, route: s
 def api(host: str, port: int | None, threads: int) -> None:
     """Serve the HTTP API and dashboard (waitress)."""
     from imgburst.api import create_app
-    from imgburst.api.server import serve
+    from imgburst.api.server import create_server
 
     setup_logging()
     settings = load_settings()
@@ -105,9 +125,16 @@ def api(host: str, port: int | None, threads: int) -> None:
     except SQLAlchemyError as exc:
         raise store_unreachable(settings, exc) from None
     port = port or settings.port
+    try:
+        server = create_server(app, host, port, threads, settings.max_upload_mb)
+    except OSError as exc:
+        stop = cannot_listen(host, port, exc)
+        if stop is None:
+            raise
+        raise stop from None
     console.print(f"imgburst API on http://{host}:{port} (store: {settings.describe_store()}; "
                   f"blobs: {settings.describe_blobs()})")
-    serve(app, host, port, threads, settings.max_upload_mb)
+    server.run()
 
 
 def default_worker_name(pool: str, settings: Settings) -> str:
