@@ -95,6 +95,7 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         preset = imgburst("submit", str(photos / "a.jpg"), "--preset", "avatar", "--wait",
                           env=env)
         assert preset.returncode == 0 and "1 succeeded" in preset.stderr, preset.stderr
+        assert ": 1 job queued" in preset.stderr, preset.stderr
         fetched = imgburst("fetch", preset.stdout.strip().splitlines()[-1], "--out",
                            str(tmp_path / "avatars"), env=env)
         assert fetched.returncode == 0, fetched.stderr

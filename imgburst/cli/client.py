@@ -184,8 +184,9 @@ def register(cli: click.Group) -> None:
             batch = client.json("POST", "/api/v1/batches", data=body, timeout=600,
                                 headers={"Content-Type": body.content_type})
         refused = batch["counts"]["failed"]
-        console.print(f"batch [bold]{batch['id']}[/bold]: {batch['jobs'] - refused} jobs queued"
-                      + (f", {refused} refused" if refused else ""))
+        queued = batch["jobs"] - refused
+        console.print(f"batch [bold]{batch['id']}[/bold]: {queued} job{'' if queued == 1 else 's'}"
+                      " queued" + (f", {refused} refused" if refused else ""))
         if not wait:
             click.echo(batch["id"])
             return
