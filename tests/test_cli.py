@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import requests
 from conftest import free_port, http_ok, wait_until
@@ -19,9 +20,10 @@ from imgburst.core.keys import digest
 from imgburst.core.synthetic import photo_bytes
 
 
-def imgburst(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+def imgburst(*args: str, env: dict[str, str], timeout: float = 120,
+             **popen: Any) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "imgburst.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, **popen)
 
 
 def descendants(pid: int) -> set[int]:
@@ -104,9 +106,8 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         many.mkdir()
         for i in range(60):
             (many / f"p{i:02d}.jpg").write_bytes(photo_bytes(i, 64, 48))
-        few_fds = subprocess.run(  # as on macOS (256): fewer open files allowed than sent
-            [sys.executable, "-m", "imgburst.cli", "submit", str(many)], env=env, text=True,
-            capture_output=True, timeout=120,
+        few_fds = imgburst(  # as on macOS (256): fewer open files allowed than sent
+            "submit", str(many), env=env,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)))
         assert few_fds.returncode == 0, few_fds.stderr
         assert "60 jobs queued" in few_fds.stderr, few_fds.stderr
