@@ -1,19 +1,36 @@
 """Small helpers shared by the tests: submitting through the Flask test client, waiting,
-reconciling after a fault, and a TCP gate that fakes a database outage."""
+reconciling after a fault, stopping `imgburst up` with Ctrl-C, and a TCP gate that fakes a
+database outage."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import signal
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 
 FINAL = {"succeeded", "failed", "partial", "cancelled"}
+
+
+def ctrl_c(up: subprocess.Popen, log: Path, timeout: float = 60) -> int:
+    """Stop `imgburst up` as Ctrl-C does and return its exit code; if it does not stop,
+    SIGTERM it (so no stack outlives the test) and fail with its log."""
+    up.send_signal(signal.SIGINT)
+    try:
+        return up.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        up.terminate()
+        up.wait(timeout=timeout)
+        raise AssertionError(f"imgburst up ignored Ctrl-C for {timeout:g} s:\n"
+                             f"{log.read_text(errors='replace')}") from None
 
 
 def submit(client: FlaskClient, files: list[tuple[str, bytes]],

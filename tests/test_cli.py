@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from conftest import free_port, http_ok, wait_until
+from helpers import ctrl_c
 from PIL import Image
 
 from imgburst.core.keys import digest
@@ -44,8 +45,11 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
            "IMGBURST_HOME": str(tmp_path / "var"), "IMGBURST_PORT": str(port)}
     log = (tmp_path / "up.log").open("w")
+    # started with SIGINT ignored, as a shell without job control starts `imgburst up &`:
+    # Ctrl-C (`kill -INT`) must stop it all the same
     up = subprocess.Popen([sys.executable, "-m", "imgburst.cli", "up", "--concurrency", "2"],
-                          env=env, stdout=log, stderr=subprocess.STDOUT)
+                          env=env, stdout=log, stderr=subprocess.STDOUT,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: http_ok(f"{url}/readyz") or up.poll() is not None, 90,
@@ -119,8 +123,7 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         children = descendants(up.pid)
         assert len(children) >= 3  # redis, api, worker (+ its pool)
     finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0, (tmp_path / "up.log").read_text()
+        assert ctrl_c(up, tmp_path / "up.log") == 0, (tmp_path / "up.log").read_text()
         log.close()
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
              and "zombie" not in Path(f"/proc/{pid}/status").read_text()]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import free_port, http_ok, wait_until
+from helpers import ctrl_c
 
 from imgburst.cli.router import RouteError, RouterServer, load_rules, serve_in_background
 from imgburst.cli.splits import parse_expect, shares, version_of, wilson
@@ -133,6 +133,5 @@ def test_up_with_two_versions_routes_by_header(base_env, tmp_path):
         assert requests.get(f"{url}/version", headers={"user": "yoichi"},
                             timeout=5).text.startswith("I am v2.222222222")
     finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0, (tmp_path / "up.log").read_text()
+        assert ctrl_c(up, tmp_path / "up.log") == 0, (tmp_path / "up.log").read_text()
         log.close()

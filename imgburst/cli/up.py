@@ -151,7 +151,11 @@ def dashboard_lines(url: str, key: str | None) -> list[str]:
 def run_stack(settings: Settings, port: int | None, concurrency: int | None,
               versions: tuple[str, ...] | None = None, route: str = "v1",
               no_auth: bool = False) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `docker stop` stop cleanly too
+    # `kill` and `docker stop` stop cleanly too; SIGINT is set as well, since a shell
+    # without job control starts `imgburst up &` with it ignored, and Python then leaves
+    # it so: Ctrl-C and `kill -INT` must still stop everything.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
     port = port or settings.port
     settings.home.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
