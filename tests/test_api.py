@@ -41,6 +41,16 @@ def bad_recipe_width():
         {"op": "resize", "width": 0}]}]})
 
 
+def raw_multipart(body, boundary="b"):
+    """A body as sent, for the malformed ones no HTTP client would build."""
+    params = f"; boundary={boundary}" if boundary else ""
+    return lambda c: c.post("/api/v1/batches", data=body,
+                            content_type=f"multipart/form-data{params}")
+
+
+WHOLE = (b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\n'
+         + JPEG + b"\r\n--b--\r\n")
+
 CASES = [
     ("no files", lambda c: post_multipart(c, {"recipe": "{}"}), 400, "files", "named 'files'"),
     ("recipe not json", lambda c: post_multipart(c, files(("a.jpg", JPEG)) | {"recipe": "{x"}),
@@ -52,6 +62,15 @@ CASES = [
      "at most 3"),
     ("too large", lambda c: post_multipart(c, files(("big.jpg", b"\xff\xd8\xff" + b"0" * 2**21))),
      413, None, "IMGBURST_MAX_UPLOAD_MB"),
+    ("upload cut short", raw_multipart(WHOLE[:len(WHOLE) // 2]), 400, "files",
+     "ended before its closing delimiter '--b--'"),
+    ("upload without boundary", raw_multipart(WHOLE, boundary=None), 400, "files",
+     "no boundary parameter"),
+    ("upload not of its boundary", raw_multipart(WHOLE, boundary="other"), 400, "files",
+     "no line '--other'"),
+    ("upload part without disposition", raw_multipart(
+        b"--b\r\nContent-Type: image/jpeg\r\n\r\n" + JPEG + b"\r\n--b--\r\n"), 400, "files",
+     "has no Content-Disposition"),
     ("wrong content type", lambda c: c.post("/api/v1/batches", data="x",
                                             content_type="text/plain"), 415, None, "multipart"),
     ("json not object", lambda c: c.post("/api/v1/batches", data="[1",

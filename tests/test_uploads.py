@@ -20,6 +20,7 @@ from werkzeug.formparser import FormDataParser, default_stream_factory
 from werkzeug.http import parse_options_header
 from werkzeug.test import EnvironBuilder
 
+from imgburst.api.errors import Problem
 from imgburst.api.uploads import (
     MAX_HEADER_BYTES,
     BodyPart,
@@ -35,10 +36,15 @@ NAMES = st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["files", "rec
 
 
 def parse(parser: FormDataParser, body: bytes, boundary: str) -> object:
-    """What a parser makes of a body: its fields and files, or the error it raised."""
+    """What a parser makes of a body: its fields and files, or the error it raised (a body
+    Werkzeug can't read, its ValueError, is our 400 "Malformed upload")."""
     try:
         _, form, files = parser.parse(io.BytesIO(body), "multipart/form-data", len(body),
                                       {"boundary": boundary})
+    except Problem as exc:
+        return "malformed" if exc.title == "Malformed upload" else (exc.status, exc.title)
+    except ValueError:
+        return "malformed"
     except Exception as exc:  # both must fail alike
         return type(exc).__name__
     return (list(form.items(multi=True)),
@@ -50,7 +56,7 @@ def parsers(body: bytes, max_parts: int | None) -> tuple[FormDataParser, Splitti
     options = {"stream_factory": default_stream_factory, "max_form_memory_size": 500_000,
                "max_form_parts": max_parts, "cls": MultiDict}
     counter = iter(range(10_000))
-    return (FormDataParser(**options),
+    return (FormDataParser(silent=False, **options),
             SplittingParser(body, lambda: next(counter), 1 << 30, **options))
 
 

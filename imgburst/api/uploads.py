@@ -45,6 +45,26 @@ def _too_large(index: int, filename: str, limit: int) -> Problem:
                    field=f"files[{index}]")
 
 
+def _malformed(exc: ValueError, boundary: bytes) -> Problem:
+    """Why Werkzeug could not read a multipart body, said so the sender knows what to fix:
+    left to Werkzeug, the form would be empty and the answer a puzzling "No images"."""
+    reason = str(exc)
+    shown = boundary[:70].decode("ascii", "replace")
+    if not boundary:
+        detail = ("the Content-Type multipart/form-data has no boundary parameter (or one "
+                  "that is not ASCII); let the HTTP client build the multipart body")
+    elif "Content-Disposition" in reason:
+        detail = ("a part has no Content-Disposition header; each image part needs "
+                  "'Content-Disposition: form-data; name=\"files\"; filename=\"...\"'")
+    elif "PREAMBLE" in reason:
+        detail = (f"the body holds no part: no line '--{shown}' (the Content-Type's "
+                  "boundary) was found")
+    else:
+        detail = (f"the body ended before its closing delimiter '--{shown}--': the upload "
+                  "was cut short; nothing was stored, send it again")
+    return Problem(400, "Malformed upload", detail, field="files")
+
+
 class _Limited:
     """A part's buffer that refuses the part once it passes `limit` bytes, while the body
     is still being parsed: an oversized image stops the upload there, not after it."""
@@ -203,7 +223,10 @@ class SplittingParser(FormDataParser):
         body = self.body
         parts = split_parts(body, boundary, self.max_form_parts) if body is not None else None
         if body is None or parts is None:
-            return super()._parse_multipart(stream, mimetype, content_length, options)
+            try:
+                return super()._parse_multipart(stream, mimetype, content_length, options)
+            except ValueError as exc:
+                raise _malformed(exc, boundary) from None
         view = memoryview(body)
         charset = MultiPartParser(self.stream_factory).get_part_charset
         fields, files = [], []
