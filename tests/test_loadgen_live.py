@@ -30,7 +30,9 @@ def test_loadgen_spike_report_matches_the_store(base_env, start_worker, start_se
          "--wait", "90", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr
-    assert "imgburst load report" in run.stderr
+    lines = [line.strip() for line in run.stderr.splitlines()]
+    assert "imgburst load report" in lines, run.stderr  # its own line, after the live panel
+    assert any(line.startswith("batches done") for line in lines), run.stderr
     report = json.loads((out / "report.json").read_text())
 
     counts = report["counts"]

@@ -156,6 +156,8 @@ def register(cli: click.Group) -> None:
                               max_in_flight=max_in_flight, wait_s=wait_s, clients=clients))
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             result = run.run(lambda r, phase: live.update(live_view(r, phase)))
+        if not console.is_terminal:  # rich ends the last frame's line only on a terminal
+            console.line()
         options = {"url": url, "shape": "closed" if clients else kind, "clients": clients,
                    "duration_s": shape.duration, "peak": shape.peak,
                    "batch_size": batch_size, "mix": None if image_dir else mix,
