@@ -60,11 +60,17 @@ def cannot_listen(host: str, port: int, exc: OSError) -> SystemExit | None:
     return SystemExit(2)
 
 
+ALEMBIC_PREAMBLE = ("Context impl ", "Will assume ")
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Alembic lists each of its plugins at INFO on every start: seven lines that say
-    # nothing about this service. Its migration lines ("Running upgrade ...") stay.
+    # Alembic lists each of its plugins, its dialect and its DDL mode at INFO on every
+    # start of every process: lines that say nothing about this service. Its migration
+    # lines ("Running upgrade ...") stay.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").addFilter(
+        lambda record: not record.getMessage().startswith(ALEMBIC_PREAMBLE))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
