@@ -73,6 +73,12 @@ def oriented(orientation: int) -> bytes:
     return photo_bytes(orientation, 320, 240, "JPEG", exif_orientation=orientation)
 
 
+def mpo() -> bytes:
+    """A multi-picture JPEG (a stereo camera's): JPEG's opener hands it over as MPO."""
+    left, right = Image.new("RGB", (64, 48), (250, 0, 0)), Image.new("RGB", (64, 48), (0, 0, 250))
+    return _save(left, "MPO", save_all=True, append_images=[right])
+
+
 def adobe_rgb_jpeg() -> bytes:
     """A JPEG tagged with a non-sRGB (Lab-based) profile, to exercise the conversion."""
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
@@ -85,6 +91,7 @@ BAD: list[tuple[str, Callable[[], bytes], str]] = [
     ("notes.jpg", lambda: b"just some text, not an image\n" * 4, "not a known image"),
     ("page.png", lambda: b"<!DOCTYPE html><html><body>hi</body></html>", "HTML is not accepted"),
     ("truncated.jpg", lambda: photo_bytes(3, 640, 480)[:6000], "truncated or corrupt"),
+    ("header.jpg", lambda: b"\xff\xd8\xff" + b"x" * 100, "corrupt JPEG"),
     ("crc.png", png_broken_crc, "corrupt"),
     ("bomb.png", png_bomb, "30000x30000 is 900.0 MP, above the 50 MP limit"),
     ("frames.gif", lambda: gif_frames(200), "too many frames"),
@@ -104,6 +111,7 @@ GOOD: list[tuple[str, Callable[[], bytes]]] = [
     ("grey-alpha.png", la_png),
     ("few-frames.gif", lambda: gif_frames(5)),
     ("profiled.jpg", adobe_rgb_jpeg),
+    ("stereo.mpo", mpo),
     ("photo.avif", lambda: _save(Image.open(io.BytesIO(photo_bytes(12, 320, 240))), "AVIF")),
     ("photo.tiff", lambda: photo_bytes(13, 320, 240, "TIFF")),
     *[(f"orient-{n}.jpg", lambda n=n: oriented(n)) for n in range(1, 9)],

@@ -24,8 +24,11 @@ from imgburst.core.recipes import Crop, OutputSpec, Recipe, Resize, Rotate
 from imgburst.worker.imaging.errors import ImageError, Limits
 from imgburst.worker.imaging.geometry import resize_plan
 
-PLUGINS = {  # our format name -> the Pillow plugins allowed to open it
-    "jpeg": ["JPEG", "MPO"], "png": ["PNG"], "webp": ["WEBP"], "gif": ["GIF"],
+# Our format name -> the Pillow plugins allowed to open it. JPEG's opener also opens MPO
+# (multi-picture JPEG: Pillow registers no opener of its own for it, so naming "MPO" here
+# would turn a corrupt JPEG header into a KeyError instead of "corrupt JPEG").
+PLUGINS = {
+    "jpeg": ["JPEG"], "png": ["PNG"], "webp": ["WEBP"], "gif": ["GIF"],
     "tiff": ["TIFF"], "bmp": ["BMP"], "avif": ["AVIF"], "heif": ["HEIF"],
 }
 ORIENT = {
