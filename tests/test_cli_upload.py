@@ -1,6 +1,6 @@
-"""`imgburst submit`'s upload body: the bytes `requests` would send, streamed from the
-files one at a time, its length declared up front; a file that changes or vanishes
-stops the upload saying which."""
+"""`imgburst submit`'s upload: the files it picks from a folder; its body, the bytes
+`requests` would send, streamed from the files one at a time, its length declared up
+front; a file that changes or vanishes stops the upload saying which."""
 
 from __future__ import annotations
 
@@ -10,10 +10,37 @@ from pathlib import Path
 import pytest
 from urllib3.filepost import encode_multipart_formdata
 
+from imgburst.cli.client import collect_files
+from imgburst.cli.loadgen.workload import Workload, WorkloadError
 from imgburst.cli.multipart import MultipartFiles, UploadError
 
 SIZES = {"a.jpg": 255_233, 'say "cheese"\r\n.png': 510_465, "Ünïcødé 写真.webp": 3,
          "empty.gif": 0}  # quotes and line breaks too: urllib3 percent-encodes them
+
+
+def test_a_folder_gives_its_images_by_suffix_in_any_case_and_skips_hidden_ones(tmp_path):
+    names = ["b.JPG", "a.heic", "IMG_0002.jpeg", "scan.TIFF", "sub/c.avif", "sub/d.png",
+             "notes.txt", "raw.cr2", ".hidden.jpg", "._b.JPG", ".git/logo.png",
+             "sub/.thumbnails/c.png", "folder.jpg/inside.webp"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if name != "folder.jpg/inside.webp":
+            (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "folder.jpg" / "inside.webp").write_bytes(b"x")
+    picked = [p.relative_to(tmp_path).as_posix() for p in collect_files((tmp_path,))]
+    assert picked == ["IMG_0002.jpeg", "a.heic", "b.JPG", "folder.jpg/inside.webp",
+                      "scan.TIFF", "sub/c.avif", "sub/d.png"]
+    named = tmp_path / "notes.txt"  # a file named on the command line is sent as named
+    assert collect_files((named, tmp_path / "sub")) == [named, tmp_path / "sub/c.avif",
+                                                         tmp_path / "sub/d.png"]
+    hidden = tmp_path / ".git"  # a hidden folder named on purpose is read
+    assert collect_files((hidden,)) == [hidden / "logo.png"]
+    assert len(Workload.from_directory(tmp_path).images) == len(picked)  # loadgen's too
+    forks = tmp_path / "forks"
+    forks.mkdir()
+    (forks / "._b.JPG").write_bytes(b"x")
+    with pytest.raises(WorkloadError, match="hidden files are skipped"):
+        Workload.from_directory(forks)
 
 
 def make_files(folder: Path) -> list[Path]:

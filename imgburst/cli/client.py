@@ -20,7 +20,9 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
+# What a folder's images are called; the service itself goes by their magic bytes.
+IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", ".jpg", ".mpo",
+                  ".png", ".tif", ".tiff", ".webp")
 FINAL = {"succeeded", "failed", "partial", "cancelled"}
 
 
@@ -86,15 +88,20 @@ class Client:
                 return
 
 
+def images_under(folder: Path) -> list[Path]:
+    """Image files (by suffix, in any case) under `folder`, in path order. Hidden files and
+    folders are left out: `.git`, `.thumbnails`, and the `._IMG_0001.jpg` resource forks
+    macOS leaves on shared drives, which are no images at all."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def collect_files(paths: tuple[Path, ...]) -> list[Path]:
-    """Files named directly, plus image files (by suffix) found under named folders."""
+    """Files named directly, plus the image files under named folders."""
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            files.append(path)
+        files.extend(images_under(path) if path.is_dir() else [path])
     return files
 
 
@@ -161,7 +168,8 @@ def register(cli: click.Group) -> None:
         client = client_for(url, api_key)
         files = collect_files(paths)
         if not files:
-            raise click.UsageError("no image files found in the given paths")
+            raise click.UsageError(f"no image files in the given folders (looked for "
+                                   f"{' '.join(IMAGE_SUFFIXES)}; hidden files are skipped)")
         data: dict[str, str] = {}
         if recipe_file is not None:
             try:

@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgburst.cli.client import IMAGE_SUFFIXES, images_under
 from imgburst.core.synthetic import photo_bytes
 
 FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 VARIANTS = 6  # distinct photos per mix entry
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".avif"}
 
 
 class WorkloadError(ValueError):
@@ -79,11 +79,10 @@ class Workload:
 
     @classmethod
     def from_directory(cls, directory: Path, seed: int = 0) -> Workload:
-        files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                       and p.is_file())
+        files = images_under(directory)
         if not files:
-            raise WorkloadError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under "
-                                f"{directory}")
+            raise WorkloadError(f"no images ({' '.join(IMAGE_SUFFIXES)}; hidden files are "
+                                f"skipped) under {directory}")
         return cls([(p.name, p) for p in files], [1.0] * len(files), seed)
 
     def batch(self, size: int) -> list[tuple[str, bytes]]:
