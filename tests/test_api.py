@@ -71,6 +71,11 @@ CASES = [
     ("upload part without disposition", raw_multipart(
         b"--b\r\nContent-Type: image/jpeg\r\n\r\n" + JPEG + b"\r\n--b--\r\n"), 400, "files",
      "has no Content-Disposition"),
+    ("misspelt recipe part", lambda c: post_multipart(
+        c, files(("a.jpg", JPEG)) | {"recipie": "{}"}), 400, "recipie",
+     "'recipie' is not a part this request takes (known: files, recipe, preset)"),
+    ("file for files", lambda c: post_multipart(c, {"file": (io.BytesIO(JPEG), "a.jpg")}),
+     400, "file", "known: files"),
     ("wrong content type", lambda c: c.post("/api/v1/batches", data="x",
                                             content_type="text/plain"), 415, None, "multipart"),
     ("json not object", lambda c: c.post("/api/v1/batches", data="[1",

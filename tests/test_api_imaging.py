@@ -140,6 +140,11 @@ def test_preview_without_a_worker_says_what_to_do(base_env, monkeypatch):
         "file": (io.BytesIO(photo_bytes(1, 100, 80)), "a.jpg")},
         content_type="multipart/form-data")
     assert response.status_code == 504 and "imgburst worker" in response.get_json()["detail"]
+    batch_like = client.post("/api/v1/preview", data={  # `files`, as a batch takes it
+        "files": (io.BytesIO(photo_bytes(1, 100, 80)), "a.jpg")},
+        content_type="multipart/form-data")
+    assert batch_like.status_code == 400 and batch_like.get_json()["field"] == "files"
+    assert "(known: file, recipe, preset, output)" in batch_like.get_json()["detail"]
 
 
 def test_per_image_size_limit_is_413_naming_the_file(base_env):

@@ -19,7 +19,7 @@ from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
-from imgburst.api.uploads import BodyPart
+from imgburst.api.uploads import BodyPart, refuse_unknown_parts
 from imgburst.api.views import batch_json, job_json, page_args
 from imgburst.core.blobs import BlobError, BlobNotFound, display_name, input_path
 from imgburst.core.celery_app import enqueue_jobs
@@ -111,6 +111,7 @@ def create_batch() -> Response:
     svc.submissions.hit(auth.current())
     batch_id = new_id()
     if request.mimetype == "multipart/form-data":
+        refuse_unknown_parts(("files", "recipe", "preset"))
         files = [f for f in request.files.getlist("files") if f]
         if not files:
             raise Problem(400, "No images", "send one or more images as multipart parts "

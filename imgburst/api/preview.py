@@ -16,6 +16,7 @@ from flask import Blueprint, Response, request
 from imgburst.api.errors import Problem
 from imgburst.api.recipe_args import recipe_from_form
 from imgburst.api.services import services
+from imgburst.api.uploads import refuse_unknown_parts
 from imgburst.core.celery_app import request_preview
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.recipes import MEDIA_TYPES
@@ -32,6 +33,7 @@ def preview() -> Response:
     if request.mimetype != "multipart/form-data":
         raise Problem(415, "Unsupported media type", "send multipart/form-data with one "
                       "'file' part and an optional 'recipe' (JSON) or 'preset'")
+    refuse_unknown_parts(("file", "recipe", "preset", "output"))
     upload = request.files.get("file")
     if upload is None:
         raise Problem(400, "No image", "send the image as a multipart part named 'file'",

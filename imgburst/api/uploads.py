@@ -20,7 +20,7 @@ from io import BytesIO
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
-from flask import Request
+from flask import Request, request
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
@@ -43,6 +43,15 @@ def _too_large(index: int, filename: str, limit: int) -> Problem:
     return Problem(413, "Image too large", f"files[{index}] ({filename}) is larger than "
                    f"{limit >> 20} MB (IMGBURST_MAX_FILE_MB); nothing was stored",
                    field=f"files[{index}]")
+
+
+def refuse_unknown_parts(known: tuple[str, ...]) -> None:
+    """Refuse a part the route does not read, as unknown JSON fields are refused: ignored,
+    a misspelt `recipe` part would have a whole batch made with the default recipe."""
+    unknown = sorted({str(name) for name in (*request.form, *request.files)} - set(known))
+    if unknown:
+        raise Problem(400, "Unknown part", f"{unknown[0]!r} is not a part this request takes "
+                      f"(known: {', '.join(known)})", field=unknown[0])
 
 
 def _malformed(exc: ValueError, boundary: bytes) -> Problem:
