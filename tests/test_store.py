@@ -127,6 +127,28 @@ def test_cancel_only_touches_queued_jobs(store):
     assert store.get_batch(batch_id)["status"] == "cancelled"
 
 
+def test_a_cancel_after_every_job_started_changes_nothing(store):
+    batch_id, (a, b) = make_batch(store)
+    store.start_job(a, "w")
+    store.finish_job(a, OUT)
+    store.start_job(b, "w")
+    assert store.cancel_batch(batch_id) == 0  # b runs on
+    store.finish_job(b, OUT)
+    assert store.get_batch(batch_id)["status"] == "succeeded"
+    assert store.cancel_batch(batch_id) == 0  # and once finished, it stays so
+    batch = store.get_batch(batch_id)
+    assert batch["status"] == "succeeded" and batch["cancelled_at"] is None
+
+
+def test_a_repeated_cancel_keeps_the_first_time(store):
+    batch_id, (a, _) = make_batch(store)
+    store.start_job(a, "w")
+    assert store.cancel_batch(batch_id) == 1
+    first = store.get_batch(batch_id)["cancelled_at"]
+    assert first is not None and store.cancel_batch(batch_id) == 0
+    assert store.get_batch(batch_id)["cancelled_at"] == first
+
+
 def test_refused_inputs_are_recorded_failed(store):
     batch_id, ids = make_batch(store, n=1, refused=1)
     assert store.get_job(ids[1])["status"] == "failed"

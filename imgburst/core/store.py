@@ -328,14 +328,22 @@ class JobStore:
                                              "reason": error[:4000]}).rowcount)
 
     def cancel_batch(self, batch_id: str) -> int:
-        """Cancel the batch's jobs that have not started; returns how many were cancelled."""
+        """Cancel the batch's jobs that have not started; returns how many were cancelled.
+
+        Only a cancel that stopped a job marks the batch cancelled (at its first such
+        time): one that comes after every job has started leaves the batch to end as its
+        jobs do, never turning a finished `succeeded` into `cancelled`."""
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(update(Batch).where(Batch.id == batch_id).values(cancelled_at=now))
-            return conn.execute(
+            cancelled = conn.execute(
                 update(Job).where(Job.batch_id == batch_id, Job.status == "queued")
                 .values(status="cancelled", finished_at=now)
             ).rowcount
+            if cancelled:
+                conn.execute(update(Batch).where(Batch.id == batch_id,
+                                                 Batch.cancelled_at.is_(None))
+                             .values(cancelled_at=now))
+            return cancelled
 
     # -- reads --------------------------------------------------------------------------
 
