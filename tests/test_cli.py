@@ -107,6 +107,15 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
                            str(tmp_path / "avatars"), env=env)
         assert fetched.returncode == 0, fetched.stderr
         assert Image.open(tmp_path / "avatars" / "avatar-2x" / "a.webp").size == (256, 256)
+        (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"x" * 100)
+        mixed = imgburst("submit", str(photos / "a.jpg"), str(tmp_path / "broken.jpg"),
+                         "--wait", env=env)
+        assert mixed.returncode == 1 and "partial: 1 succeeded, 1 failed" in mixed.stderr
+        assert "broken.jpg: corrupt JPEG" in mixed.stderr, mixed.stderr
+        partial = imgburst("fetch", mixed.stdout.strip().splitlines()[-1], "--out",
+                           str(tmp_path / "partial"), env=env)
+        assert partial.returncode == 0 and "wrote 2 files" in partial.stderr, partial.stderr
+        assert "no outputs from 1 job (1 failed)" in partial.stderr, partial.stderr
         many = tmp_path / "many"
         many.mkdir()
         for i in range(60):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,8 @@ def register(cli: click.Group) -> None:
     def fetch(batch_id: str, out_dir: Path, url: str | None, api_key: str | None) -> None:
         """Download every output of a batch."""
         client = client_for(url, api_key)
-        jobs = [j for j in client.jobs(batch_id) if j["outputs"]]
+        every = list(client.jobs(batch_id))
+        jobs = [j for j in every if j["outputs"]]
         total = sum(len(j["outputs"]) for j in jobs)
         if not total:
             raise ApiError(f"batch {batch_id} has no outputs yet (imgburst status {batch_id})")
@@ -275,3 +277,9 @@ def register(cli: click.Group) -> None:
                     written.add(target)
                     progress.advance(task)
         console.print(f"wrote {len(written)} files under {out_dir}")
+        missing = Counter(j["status"] for j in every if not j["outputs"])
+        if missing:  # failed, cancelled or not done yet: say so, not just what was written
+            count = sum(missing.values())
+            said = ", ".join(f"{n} {status}" for status, n in sorted(missing.items()))
+            console.print(f"[yellow]no outputs from {count} job{'s' if count > 1 else ''} "
+                          f"({said})[/yellow]: imgburst status {batch_id}")
