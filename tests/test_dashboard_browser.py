@@ -8,6 +8,7 @@ one-time link, as `imgburst up` prints one. Screenshots land in `test-artifacts/
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -104,6 +105,15 @@ def test_dashboard_shows_a_burst_live(live_stack):
         assert max(s["burst"] + s["pending"] for s in samples) > 0, "no burst worker shown"
         assert any("+" in e and "burst" in e for e in samples[-1]["events"]), samples[-1]
         assert page.locator("#chart-workers g.marker title").count() > 0  # marked on the axis
+        for chart in ("#chart-work", "#chart-workers"):  # a scale to read the counts by
+            ticks = page.eval_on_selector_all(f"{chart} + .scale .tick",
+                                              "ts => ts.map(t => t.textContent)")
+            top = int(page.eval_on_selector(chart, "svg => svg.dataset.max"))
+            assert ticks and all(t.isdigit() and 0 < int(t) < top for t in ticks), (ticks, top)
+            assert [int(t) for t in ticks] == sorted({int(t) for t in ticks})
+            assert page.locator(f"{chart} line.grid").count() == len(ticks)
+            window = page.text_content(f"{chart} + .scale .window")
+            assert re.fullmatch(r"last \d+ (s|min)", window), window
 
         wait_js(page, """[...document.querySelectorAll('#gallery img')]
             .some(img => img.complete && img.naturalWidth > 0)""", timeout=10)  # signed URLs

@@ -86,9 +86,19 @@
     max = Math.ceil(max * 1.1);
     const y = (v) => H - (v / max) * (H - TOP);
     svg.replaceChildren();
-    for (const f of [0.25, 0.5, 0.75]) {
-      svg.appendChild(node("line", { class: "grid", x1: 0, x2: W, y1: y(max * f), y2: y(max * f) }));
+    // Grid lines at whole counts (jobs, workers), each labelled, and the window's length:
+    // the labels are HTML over the plot, since the SVG is stretched to the panel's width.
+    const step = Math.max(1, Math.ceil(max / 4));
+    const labels = [];
+    for (let v = step; v < max; v += step) {
+      svg.appendChild(node("line", { class: "grid", x1: 0, x2: W, y1: y(v), y2: y(v) }));
+      const label = node("span", { class: "tick" }, v);
+      label.style.top = `${((100 * y(v)) / H).toFixed(1)}%`;
+      labels.push(label);
     }
+    labels.push(node("span", { class: "window" },
+      span >= 120 ? `last ${Math.round(span / 60)} min` : `last ${Math.round(span)} s`));
+    svg.parentElement.querySelector(".scale").replaceChildren(...labels);
     if (points.length) {
       const below = points.map(() => 0);
       for (const layer of layers) {
