@@ -133,6 +133,10 @@ def test_dashboard_shows_a_burst_live(live_stack):
                       ".includes('Login link used or expired')")  # nothing private is shown
         wait_js(dark, "document.getElementById('live').textContent === 'API key needed'")
         assert dark.locator("#batches tr.batch").count() == 0
+        assert dark.locator("#batches td.empty").count() == 1
+        clipped = dark.evaluate("""(() => { const panel = document.querySelector('#batches')
+            .closest('.panel'); return panel.scrollWidth - panel.clientWidth; })()""")
+        assert clipped <= 0, f"the empty batches note runs {clipped}px past its panel"
         assert dark.locator("#gallery img").count() == 0
         background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
         light = page.evaluate("getComputedStyle(document.body).backgroundColor")
