@@ -200,6 +200,16 @@ def test_keygen_prints_a_key_and_only_its_digest_as_the_entry():
     assert entry == f"sha256:{digest(key)}" and len(key) >= 40
 
 
+def test_services_without_redis_say_what_to_set(tmp_path):
+    env = {"PATH": os.environ["PATH"], "IMGBURST_HOME": str(tmp_path), "IMGBURST_AUTH": "off"}
+    for command, why in (("api", "the API queues"), ("worker", "the worker takes"),
+                         ("scaler", "the scaler reads")):
+        result = imgburst(command, env=env)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "REDIS_URL is not set" in result.stderr and why in result.stderr, result.stderr
+        assert "imgburst up" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_api_on_a_taken_port_says_so_and_what_to_do(base_env):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -41,6 +41,15 @@ def store_unreachable(settings: Settings, exc: Exception) -> SystemExit:
     return SystemExit(2)
 
 
+def require_redis(settings: Settings, why: str) -> None:
+    """Stop, saying what to do, when REDIS_URL is unset: only `imgburst up` embeds a Redis."""
+    if settings.redis_url is None:
+        console.print(f"[red]REDIS_URL is not set[/red]: {why}. Set it (e.g. "
+                      "redis://127.0.0.1:6379/0), or run `imgburst up`, which starts an "
+                      "embedded Redis and sets it for you.")
+        raise SystemExit(2)
+
+
 BIND_ADVICE = {
     errno.EADDRINUSE: "something else listens there (another `imgburst up`?): stop it, or "
                       "pick another port with --port or IMGBURST_PORT",
@@ -118,6 +127,7 @@ def api(host: str, port: int | None, threads: int) -> None:
 
     setup_logging()
     settings = load_settings()
+    require_redis(settings, "the API queues each job there")
     from imgburst.core.heap import keep_freed_heap
 
     keep_freed_heap(API_HEAP_RETAIN_MB)  # each upload's body reuses the last one's memory
@@ -169,6 +179,7 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str,
     from imgburst.worker.tasks import create_worker_app
 
     settings = load_settings()
+    require_redis(settings, "the worker takes its jobs from there")
     if pool == "base":  # burst workers join a running system: they start faster without
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -218,10 +229,7 @@ def scaler() -> None:
 
     setup_logging()
     settings = load_settings()
-    if settings.redis_url is None:
-        console.print("[red]REDIS_URL is not set[/red]: the scaler reads the queue there "
-                      "(`imgburst up` sets it for you).")
-        raise SystemExit(2)
+    require_redis(settings, "the scaler reads the queue there")
     try:
         backend = backend_from_settings(settings, dict(os.environ))
     except BackendConfigError as exc:
