@@ -95,6 +95,10 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert "succeeded: 2 succeeded, 0 failed" in result.stderr
         status = imgburst("status", batch_id, env=env)
         assert status.returncode == 0 and "succeeded" in status.stderr
+        wrong = imgburst("status", env=env | {"IMGBURST_API_KEY": "ib_not-this-one"})
+        assert wrong.returncode == 1 and "refused the key" in wrong.stderr, wrong.stderr
+        keyless = imgburst("status", env=env | {"IMGBURST_HOME": str(tmp_path / "elsewhere")})
+        assert keyless.returncode == 1 and "wants a key" in keyless.stderr, keyless.stderr
         fetch = imgburst("fetch", batch_id, "--out", str(tmp_path / "out"), env=env)
         assert fetch.returncode == 0, fetch.stderr
         assert Image.open(tmp_path / "out" / "thumb" / "a.webp").size == (256, 192)

@@ -56,9 +56,13 @@ class Client:
                            "running? (or pass --url / set IMGBURST_URL)") from None
         except requests.Timeout:
             raise ApiError(f"the API at {self.url} did not answer in time") from None
-        if response.status_code == 401:
+        if response.status_code == 401 and not self.auth:
             raise ApiError("the API wants a key: pass --api-key or set IMGBURST_API_KEY "
                            "(`imgburst up` makes one and keeps it in $IMGBURST_HOME/api-key)")
+        if response.status_code == 401:
+            raise ApiError("the API refused the key (--api-key, IMGBURST_API_KEY or "
+                           "$IMGBURST_HOME/api-key, in that order): check it is the right "
+                           "one for this API, or `imgburst keygen` and configure a new one")
         if response.status_code >= 400:
             try:
                 problem = response.json()
