@@ -95,6 +95,8 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert "succeeded: 2 succeeded, 0 failed" in result.stderr
         status = imgburst("status", batch_id, env=env)
         assert status.returncode == 0 and "succeeded" in status.stderr
+        assert "medium 1024x768" in status.stderr  # an output whole on its line at 80 columns
+        assert max(map(len, status.stderr.splitlines())) <= 80, status.stderr
         wrong = imgburst("status", env=env | {"IMGBURST_API_KEY": "ib_not-this-one"})
         assert wrong.returncode == 1 and "refused the key" in wrong.stderr, wrong.stderr
         keyless = imgburst("status", env=env | {"IMGBURST_HOME": str(tmp_path / "elsewhere")})

@@ -236,11 +236,14 @@ def register(cli: click.Group) -> None:
         c = batch["counts"]
         console.print(f"batch [bold]{batch['id']}[/bold] {batch['status']}: "
                       + ", ".join(f"{n} {s}" for s, n in c.items() if n))
-        table = Table("job", "input", "status", "attempts", "worker", "outputs / error")
+        # Job ids cut as the dashboard cuts them, one output per line, a narrow "tries":
+        # the outputs and the error get the room at 80 columns.
+        table = Table("job", "input", "status", Column("tries", justify="right"), "worker",
+                      "outputs / error")
         for job in client.jobs(batch_id):
-            detail = job["error"] or " ".join(
+            detail = job["error"] or "\n".join(
                 f"{o['name']} {o['width']}x{o['height']}" for o in job["outputs"])
-            table.add_row(job["id"][:12], job["input"], job["status"], str(job["attempts"]),
+            table.add_row(job["id"][:8], job["input"], job["status"], str(job["attempts"]),
                           job["worker"] or "", detail)
         console.print(table)
 
