@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
 from imgburst.api import auth
-from imgburst.api.errors import Problem
+from imgburst.api.errors import Problem, refuse_unknown
 from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
 from imgburst.api.uploads import BodyPart, refuse_unknown_parts
@@ -65,11 +65,7 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
                       "prefix", field="source")
     container = source.get("container", svc.blobs.container)
     prefix = source.get("prefix", "")
-    unknown = set(source) - {"container", "prefix"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise Problem(400, "Invalid source", f"source.{key} is not a known parameter "
-                      "(known: container, prefix)", field=f"source.{key}")
+    refuse_unknown(source, ("container", "prefix"), "parameter", prefix="source.")
     if not isinstance(container, str) or not CONTAINER_RE.match(container):
         raise Problem(400, "Invalid source", "source.container must be an Azure container name "
                       "(3-63 lowercase letters, digits, single dashes)", field="source.container")
@@ -124,11 +120,7 @@ def create_batch() -> Response:
         if not isinstance(body, dict):
             raise Problem(400, "Invalid body", "the body must be a JSON object with 'source' "
                           "(and optionally 'recipe')")
-        unknown = set(body) - {"source", "recipe", "preset"}
-        if unknown:
-            key = sorted(unknown)[0]
-            raise Problem(400, "Invalid body", f"{key} is not a known field (known: source, "
-                          "recipe, preset)", field=key)
+        refuse_unknown(body, ("source", "recipe", "preset"))
         if "source" not in body:
             raise Problem(400, "Invalid body", "source is required: {\"container\": ..., "
                           "\"prefix\": ...}", field="source")

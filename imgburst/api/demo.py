@@ -14,7 +14,7 @@ from flask import Blueprint, Response, request
 
 from imgburst.api import auth
 from imgburst.api.batches import accept_batch, admit, store_input
-from imgburst.api.errors import Problem
+from imgburst.api.errors import Problem, refuse_unknown
 from imgburst.api.recipe_args import recipe_from
 from imgburst.api.services import services
 from imgburst.core.blobs import BlobError
@@ -39,6 +39,7 @@ def spike() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Problem(400, "Invalid body", "send JSON: {\"images\": 100, \"size\": \"2MP\"}")
+    refuse_unknown(body, ("images", "size", "recipe", "preset"))
     count = body.get("images", 100)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_IMAGES:
         raise Problem(400, "Invalid spike", f"images must be 1..{MAX_IMAGES}", field="images")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -24,6 +25,17 @@ class Problem(Exception):
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+
+
+def refuse_unknown(given: Iterable[Any], known: tuple[str, ...], what: str = "field",
+                   prefix: str = "") -> None:
+    """Refuse a field, parameter or part the route does not take: ignored, a misspelt one
+    (`recipie`, `imgaes`) would quietly become its default."""
+    unknown = sorted({str(name) for name in given} - set(known))
+    if unknown:
+        name = f"{prefix}{unknown[0]}"
+        raise Problem(400, f"Unknown {what}", f"{name} is not a known {what} (known: "
+                      f"{', '.join(known)})", field=name)
 
 
 def problem_body(status: int, title: str, detail: str,

@@ -26,7 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_options_header
 
-from imgburst.api.errors import Problem
+from imgburst.api.errors import Problem, refuse_unknown
 from imgburst.api.services import services
 from imgburst.core.settings import Settings
 
@@ -46,12 +46,8 @@ def _too_large(index: int, filename: str, limit: int) -> Problem:
 
 
 def refuse_unknown_parts(known: tuple[str, ...]) -> None:
-    """Refuse a part the route does not read, as unknown JSON fields are refused: ignored,
-    a misspelt `recipe` part would have a whole batch made with the default recipe."""
-    unknown = sorted({str(name) for name in (*request.form, *request.files)} - set(known))
-    if unknown:
-        raise Problem(400, "Unknown part", f"{unknown[0]!r} is not a part this request takes "
-                      f"(known: {', '.join(known)})", field=unknown[0])
+    """A multipart request's parts, checked as a JSON body's fields are."""
+    refuse_unknown((*request.form, *request.files), known, "part")
 
 
 def _malformed(exc: ValueError, boundary: bytes) -> Problem:
