@@ -91,7 +91,8 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert "outputs[0].quality must be 1..100 (field: outputs[0].quality)" in result.stderr
         result = imgburst("submit", str(photos), "--wait", env=env)
         assert result.returncode == 0, result.stderr
-        batch_id = result.stdout.strip().splitlines()[-1]
+        batch_id = result.stdout.strip()
+        assert re.fullmatch(r"[0-9a-f]{32}", batch_id), result.stdout  # nothing else on stdout
         assert "succeeded: 2 succeeded, 0 failed" in result.stderr
         status = imgburst("status", batch_id, env=env)
         assert status.returncode == 0 and "succeeded" in status.stderr
@@ -204,6 +205,34 @@ def test_keygen_prints_a_key_and_only_its_digest_as_the_entry():
     key = re.search(r"^key:\s+(\S+)$", result.stdout, re.M).group(1)
     entry = re.search(r"^entry:\s+(\S+)$", result.stdout, re.M).group(1)
     assert entry == f"sha256:{digest(key)}" and len(key) >= 40
+
+
+def test_ctrl_c_while_waiting_leaves_the_batch_and_says_how_to_follow_it(base_env,
+                                                                        start_service,
+                                                                        tmp_path):
+    port = free_port()
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_URL": f"http://127.0.0.1:{port}"}
+    start_service(env, "api", "--host", "127.0.0.1")  # no worker: the batch stays queued
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the API")
+    (tmp_path / "a.jpg").write_bytes(photo_bytes(1, 64, 48))
+    submit = subprocess.Popen(  # SIGINT as a terminal's Ctrl-C delivers it
+        [sys.executable, "-m", "imgburst.cli", "submit", str(tmp_path / "a.jpg"), "--wait"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    while not seen or "queued" not in seen[-1]:  # the upload bar's lines come first
+        seen.append(submit.stderr.readline())
+        assert seen[-1] and len(seen) < 50, seen
+    queued = seen[-1]
+    assert "1 job queued" in queued, seen
+    submit.send_signal(signal.SIGINT)
+    out, err = submit.communicate(timeout=30)
+    batch_id = queued.split()[1].rstrip(":")
+    assert submit.returncode == 130, err
+    assert f"the batch goes on: imgburst status {batch_id}" in err, err
+    assert out == f"{batch_id}\n"  # stdout is the id alone: the bar went to stderr
+    assert requests.get(f"http://127.0.0.1:{port}/api/v1/batches/{batch_id}",
+                        timeout=5).json()["status"] == "queued"
 
 
 def test_services_without_redis_say_what_to_set(tmp_path):

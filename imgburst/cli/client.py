@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -110,11 +111,13 @@ def collect_files(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-def wait_for_batch(client: Client, batch_id: str, total: int) -> dict[str, Any]:
-    """Poll the batch with a progress bar until it reaches a final status."""
+def wait_for_batch(client: Client, batch_id: str, total: int,
+                   console: Console) -> dict[str, Any]:
+    """Poll the batch with a progress bar (on `console`, stderr: stdout is the batch id
+    alone, for scripts) until it reaches a final status."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("processing", total=total, detail="")
         while True:
             batch = client.json("GET", f"/api/v1/batches/{batch_id}")
@@ -190,20 +193,33 @@ def register(cli: click.Group) -> None:
 
         columns = (TextColumn(f"uploading {len(files)} images"), BarColumn(),
                    DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, console=console, transient=True) as progress, \
-                MultipartFiles(data, files) as body:
-            task = progress.add_task("upload", total=len(body))
-            body.on_read = lambda n: progress.advance(task, n)
-            batch = client.json("POST", "/api/v1/batches", data=body, timeout=600,
-                                headers={"Content-Type": body.content_type})
-        refused = batch["counts"]["failed"]
-        queued = batch["jobs"] - refused
-        console.print(f"batch [bold]{batch['id']}[/bold]: {queued} job{'' if queued == 1 else 's'}"
-                      " queued" + (f", {refused} refused" if refused else ""))
-        if not wait:
-            click.echo(batch["id"])
-            return
-        batch = wait_for_batch(client, batch["id"], batch["jobs"])
+        try:
+            with Progress(*columns, console=console, transient=True) as progress, \
+                    MultipartFiles(data, files) as body:
+                task = progress.add_task("upload", total=len(body))
+                body.on_read = lambda n: progress.advance(task, n)
+                batch = client.json("POST", "/api/v1/batches", data=body, timeout=600,
+                                    headers={"Content-Type": body.content_type})
+        except KeyboardInterrupt:
+            console.print("upload stopped: a batch is made only once its whole upload has "
+                          "arrived (`imgburst status` lists the batches there are)")
+            raise SystemExit(130) from None
+        batch_id = batch["id"]
+        try:  # from here on the batch exists: an interrupt must still say which it is
+            refused = batch["counts"]["failed"]
+            queued = batch["jobs"] - refused
+            console.print(f"batch [bold]{batch_id}[/bold]: {queued} "
+                          f"job{'' if queued == 1 else 's'} queued"
+                          + (f", {refused} refused" if refused else ""))
+            if not wait:
+                click.echo(batch_id)
+                return
+            batch = wait_for_batch(client, batch_id, batch["jobs"], console)
+        except KeyboardInterrupt:
+            console.print(f"stopped waiting; the batch goes on: imgburst status {batch_id} "
+                          f"(cancel what has not started: DELETE /api/v1/batches/{batch_id})")
+            click.echo(batch_id)
+            raise SystemExit(130) from None
         c = batch["counts"]
         console.print(f"batch {batch['id']} {batch['status']}: {c['succeeded']} succeeded, "
                       f"{c['failed']} failed" + (f" in {batch['duration_ms'] / 1000:.1f} s"
@@ -270,7 +286,8 @@ def register(cli: click.Group) -> None:
         if not total:
             raise ApiError(f"batch {batch_id} has no outputs yet (imgburst status {batch_id})")
         written: set[Path] = set()
-        with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn()) as progress:
+        with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn(),
+                      console=console) as progress:
             task = progress.add_task("fetch", total=total)
             for job in jobs:
                 stem = Path(job["input"]).stem or job["id"]
