@@ -245,6 +245,18 @@ def test_services_without_redis_say_what_to_set(tmp_path):
         assert "imgburst up" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_up_on_a_taken_port_says_so_before_starting_anything(tmp_path):
+    with socket.socket() as taken:  # another server there, which would answer /healthz
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = imgburst("up", "--port", str(port), env={
+            "PATH": os.environ["PATH"], "IMGBURST_HOME": str(tmp_path / "var")}, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"Can't listen on 0.0.0.0:{port}" in result.stderr, result.stderr
+    assert "imgburst is up" not in result.stderr and "redis:" not in result.stderr
+
+
 def test_api_on_a_taken_port_says_so_and_what_to_do(base_env):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -113,7 +113,20 @@ def up(port: int | None, concurrency: int | None, versions: str | None, route: s
         if len(pair) != 2 or not all(v.startswith("v1") or v.startswith("v2") for v in pair):
             raise click.BadParameter("give two versions, v1 first, e.g. "
                                      "v1.111111111,v2.222222222", param_hint="--versions")
-    raise SystemExit(run_stack(load_settings(), port, concurrency, pair, route, no_auth))
+    settings = load_settings()
+    port = port or settings.port
+    # Said before anything starts: else another server already on the port would answer
+    # the readiness check, and "imgburst is up" would be printed just before ours fails.
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            stop = cannot_listen("0.0.0.0", port, exc)
+            if stop is None:
+                raise
+            raise stop from None
+    raise SystemExit(run_stack(settings, port, concurrency, pair, route, no_auth))
 
 
 @cli.command()
