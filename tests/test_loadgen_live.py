@@ -63,3 +63,13 @@ def test_loadgen_spike_report_matches_the_store(base_env, start_worker, start_se
     chart = Image.open(out / "report.png")
     chart.verify()
     assert chart.size[0] > 600
+
+
+def test_loadgen_with_no_api_there_says_so_and_fails(base_env):
+    url = f"http://127.0.0.1:{free_port()}"
+    run = subprocess.run(
+        [sys.executable, "-m", "imgburst.cli", "loadgen", url, "--shape", "constant",
+         "--rate", "2", "--duration", "1", "--batch-size", "1", "--mix", "0.3MP:jpeg=1",
+         "--wait", "1"], env=base_env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert f"no batch reached {url}" in run.stderr and "running there?" in run.stderr

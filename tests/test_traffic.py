@@ -114,6 +114,12 @@ def test_router_modes_measured_by_traffic(two_versions, base_env, route, headers
         server.server_close()
 
 
+def test_traffic_with_no_api_there_says_so_and_fails(base_env):
+    result = traffic(f"http://127.0.0.1:{free_port()}", "-n", "5", env=base_env)
+    assert result.returncode == 1 and "was answered" in result.stderr, result.stderr
+    assert "is the API running there?" in result.stderr
+
+
 def test_up_with_two_versions_routes_by_header(base_env, tmp_path):
     port = free_port()
     log = (tmp_path / "up.log").open("wb")

@@ -295,6 +295,10 @@ def traffic(url: str | None, count: int, headers: tuple[str, ...], concurrency: 
                       "" if r.expected is None else f"{r.expected:.0%}",
                       "" if r.expected is None else ("ok" if r.ok else "[red]outside[/red]"))
     console.print(table)
+    if counts["error"] == count:
+        console.print(f"[red]no request to {target} was answered[/red]: is the API running "
+                      "there? (`imgburst up --versions v1.111111111,v2.222222222` serves two)")
+        raise SystemExit(1)
     if not all(r.ok for r in results):
         console.print("[red]the observed split does not match --expect[/red]")
         raise SystemExit(1)

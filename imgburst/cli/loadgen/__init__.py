@@ -169,6 +169,13 @@ def register(cli: click.Group) -> None:
             for path in reporting.write(doc, result, out):
                 console.print(f"wrote {path}")
         counts = doc["counts"]
+        if counts["batches_submitted"] and not counts["batches_accepted"]:
+            if counts["errors"] == counts["batches_submitted"]:
+                console.print(f"[red]no batch reached {url}[/red]: is the API running there?")
+            else:
+                console.print(f"[red]{url} accepted no batch[/red]: its answers are counted "
+                              "above (401: check --api-key)")
+            raise SystemExit(1)
         if counts["jobs_unfinished"]:
             console.print(f"[yellow]{counts['jobs_unfinished']} jobs still unfinished after "
                           f"--wait {wait_s:g} s[/yellow]")
