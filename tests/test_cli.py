@@ -79,6 +79,8 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert requests.get(f"{url}/api/v1/batches", timeout=5,
                             headers={"Authorization": f"Bearer {key}"}).status_code == 200
         assert key not in Path(f"/proc/{up.pid}/environ").read_bytes().decode(errors="replace")
+        empty = imgburst("status", env=env)
+        assert empty.returncode == 0 and "no batches yet" in empty.stderr, empty.stderr
         photos = tmp_path / "photos"
         (photos / "sub").mkdir(parents=True)
         (photos / "a.jpg").write_bytes(photo_bytes(1, 1200, 900))

@@ -239,6 +239,9 @@ def register(cli: click.Group) -> None:
         client = client_for(url, api_key)
         if batch_id is None:
             page = client.json("GET", "/api/v1/batches", params={"limit": 20})
+            if not page["items"]:
+                console.print("no batches yet: imgburst submit ./photos --wait")
+                return
             # Fits 80 columns: the id whole, to copy; the date whole, the time below it.
             table = Table(Column("batch", no_wrap=True, min_width=32), "status", "done",
                           "failed", Column("created (UTC)", min_width=10))
