@@ -22,11 +22,9 @@ def test_a_folder_gives_its_images_by_suffix_in_any_case_and_skips_hidden_ones(t
     names = ["b.JPG", "a.heic", "IMG_0002.jpeg", "scan.TIFF", "sub/c.avif", "sub/d.png",
              "notes.txt", "raw.cr2", ".hidden.jpg", "._b.JPG", ".git/logo.png",
              "sub/.thumbnails/c.png", "folder.jpg/inside.webp"]
-    for name in names:
+    for name in names:  # "folder.jpg" becomes a folder: only files are images
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        if name != "folder.jpg/inside.webp":
-            (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "folder.jpg" / "inside.webp").write_bytes(b"x")
+        (tmp_path / name).write_bytes(b"x")
     picked = [p.relative_to(tmp_path).as_posix() for p in collect_files((tmp_path,))]
     assert picked == ["IMG_0002.jpeg", "a.heic", "b.JPG", "folder.jpg/inside.webp",
                       "scan.TIFF", "sub/c.avif", "sub/d.png"]
