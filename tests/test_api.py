@@ -59,7 +59,7 @@ CASES = [
         c, files(("a.jpg", JPEG)) | {"recipe": bad_recipe_width()}),
      400, "outputs[1].ops[0].width", "outputs[1].ops[0].width must be 1..10000"),
     ("too many files", lambda c: post_multipart(c, files(*[("a.jpg", JPEG)] * 4)), 413, "files",
-     "at most 3"),
+     "at most 3 per batch (IMGBURST_MAX_FILES): send the rest in another batch"),
     ("too large", lambda c: post_multipart(c, files(("big.jpg", b"\xff\xd8\xff" + b"0" * 2**21))),
      413, None, "IMGBURST_MAX_UPLOAD_MB"),
     ("upload cut short", raw_multipart(WHOLE[:len(WHOLE) // 2]), 400, "files",
@@ -130,6 +130,20 @@ def test_empty_source_prefix(client, app):
     response = client.post("/api/v1/batches", json={"source": {"container": "mine",
                                                                "prefix": "dogs/"}})
     assert response.status_code == 400 and response.get_json()["field"] == "source.prefix"
+
+
+def test_source_over_the_file_limit_says_to_narrow_the_prefix(client, app):
+    blobs = app.extensions["imgburst"].blobs
+    for i in range(4):
+        blobs.put(f"pics/{i}.jpg", JPEG, container="mine")
+    response = client.post("/api/v1/batches", json={"source": {"container": "mine",
+                                                               "prefix": "pics/"}})
+    assert response.status_code == 413
+    body = response.get_json()
+    assert body["field"] == "source.prefix"
+    assert body["detail"] == ("4 blobs under mine/pics/; at most 3 per batch "
+                              "(IMGBURST_MAX_FILES): name a narrower prefix, one batch per part")
+    assert client.get("/api/v1/batches").get_json()["total"] == 0  # nothing half-made
 
 
 def test_output_not_made_yet(client):

@@ -84,7 +84,8 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
                       field="source.prefix")
     if len(blobs) > svc.settings.max_files:
         raise Problem(413, "Too many images", f"{len(blobs)} blobs under {container}/{prefix}; "
-                      f"at most {svc.settings.max_files} per batch (IMGBURST_MAX_FILES)",
+                      f"at most {svc.settings.max_files} per batch (IMGBURST_MAX_FILES): name a "
+                      "narrower prefix, one batch per part",
                       field="source.prefix")
 
     def sniff_one(blob: Any) -> NewJob:

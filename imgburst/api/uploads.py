@@ -36,7 +36,8 @@ MAX_HEADER_BYTES = 16 * 1024  # a part's header lines; longer ones go to Werkzeu
 
 def _too_many_files(max_files: int) -> Problem:
     return Problem(413, "Too many images", f"more than {max_files} files; at most "
-                   f"{max_files} per batch (IMGBURST_MAX_FILES)", field="files")
+                   f"{max_files} per batch (IMGBURST_MAX_FILES): send the rest in another "
+                   "batch", field="files")
 
 
 def _too_large(index: int, filename: str, limit: int) -> Problem:
