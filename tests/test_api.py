@@ -164,6 +164,7 @@ def test_submit_from_source_container_sniffs_without_decoding(client, app):
                                                                "prefix": "pics/"}})
     assert response.status_code == 202
     batch = response.get_json()
+    assert batch["source"] == "blobs:mine/pics/"
     assert batch["jobs"] == 3 and batch["counts"] == {
         "queued": 2, "running": 0, "succeeded": 0, "failed": 1, "cancelled": 0}
     jobs = client.get(batch["links"]["jobs"]).get_json()["items"]
@@ -177,11 +178,13 @@ def test_accepts_and_enqueues_one_task_per_image(client, app, redis_url):
 
     batch = submit(client, [("a.jpg", JPEG), ("b.jpg", JPEG), ("notes.txt", b"hi")])
     assert batch["status"] == "queued" and batch["jobs"] == 3
+    assert batch["source"] == "upload:3 files"
     assert redis.Redis.from_url(redis_url).llen("images") == 2  # the refused one is not queued
     listed = client.get("/api/v1/batches").get_json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == batch["id"]
     cancelled = client.delete(f"/api/v1/batches/{batch['id']}").get_json()
     assert cancelled["cancelled_jobs"] == 2 and cancelled["status"] == "cancelled"
+    assert submit(client, [("c.jpg", JPEG)])["source"] == "upload:1 file"
 
 
 def test_version_health_metrics(client):

@@ -58,6 +58,11 @@ def _upload_jobs(svc: Services, batch_id: str, files: list[FileStorage]) -> list
     return list(svc.uploads.map(store_one, files))  # sizes were bounded while parsing
 
 
+def upload_source(count: int) -> str:
+    """The batch's `source` for an upload, as the batch view and the dashboard show it."""
+    return f"upload:{count} file" + ("" if count == 1 else "s")
+
+
 def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
     """One job per blob under `source.container` / `source.prefix` (the original demo's mode)."""
     if not isinstance(source, dict):
@@ -115,7 +120,7 @@ def create_batch() -> Response:
                           "named 'files'", field="files")
         admit(svc, len(files))
         recipe = recipe_from_form(svc)
-        prepare = lambda: (_upload_jobs(svc, batch_id, files), f"upload:{len(files)} files")  # noqa: E731
+        prepare = lambda: (_upload_jobs(svc, batch_id, files), upload_source(len(files)))  # noqa: E731
     elif request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
