@@ -97,9 +97,9 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert re.fullmatch(r"[0-9a-f]{32}", batch_id), result.stdout  # nothing else on stdout
         assert "succeeded: 2 succeeded, 0 failed" in result.stderr
         status = imgburst("status", batch_id, env=env)
-        assert status.returncode == 0 and "succeeded" in status.stderr
-        assert "medium 1024x768" in status.stderr  # an output whole on its line at 80 columns
-        assert max(map(len, status.stderr.splitlines())) <= 80, status.stderr
+        assert status.returncode == 0 and "succeeded" in status.stdout  # pipes take the table
+        assert "medium 1024x768" in status.stdout  # an output whole on its line at 80 columns
+        assert max(map(len, status.stdout.splitlines())) <= 80, status.stdout
         wrong = imgburst("status", env=env | {"IMGBURST_API_KEY": "ib_not-this-one"})
         assert wrong.returncode == 1 and "refused the key" in wrong.stderr, wrong.stderr
         keyless = imgburst("status", env=env | {"IMGBURST_HOME": str(tmp_path / "elsewhere")})
@@ -135,10 +135,10 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert few_fds.returncode == 0, few_fds.stderr
         assert "60 jobs queued" in few_fds.stderr, few_fds.stderr
         listing = imgburst("status", env=env)
-        assert batch_id in listing.stderr  # whole, to copy, even 80 columns wide
+        assert batch_id in listing.stdout  # whole, to copy, even 80 columns wide
         created = requests.get(f"{url}/api/v1/batches/{batch_id}", timeout=5, headers={
             "Authorization": f"Bearer {key}"}).json()["created_at"]
-        assert created[:10] in listing.stderr and created[11:19] in listing.stderr  # not cut
+        assert created[:10] in listing.stdout and created[11:19] in listing.stdout  # not cut
         children = descendants(up.pid)
         assert len(children) >= 3  # redis, api, worker (+ its pool)
     finally:

@@ -17,6 +17,7 @@ from imgburst import __version__
 from imgburst.core.settings import Settings, SettingsError
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay one line in logs
+answer = Console(soft_wrap=True)  # what a query prints (status's tables): stdout, for pipes
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 API_HEAP_RETAIN_MB = 256  # freed heap the API keeps: a few upload bodies (64 MB at most each)
 

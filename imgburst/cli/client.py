@@ -145,7 +145,7 @@ def _when(timestamp: str) -> str:
 
 
 def register(cli: click.Group) -> None:
-    from imgburst.cli import console, load_settings
+    from imgburst.cli import answer, console, load_settings
 
     def url_option(fn: Callable[..., None]) -> Callable[..., None]:
         fn = click.option("--api-key", envvar="IMGBURST_API_KEY", default=None,
@@ -249,11 +249,11 @@ def register(cli: click.Group) -> None:
                 c = b["counts"]
                 table.add_row(b["id"], b["status"], f"{c['succeeded']}/{b['jobs']}",
                               str(c["failed"]), _when(b["created_at"]))
-            console.print(table)
+            answer.print(table)
             return
         batch = client.json("GET", f"/api/v1/batches/{batch_id}")
         c = batch["counts"]
-        console.print(f"batch [bold]{batch['id']}[/bold] {batch['status']}: "
+        answer.print(f"batch [bold]{batch['id']}[/bold] {batch['status']}: "
                       + ", ".join(f"{n} {s}" for s, n in c.items() if n))
         # Job ids cut as the dashboard cuts them, one output per line, a narrow "tries":
         # the outputs and the error get the room at 80 columns.
@@ -264,7 +264,7 @@ def register(cli: click.Group) -> None:
                 f"{o['name']} {o['width']}x{o['height']}" for o in job["outputs"])
             table.add_row(job["id"][:8], job["input"], job["status"], str(job["attempts"]),
                           job["worker"] or "", detail)
-        console.print(table)
+        answer.print(table)
 
     @cli.command()
     @url_option
