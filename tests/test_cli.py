@@ -18,6 +18,7 @@ from helpers import ctrl_c
 from PIL import Image
 
 from imgburst.core.keys import digest
+from imgburst.core.settings import Settings
 from imgburst.core.synthetic import photo_bytes
 
 
@@ -100,6 +101,10 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert status.returncode == 0 and "succeeded" in status.stdout  # pipes take the table
         assert "medium 1024x768" in status.stdout  # an output whole on its line at 80 columns
         assert max(map(len, status.stdout.splitlines())) <= 80, status.stdout
+        unset = {k: v for k, v in env.items() if k != "IMGBURST_PORT"}  # no --url, no port:
+        found = imgburst("status", batch_id, env=unset)  # the running `up`'s URL is found
+        assert found.returncode == 0 and batch_id in found.stdout, found.stderr
+        assert (tmp_path / "var" / "api-url").read_text() == f"{url}\n"
         wrong = imgburst("status", env=env | {"IMGBURST_API_KEY": "ib_not-this-one"})
         assert wrong.returncode == 1 and "refused the key" in wrong.stderr, wrong.stderr
         keyless = imgburst("status", env=env | {"IMGBURST_HOME": str(tmp_path / "elsewhere")})
@@ -144,6 +149,7 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
     finally:
         assert ctrl_c(up, tmp_path / "up.log") == 0, (tmp_path / "up.log").read_text()
         log.close()
+    assert not (tmp_path / "var" / "api-url").exists()  # a stopped `up` is not found
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
              and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
     assert not alive, f"processes left running after Ctrl-C: {alive}"
@@ -175,6 +181,7 @@ def test_up_stops_everything_on_sigterm(tmp_path):
         assert len(children) >= 4, log.read_text()  # redis, api, worker, scaler
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0, log.read_text()
+    assert not (tmp_path / "var" / "api-url").exists()  # a stopped `up` is not found
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
              and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
     assert not alive, f"processes left running after SIGTERM: {alive}"
@@ -269,3 +276,22 @@ def test_api_on_a_taken_port_says_so_and_what_to_do(base_env):
     assert f"Can't listen on 127.0.0.1:{port}" in result.stderr, result.stderr
     assert "IMGBURST_PORT" in result.stderr and "Traceback" not in result.stderr
     assert "imgburst API on" not in result.stderr  # said only once it listens
+
+
+def test_default_url_prefers_the_environment_then_the_running_up(tmp_path, monkeypatch):
+    from imgburst.cli.local_url import default_url, forget_url, remember_url
+
+    for name in ("IMGBURST_URL", "IMGBURST_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMGBURST_HOME", str(tmp_path))
+    assert default_url(Settings.from_env()) == "http://127.0.0.1:8000"
+    remember_url(tmp_path, "http://127.0.0.1:8123")
+    assert default_url(Settings.from_env()) == "http://127.0.0.1:8123"
+    monkeypatch.setenv("IMGBURST_PORT", "9001")
+    assert default_url(Settings.from_env()) == "http://127.0.0.1:9001"
+    monkeypatch.setenv("IMGBURST_URL", "http://api.example:80")
+    assert default_url(Settings.from_env()) == "http://api.example:80"
+    forget_url(tmp_path, "http://127.0.0.1:9999")  # another `up`'s: left as it is
+    assert (tmp_path / "api-url").exists()
+    forget_url(tmp_path, "http://127.0.0.1:8123")
+    assert not (tmp_path / "api-url").exists()

@@ -277,13 +277,14 @@ def traffic(url: str | None, count: int, headers: tuple[str, ...], concurrency: 
     from rich.table import Table
 
     from imgburst.cli import splits as t
+    from imgburst.cli.local_url import default_url
 
     try:
         parsed = dict(t.parse_header(h) for h in headers)
         expected = t.parse_expect(expect) if expect else {}
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    target = t.version_url(url or load_settings().api_url)
+    target = t.version_url(url or default_url(load_settings()))
     with console.status(f"{count} requests to {target} ..."):
         counts = t.send(target, count, parsed, concurrency)
     table = Table(title=f"{count} requests to {target}" + (

@@ -152,13 +152,15 @@ def register(cli: click.Group) -> None:
                           help="Bearer key (default IMGBURST_API_KEY, else the key `imgburst "
                                "up` keeps in $IMGBURST_HOME/api-key).")(fn)
         return click.option("--url", default=None,
-                            help="API URL (default IMGBURST_URL or http://127.0.0.1:8000).")(fn)
+                            help="API URL (default IMGBURST_URL, else the running `imgburst up`'s, "
+                                 "else http://127.0.0.1:8000).")(fn)
 
     def client_for(url: str | None, api_key: str | None) -> Client:
         from imgburst.cli.local_key import read_local_key
+        from imgburst.cli.local_url import default_url
 
         settings = load_settings()
-        return Client(url or settings.api_url, api_key or read_local_key(settings.home))
+        return Client(url or default_url(settings), api_key or read_local_key(settings.home))
 
     @cli.command()
     @click.argument("paths", nargs=-1, required=True,

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from imgburst.cli.local_key import admin_entry, ensure_local_key, key_file
+from imgburst.cli.local_url import forget_url, remember_url
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
 
@@ -205,6 +206,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         url = f"http://127.0.0.1:{port}"
         with console.status("waiting for the API..."):
             wait_http(f"{url}/healthz", processes["api"])
+        remember_url(settings.home, url)  # `imgburst submit` here finds it without --url
         dashboard = dashboard_lines(url, key)  # before the rule: the banner comes whole
         console.rule("[bold green]imgburst is up")
         for line in dashboard:
@@ -229,6 +231,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         console.print("stopping...")
         return 0
     finally:
+        forget_url(settings.home, f"http://127.0.0.1:{port}")
         if router is not None:
             router.shutdown()
             router.server_close()

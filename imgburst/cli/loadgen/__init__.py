@@ -125,9 +125,10 @@ def register(cli: click.Group) -> None:
         from imgburst.cli.loadgen import report as reporting
         from imgburst.cli.loadgen.runner import LoadRun, Options
         from imgburst.cli.local_key import read_local_key
+        from imgburst.cli.local_url import default_url
 
         settings = load_settings()
-        url = (url or settings.api_url).rstrip("/")
+        url = (url or default_url(settings)).rstrip("/")
         try:
             shape = make_shape("constant" if clients else kind, rate, start, end, spike_rate,
                                spike_at, spike_length, stages, duration)
