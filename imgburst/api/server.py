@@ -4,16 +4,24 @@ waitress refuses some requests before the app sees them: a declared body over th
 upload limit (so that nothing of it is read), header blocks over its limit, malformed
 request lines or chunked bodies. It would answer those in plain text; here they get the
 same `application/problem+json` as every other error, so a client reads one shape.
+
+On SIGTERM (Kubernetes, `docker stop`) or SIGINT it stops accepting and lets the requests
+it holds finish, answers sent, before it exits: a submit it has begun is recorded and
+enqueued whole, never stopped between the two.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import time
 from typing import Any
 
 import waitress
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer
+from waitress.server import BaseWSGIServer, MultiSocketServer
 from waitress.task import ErrorTask
 from waitress.utilities import (
     BadRequest,
@@ -26,6 +34,10 @@ from imgburst.api.errors import problem_body, upload_too_large
 from imgburst.api.uploads import IN_MEMORY_BODY_BYTES
 
 RECV_BYTES = 256 * 1024
+DRAIN_S = 25.0  # within Kubernetes' default 30 s between SIGTERM and SIGKILL
+POLL_S = 0.25  # how soon the loop sees a stop signal
+
+log = logging.getLogger(__name__)
 
 
 def server_problem(error: Error, max_body: int, max_header: int) -> dict[str, Any]:
@@ -60,7 +72,7 @@ class ProblemChannel(HTTPChannel):
 
 
 def create_server(app: Any, host: str, port: int, threads: int, max_upload_mb: int) -> Any:
-    """A bound server for `app` (call `.run()`); an OSError if the address can't be had.
+    """A bound server for `app` (run it with `serve`); an OSError if the address can't be had.
     Bodies up to IN_MEMORY_BODY_BYTES are held in memory (api/uploads.py splits them in
     place), larger ones spill to a temporary file."""
     sockets: dict[int, Any] = {}
@@ -72,3 +84,34 @@ def create_server(app: Any, host: str, port: int, threads: int, max_upload_mb: i
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = ProblemChannel
     return server
+
+
+def _in_flight(socket_map: dict[int, Any], dispatcher: Any) -> int:
+    """Connections with a request being received, handled or answered."""
+    busy = sum(1 for ch in socket_map.values() if isinstance(ch, HTTPChannel) and (
+        ch.request is not None or ch.requests or ch.total_outbufs_len))
+    return max(busy, dispatcher.active_count + len(dispatcher.queue))
+
+
+def serve(server: Any, drain_s: float = DRAIN_S) -> None:
+    """Run `server` until SIGTERM or SIGINT (even one inherited as ignored, as a script's
+    `imgburst api &` gets it), then drain: no new connections; the requests in flight
+    finish and are answered, for at most `drain_s`."""
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    socket_map = server.map if isinstance(server, MultiSocketServer) else server._map
+    use_poll = server.adj.asyncore_use_poll
+    while not stopping:
+        wasyncore.loop(timeout=POLL_S, map=socket_map, use_poll=use_poll, count=1)
+    for listener in [o for o in socket_map.values() if isinstance(o, BaseWSGIServer)]:
+        listener.close()
+    deadline = time.monotonic() + drain_s
+    if busy := _in_flight(socket_map, server.task_dispatcher):
+        log.info("stopping: finishing %d request(s) in flight (at most %.0f s)", busy, drain_s)
+    while _in_flight(socket_map, server.task_dispatcher) and time.monotonic() < deadline:
+        wasyncore.loop(timeout=0.05, map=socket_map, use_poll=use_poll, count=1)
+    if left := _in_flight(socket_map, server.task_dispatcher):
+        log.warning("stopping with %d request(s) unfinished after %.0f s", left, drain_s)
+    server.task_dispatcher.shutdown(timeout=1)
+    wasyncore.close_all(socket_map)

@@ -137,7 +137,7 @@ def up(port: int | None, concurrency: int | None, versions: str | None, route: s
 def api(host: str, port: int | None, threads: int) -> None:
     """Serve the HTTP API and dashboard (waitress)."""
     from imgburst.api import create_app
-    from imgburst.api.server import create_server
+    from imgburst.api.server import create_server, serve
 
     setup_logging()
     settings = load_settings()
@@ -164,7 +164,8 @@ def api(host: str, port: int | None, threads: int) -> None:
         raise stop from None
     console.print(f"imgburst API on http://{host}:{port} (store: {settings.describe_store()}; "
                   f"blobs: {settings.describe_blobs()})")
-    server.run()
+    serve(server)
+    console.print("imgburst API stopped")
 
 
 def default_worker_name(pool: str, settings: Settings) -> str:
