@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from conftest import free_port, http_ok, wait_until
+from conftest import free_port, http_ok, start_live_stack, wait_until
 from helpers import ctrl_c
 from PIL import Image
 
@@ -295,3 +295,52 @@ def test_default_url_prefers_the_environment_then_the_running_up(tmp_path, monke
     assert (tmp_path / "api-url").exists()
     forget_url(tmp_path, "http://127.0.0.1:8123")
     assert not (tmp_path / "api-url").exists()
+
+
+def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
+        base_env, start_service, start_worker, tmp_path):
+    port = free_port()
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "3"}
+    url = start_live_stack(env, start_service, start_worker, concurrency=2)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(7):
+        (photos / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
+    result = imgburst("submit", str(photos), "--wait", env=env)
+    assert result.returncode == 0, result.stderr
+    ids = result.stdout.split()
+    assert len(ids) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), result.stdout
+    assert "7 images: 3 batches (one holds at most 3 images" in result.stderr, result.stderr
+    batches = [requests.get(f"{url}/api/v1/batches/{i}", timeout=5).json() for i in ids]
+    assert [(b["jobs"], b["status"]) for b in batches] == [
+        (3, "succeeded"), (3, "succeeded"), (1, "succeeded")]
+    assert f"imgburst fetch {' '.join(ids)} --out" in result.stderr
+    out = tmp_path / "out"
+    fetch = imgburst("fetch", *ids, "--out", str(out), env=env)
+    assert fetch.returncode == 0 and "wrote 14 files" in fetch.stderr, fetch.stderr
+    assert sorted(p.name for p in (out / "thumb").iterdir()) == [f"p{i}.webp" for i in range(7)]
+
+    (photos / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1 << 20))
+    refused = imgburst("submit", str(photos), env=env | {"IMGBURST_MAX_FILE_MB": "1"})
+    assert refused.returncode == 2, refused.stderr
+    assert "huge.png (1.0 MB)" in refused.stderr and "nothing was sent" in refused.stderr
+    listed = requests.get(f"{url}/api/v1/batches", timeout=5).json()
+    assert listed["total"] == 3  # nothing of the refused folder reached the API
+
+
+def test_a_batch_refused_mid_folder_leaves_the_ones_made_and_says_so(base_env, start_service,
+                                                                     tmp_path):
+    port = free_port()
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "3",
+                      "IMGBURST_MAX_WAITING": "4"}  # no worker: the second batch is one too many
+    start_service(env, "api", "--host", "127.0.0.1")
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the API")
+    for i in range(7):
+        (tmp_path / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
+    result = imgburst("submit", *sorted(str(p) for p in tmp_path.glob("*.jpg")), env=env)
+    assert result.returncode == 1, result.stderr
+    assert "1 of 3 batches were made (3 of 7 images); the rest was not" in result.stderr
+    assert "Too busy" in result.stderr and "Nothing was stored" in result.stderr, result.stderr
+    made = result.stdout.split()
+    listed = requests.get(f"http://127.0.0.1:{port}/api/v1/batches", timeout=5).json()
+    assert [b["id"] for b in listed["items"]] == made and listed["items"][0]["jobs"] == 3

@@ -1,6 +1,7 @@
 """`imgburst submit`'s upload: the files it picks from a folder; its body, the bytes
 `requests` would send, streamed from the files one at a time, its length declared up
-front; a file that changes or vanishes stops the upload saying which."""
+front; a file that changes or vanishes stops the upload saying which; a folder more than
+one batch may hold, cut into as few bodies as fit."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from urllib3.filepost import encode_multipart_formdata
 
 from imgburst.cli.client import collect_files
 from imgburst.cli.loadgen.workload import Workload, WorkloadError
-from imgburst.cli.multipart import MultipartFiles, UploadError
+from imgburst.cli.multipart import MultipartFiles, UploadError, fitting_parts
 
 SIZES = {"a.jpg": 255_233, 'say "cheese"\r\n.png': 510_465, "Ünïcødé 写真.webp": 3,
          "empty.gif": 0}  # quotes and line breaks too: urllib3 percent-encodes them
@@ -99,3 +100,24 @@ def test_a_file_changed_after_the_length_was_declared_stops_the_upload(tmp_path,
     with pytest.raises(UploadError) as raised:
         read_all(body, 65536)
     assert words in raised.value.message and str(files[1]) in raised.value.message
+
+
+@pytest.mark.parametrize(("max_files", "max_bytes"), [(3, 1 << 30), (1000, 30_000),
+                                                      (4, 25_000), (1, 1 << 30)])
+def test_fitting_parts_are_as_few_as_fit_and_keep_the_order(tmp_path, max_files, max_bytes):
+    sizes = [9_000, 1_000, 12_000, 0, 7_500, 40_000, 3_000, 11_000, 500, 8_000]
+    files = []
+    for i, size in enumerate(sizes):
+        files.append(tmp_path / f"p{i:02}.jpg")
+        files[-1].write_bytes(b"x" * size)
+    fields = {"recipe": '{"outputs": [{"name": "thumb"}]}'}
+    parts = fitting_parts(fields, files, max_files, max_bytes)
+    assert [p for part in parts for p in part] == files  # every file once, in order
+    for i, part in enumerate(parts):
+        assert len(part) <= max_files
+        body = len(MultipartFiles(fields, part))
+        assert body <= max_bytes or len(part) == 1  # a file alone over the limit: its own
+        if i + 1 < len(parts):  # greedy: the next file would not have fitted
+            grown = part + parts[i + 1][:1]
+            assert len(grown) > max_files or len(MultipartFiles(fields, grown)) > max_bytes
+    assert fitting_parts(fields, [], max_files, max_bytes) == []

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -111,23 +111,34 @@ def collect_files(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-def wait_for_batch(client: Client, batch_id: str, total: int,
-                   console: Console) -> dict[str, Any]:
-    """Poll the batch with a progress bar (on `console`, stderr: stdout is the batch id
-    alone, for scripts) until it reaches a final status."""
+def wait_for_batches(client: Client, batch_ids: list[str], total: int,
+                     console: Console) -> list[dict[str, Any]]:
+    """Poll the batches with one progress bar (on `console`, stderr: stdout is the batch
+    ids alone, for scripts) until each reaches a final status."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    final: dict[str, dict[str, Any]] = {}
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("processing", total=total, detail="")
         while True:
-            batch = client.json("GET", f"/api/v1/batches/{batch_id}")
-            c = batch["counts"]
-            done = c["succeeded"] + c["failed"] + c["cancelled"]
-            progress.update(task, completed=done, detail=(
-                f"{c['running']} running, {c['queued']} queued, {c['failed']} failed"))
-            if batch["status"] in FINAL:
-                return batch
+            latest = [final.get(i) or client.json("GET", f"/api/v1/batches/{i}")
+                      for i in batch_ids]
+            final |= {b["id"]: b for b in latest if b["status"] in FINAL}
+            c = Counter[str]()
+            for batch in latest:
+                c.update(batch["counts"])
+            progress.update(task, completed=c["succeeded"] + c["failed"] + c["cancelled"],
+                            detail=f"{c['running']} running, {c['queued']} queued, "
+                                   f"{c['failed']} failed")
+            if len(final) == len(batch_ids):
+                return latest
             time.sleep(0.5)
+
+
+def over_the_image_limit(files: list[Path], max_file_mb: int) -> list[str]:
+    """The files the API would refuse the whole upload for, each with its size."""
+    return [f"{path} ({path.stat().st_size / 1e6:.1f} MB)" for path in files
+            if path.stat().st_size > max_file_mb << 20]
 
 
 def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
@@ -142,6 +153,64 @@ def _when(timestamp: str) -> str:
     """An API timestamp (ISO 8601, UTC) to the second, date and time apart: a narrow
     terminal wraps it at the space instead of cutting it to the year and month."""
     return timestamp[:19].replace("T", " ")
+
+
+def upload(client: Client, bodies: list[Any], batches: list[dict[str, Any]],
+           images: int) -> None:
+    """POST each body as a batch under one upload bar; `batches` gets each as it is made."""
+    from imgburst.cli import console
+
+    columns = (TextColumn(f"uploading {images} images"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("upload", total=sum(map(len, bodies)))
+        for body in bodies:
+            with body:
+                body.on_read = lambda n: progress.advance(task, n)
+                batch = client.json("POST", "/api/v1/batches", data=body, timeout=600,
+                                    headers={"Content-Type": body.content_type})
+            batches.append(batch)
+            refused = batch["counts"]["failed"]
+            queued = batch["jobs"] - refused
+            progress.console.print(f"batch [bold]{batch['id']}[/bold]: {queued} "
+                                   f"job{'' if queued == 1 else 's'} queued"
+                                   + (f", {refused} refused" if refused else ""))
+
+
+def upload_cut_short(exc: BaseException, batches: list[dict[str, Any]], parts: int,
+                     images: int) -> NoReturn:
+    """Ctrl-C or an error mid-upload: say which batches were made (ids on stdout), if any."""
+    from imgburst.cli import console
+
+    ids = [b["id"] for b in batches]
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    if interrupted and len(batches) == parts:
+        stopped("stopped", ids)  # every batch was made just before
+    if interrupted:
+        console.print("upload stopped: a batch is made only once its whole upload has "
+                      "arrived (`imgburst status` lists the batches there are)")
+    if batches:
+        sent = sum(b["jobs"] for b in batches)
+        console.print(f"{len(batches)} of {parts} batches were made ({sent} of {images} "
+                      "images); the rest was not")
+        click.echo("\n".join(ids))
+    if interrupted:
+        raise SystemExit(130) from None
+    raise exc
+
+
+def stopped(what: str, batch_ids: list[str]) -> NoReturn:
+    """Ctrl-C once the batches exist: they go on; say how to follow them, ids on stdout."""
+    from imgburst.cli import console
+
+    if len(batch_ids) == 1:
+        console.print(f"{what}; the batch goes on: imgburst status {batch_ids[0]} (cancel "
+                      f"what has not started: DELETE /api/v1/batches/{batch_ids[0]})")
+    else:
+        console.print(f"{what}; the {len(batch_ids)} batches go on: imgburst status (cancel "
+                      "what has not started: DELETE /api/v1/batches/<id>)")
+    click.echo("\n".join(batch_ids))
+    raise SystemExit(130)
 
 
 def register(cli: click.Group) -> None:
@@ -174,12 +243,20 @@ def register(cli: click.Group) -> None:
     @url_option
     def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
                wait: bool, url: str | None, api_key: str | None) -> None:
-        """Upload images (files or folders) as one batch."""
+        """Upload images (files or folders) as one batch, or as several when they are more
+        than one batch may hold (IMGBURST_MAX_FILES, IMGBURST_MAX_UPLOAD_MB)."""
+        settings = load_settings()
         client = client_for(url, api_key)
         files = collect_files(paths)
         if not files:
             raise click.UsageError(f"no image files in the given folders (looked for "
                                    f"{' '.join(IMAGE_SUFFIXES)}; hidden files are skipped)")
+        if too_large := over_the_image_limit(files, settings.max_file_mb):
+            raise click.UsageError(
+                f"{len(too_large)} image{'s are' if len(too_large) > 1 else ' is'} over "
+                f"the {settings.max_file_mb} MB limit for one image (IMGBURST_MAX_FILE_MB): "
+                f"{', '.join(too_large[:5])}{' ...' if len(too_large) > 5 else ''}; leave "
+                "them out or resize them; nothing was sent")
         data: dict[str, str] = {}
         if recipe_file is not None:
             try:
@@ -191,46 +268,37 @@ def register(cli: click.Group) -> None:
             data["recipe"] = text
         if preset is not None:
             data["preset"] = preset
-        from imgburst.cli.multipart import MultipartFiles  # urllib3: only when uploading
+        from imgburst.cli.multipart import MultipartFiles, fitting_parts  # urllib3: on upload
 
-        columns = (TextColumn(f"uploading {len(files)} images"), BarColumn(),
-                   DownloadColumn(), TransferSpeedColumn())
+        parts = fitting_parts(data, files, settings.max_files, settings.max_upload_mb << 20)
+        if len(parts) > 1:
+            console.print(f"{len(files)} images: {len(parts)} batches (one holds at most "
+                          f"{settings.max_files} images and {settings.max_upload_mb} MB)")
+        bodies = [MultipartFiles(data, part) for part in parts]
+        batches: list[dict[str, Any]] = []
         try:
-            with Progress(*columns, console=console, transient=True) as progress, \
-                    MultipartFiles(data, files) as body:
-                task = progress.add_task("upload", total=len(body))
-                body.on_read = lambda n: progress.advance(task, n)
-                batch = client.json("POST", "/api/v1/batches", data=body, timeout=600,
-                                    headers={"Content-Type": body.content_type})
-        except KeyboardInterrupt:
-            console.print("upload stopped: a batch is made only once its whole upload has "
-                          "arrived (`imgburst status` lists the batches there are)")
-            raise SystemExit(130) from None
-        batch_id = batch["id"]
-        try:  # from here on the batch exists: an interrupt must still say which it is
-            refused = batch["counts"]["failed"]
-            queued = batch["jobs"] - refused
-            console.print(f"batch [bold]{batch_id}[/bold]: {queued} "
-                          f"job{'' if queued == 1 else 's'} queued"
-                          + (f", {refused} refused" if refused else ""))
+            upload(client, bodies, batches, len(files))
+        except (KeyboardInterrupt, click.ClickException) as exc:
+            upload_cut_short(exc, batches, len(parts), len(files))
+        try:  # from here on the batches exist: an interrupt must still say which they are
+            ids = [b["id"] for b in batches]
             if not wait:
-                click.echo(batch_id)
+                click.echo("\n".join(ids))
                 return
-            batch = wait_for_batch(client, batch_id, batch["jobs"], console)
+            batches = wait_for_batches(client, ids, sum(b["jobs"] for b in batches), console)
         except KeyboardInterrupt:
-            console.print(f"stopped waiting; the batch goes on: imgburst status {batch_id} "
-                          f"(cancel what has not started: DELETE /api/v1/batches/{batch_id})")
-            click.echo(batch_id)
-            raise SystemExit(130) from None
-        c = batch["counts"]
-        console.print(f"batch {batch['id']} {batch['status']}: {c['succeeded']} succeeded, "
-                      f"{c['failed']} failed" + (f" in {batch['duration_ms'] / 1000:.1f} s"
-                                                 if batch["duration_ms"] else ""))
-        if c["failed"]:
-            print_failures(client, batch["id"])
-        console.print(f"fetch the outputs: imgburst fetch {batch['id']} --out ./outputs")
-        click.echo(batch["id"])
-        if batch["status"] != "succeeded":
+            stopped("stopped waiting", [b["id"] for b in batches])
+        for batch in batches:
+            c = batch["counts"]
+            console.print(f"batch {batch['id']} {batch['status']}: {c['succeeded']} "
+                          f"succeeded, {c['failed']} failed"
+                          + (f" in {batch['duration_ms'] / 1000:.1f} s"
+                             if batch["duration_ms"] else ""))
+            if c["failed"]:
+                print_failures(client, batch["id"])
+        console.print(f"fetch the outputs: imgburst fetch {' '.join(ids)} --out ./outputs")
+        click.echo("\n".join(ids))
+        if any(b["status"] != "succeeded" for b in batches):
             raise SystemExit(1)
 
     @cli.command()
@@ -278,18 +346,21 @@ def register(cli: click.Group) -> None:
         click.echo(link)
 
     @cli.command()
-    @click.argument("batch_id")
+    @click.argument("batch_ids", metavar="BATCH...", nargs=-1, required=True)
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                   required=True, help="Folder to write outputs into (<output>/<input>.<ext>).")
     @url_option
-    def fetch(batch_id: str, out_dir: Path, url: str | None, api_key: str | None) -> None:
-        """Download every output of a batch."""
+    def fetch(batch_ids: tuple[str, ...], out_dir: Path, url: str | None,
+              api_key: str | None) -> None:
+        """Download every output of one or more batches (all that one `submit` made)."""
         client = client_for(url, api_key)
-        every = list(client.jobs(batch_id))
-        jobs = [j for j in every if j["outputs"]]
+        every = {batch_id: list(client.jobs(batch_id)) for batch_id in batch_ids}
+        jobs = [j for batch in every.values() for j in batch if j["outputs"]]
         total = sum(len(j["outputs"]) for j in jobs)
         if not total:
-            raise ApiError(f"batch {batch_id} has no outputs yet (imgburst status {batch_id})")
+            raise ApiError(f"batch{'es' if len(batch_ids) > 1 else ''} {' '.join(batch_ids)} "
+                           f"{'have' if len(batch_ids) > 1 else 'has'} no outputs yet "
+                           f"(imgburst status {batch_ids[0]})")
         written: set[Path] = set()
         with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
@@ -306,9 +377,10 @@ def register(cli: click.Group) -> None:
                     written.add(target)
                     progress.advance(task)
         console.print(f"wrote {len(written)} files under {out_dir}")
-        missing = Counter(j["status"] for j in every if not j["outputs"])
-        if missing:  # failed, cancelled or not done yet: say so, not just what was written
-            count = sum(missing.values())
-            said = ", ".join(f"{n} {status}" for status, n in sorted(missing.items()))
-            console.print(f"[yellow]no outputs from {count} job{'s' if count > 1 else ''} "
-                          f"({said})[/yellow]: imgburst status {batch_id}")
+        for batch_id, batch_jobs in every.items():
+            missing = Counter(j["status"] for j in batch_jobs if not j["outputs"])
+            if missing:  # failed, cancelled or not done yet: say so, not just what was written
+                count = sum(missing.values())
+                said = ", ".join(f"{n} {status}" for status, n in sorted(missing.items()))
+                console.print(f"[yellow]no outputs from {count} job{'s' if count > 1 else ''} "
+                              f"({said})[/yellow]: imgburst status {batch_id}")

@@ -53,6 +53,11 @@ class MultipartFiles(io.RawIOBase):
     def _head(self, field: RequestField) -> bytes:
         return f"--{self.boundary}\r\n{field.render_headers()}".encode()
 
+    def part_length(self, path: Path, name: str = "files") -> int:
+        """What `path` adds to a body like this one (its part's head, bytes and CRLF)."""
+        field = RequestField.from_tuples(name, (path.name, b""))
+        return len(self._head(field)) + path.stat().st_size + 2
+
     def __len__(self) -> int:
         return self._length
 
@@ -115,3 +120,22 @@ class MultipartFiles(io.RawIOBase):
     def close(self) -> None:
         self._close_file()
         super().close()
+
+
+def fitting_parts(fields: dict[str, str], files: list[Path], max_files: int,
+                  max_bytes: int) -> list[list[Path]]:
+    """`files` cut, in order, into as few consecutive parts as keep each body within
+    `max_files` files and `max_bytes` bytes (one batch's limits). A file too large for
+    any body still gets a part of its own: the API's answer says why it is refused."""
+    empty = MultipartFiles(fields, [])  # the fields and the closing delimiter
+    parts: list[list[Path]] = []
+    part: list[Path] = []
+    size = len(empty)
+    for path in files:
+        cost = empty.part_length(path)
+        if part and (len(part) == max_files or size + cost > max_bytes):
+            parts.append(part)
+            part, size = [], len(empty)
+        part.append(path)
+        size += cost
+    return [*parts, part] if part else parts
