@@ -239,7 +239,7 @@ def register(cli: click.Group) -> None:
                   help="Recipe JSON file (default: 256 px WebP thumb + 1024 px JPEG).")
     @click.option("--preset", default=None,
                   help="A named recipe instead of --recipe (see GET /api/v1/presets).")
-    @click.option("--wait", is_flag=True, help="Show progress until the batch is done.")
+    @click.option("--wait", is_flag=True, help="Show progress until the batches are done.")
     @url_option
     def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
                wait: bool, url: str | None, api_key: str | None) -> None:
