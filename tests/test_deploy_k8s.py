@@ -19,6 +19,7 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from imgburst.api.server import DRAIN_S
 from imgburst.cli.router import load_rules
 from imgburst.core.settings import Settings
 from imgburst.vk.backends.kubernetes import build_pod, check_template
@@ -187,6 +188,20 @@ def test_steady_workloads_stay_off_the_virtual_node_and_are_locked_down():
                                                              "version": "v1.0"}
     pdb = named("aks-virtual-nodes", "PodDisruptionBudget", "imgburst-api")
     assert pdb["spec"]["selector"]["matchLabels"] == {"app": "imgburst-api"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_api_pods_get_the_time_to_finish_their_uploads(overlay):
+    """Endpoints drop a terminating pod while preStop pauses; then SIGTERM starts the
+    API's drain: both must end before the kubelet's SIGKILL."""
+    apis = [o for o in objects(overlay, "Deployment")
+            if o["spec"]["template"]["spec"]["containers"][0]["args"][0] == "api"]
+    assert apis, overlay
+    for api in apis:
+        pod = api["spec"]["template"]["spec"]
+        pause = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pause >= 3, api["metadata"]["name"]
+        assert pod["terminationGracePeriodSeconds"] > pause + DRAIN_S, api["metadata"]["name"]
 
 
 def test_scaler_rbac_is_namespaced_and_minimal():

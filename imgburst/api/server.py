@@ -34,7 +34,7 @@ from imgburst.api.errors import problem_body, upload_too_large
 from imgburst.api.uploads import IN_MEMORY_BODY_BYTES
 
 RECV_BYTES = 256 * 1024
-DRAIN_S = 25.0  # within Kubernetes' default 30 s between SIGTERM and SIGKILL
+DRAIN_S = 25.0  # the API pods get 35 s after SIGTERM: a 5 s preStop pause, this, a margin
 POLL_S = 0.25  # how soon the loop sees a stop signal
 
 log = logging.getLogger(__name__)
