@@ -3,6 +3,7 @@ upload it is receiving finish, recorded, enqueued and answered, and takes no new
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -43,21 +44,10 @@ def start_api(env: dict[str, str], log: Path, ignore_sigint: bool = False) -> su
 
 
 def read_response(conn: socket.socket) -> tuple[int, dict]:
-    data = b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < length(data):
-        chunk = conn.recv(65536)
-        assert chunk, f"the connection closed before the whole answer: {data[:300]!r}"
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    return int(head.split()[1]), json.loads(body[:length(data)])
-
-
-def length(data: bytes) -> int:
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
-    for line in head.split("\r\n"):
-        if line.startswith("content-length:"):
-            return int(line.split(":", 1)[1])
-    return 1 << 30
+    """The next answer on `conn` (which stays open, as a keep-alive client keeps it)."""
+    response = http.client.HTTPResponse(conn)
+    response.begin()
+    return response.status, json.loads(response.read())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
