@@ -15,18 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import free_port, http_ok, wait_until
+from urllib3.filepost import encode_multipart_formdata
 
 from imgburst.core.celery_app import QUEUE
 from imgburst.core.synthetic import photo_bytes
-
-BOUNDARY = "imgburst-shutdown-test"
-
-
-def multipart(count: int) -> bytes:
-    parts = [(f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; "
-              f"filename=\"p{i}.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
-             + photo_bytes(i, 160, 120) + b"\r\n" for i in range(count)]
-    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
 def start_api(env: dict[str, str], log: Path, ignore_sigint: bool = False) -> subprocess.Popen:
@@ -60,10 +52,11 @@ def test_stop_signal_finishes_the_upload_in_flight_then_exits(tmp_path, base_env
         idle = socket.create_connection(("127.0.0.1", port), timeout=30)  # keep-alive, done
         idle.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         assert read_response(idle) == (200, {"status": "ok"})
-        body = multipart(6)
+        body, content_type = encode_multipart_formdata(
+            [("files", (f"p{i}.jpg", photo_bytes(i, 160, 120), "image/jpeg")) for i in range(6)])
         conn = socket.create_connection(("127.0.0.1", port), timeout=30)
         conn.sendall(f"POST /api/v1/batches HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                     f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+                     f"Content-Type: {content_type}\r\n"
                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:len(body) // 2])
         time.sleep(0.5)  # the API holds half a body
         api.send_signal(sig)
