@@ -331,16 +331,38 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
 def test_a_batch_refused_mid_folder_leaves_the_ones_made_and_says_so(base_env, start_service,
                                                                      tmp_path):
     port = free_port()
-    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "3",
-                      "IMGBURST_MAX_WAITING": "4"}  # no worker: the second batch is one too many
-    start_service(env, "api", "--host", "127.0.0.1")
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "3"}
+    start_service(env | {"IMGBURST_MAX_UPLOAD_MB": "1"}, "api", "--host", "127.0.0.1")
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the API")
-    for i in range(7):
-        (tmp_path / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
+    for i in range(7):  # the first 3 fit the API's 1 MB, the next 3 do not (the CLI: 512)
+        (tmp_path / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48) if i < 3 else
+                                             os.urandom(400_000))
     result = imgburst("submit", *sorted(str(p) for p in tmp_path.glob("*.jpg")), env=env)
     assert result.returncode == 1, result.stderr
     assert "1 of 3 batches were made (3 of 7 images); the rest was not" in result.stderr
-    assert "Too busy" in result.stderr and "Nothing was stored" in result.stderr, result.stderr
+    assert "Request too large" in result.stderr and "IMGBURST_MAX_UPLOAD_MB" in result.stderr
     made = result.stdout.split()
     listed = requests.get(f"http://127.0.0.1:{port}/api/v1/batches", timeout=5).json()
     assert [b["id"] for b in listed["items"]] == made and listed["items"][0]["jobs"] == 3
+
+
+def test_a_batch_turned_away_for_now_is_sent_again_after_retry_after(base_env, start_service,
+                                                                      tmp_path):
+    port = free_port()
+    key = "ib_" + "k" * 40
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "2",
+                      "IMGBURST_AUTH": "on", "IMGBURST_API_KEYS": f"carol={key}",
+                      "IMGBURST_ADMIN_KEYS": "ops=" + "a" * 40,
+                      "IMGBURST_URL_SECRET": "s" * 40, "IMGBURST_SUBMIT_RATE": "1/second"}
+    start_service(env, "api", "--host", "127.0.0.1")
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the API")
+    for i in range(5):
+        (tmp_path / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
+    result = imgburst("submit", str(tmp_path), env=env | {"IMGBURST_API_KEY": key})
+    assert result.returncode == 0, result.stderr  # 3 batches at 1 a second: turned away, sent again
+    assert "Rate limit: sending it again in 1 s (Retry-After" in result.stderr, result.stderr
+    made = result.stdout.split()
+    listed = requests.get(f"http://127.0.0.1:{port}/api/v1/batches", timeout=5,
+                          headers={"Authorization": f"Bearer {key}"}).json()
+    assert sorted(b["id"] for b in listed["items"]) == sorted(made) and len(made) == 3
+    assert sum(b["jobs"] for b in listed["items"]) == 5  # each image once, none doubled

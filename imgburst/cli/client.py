@@ -26,10 +26,17 @@ from rich.table import Column, Table
 IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", ".jpg", ".mpo",
                   ".png", ".tif", ".tiff", ".webp")
 FINAL = {"succeeded", "failed", "partial", "cancelled"}
+MAX_TURNED_AWAY = 100  # 429s in a row for one batch before `submit` gives up
 
 
 class ApiError(click.ClickException):
     """An API answer or a connection problem, said in words a user can act on."""
+
+    def __init__(self, message: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after  # seconds, when the API said to come back (429)
 
 
 class Client:
@@ -71,7 +78,9 @@ class Client:
                 message = f"{problem.get('title', 'Error')}: {problem.get('detail', '')}{where}"
             except (ValueError, KeyError):
                 message = f"HTTP {response.status_code}: {response.text[:200]}"
-            raise ApiError(message)
+            retry_after = response.headers.get("Retry-After", "")
+            raise ApiError(message, response.status_code,
+                           float(retry_after) if retry_after.isdigit() else None)
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -155,20 +164,47 @@ def _when(timestamp: str) -> str:
     return timestamp[:19].replace("T", " ")
 
 
-def upload(client: Client, bodies: list[Any], batches: list[dict[str, Any]],
-           images: int) -> None:
-    """POST each body as a batch under one upload bar; `batches` gets each as it is made."""
-    from imgburst.cli import console
+def post_part(client: Client, fields: dict[str, str], part: list[Path],
+              on_read: Callable[[int], None],
+              on_turned_away: Callable[[ApiError], None]) -> dict[str, Any]:
+    """One part as a batch. A 429 (the queue's bound, the key's rate: nothing was stored)
+    sends it again after the Retry-After the API gives, up to MAX_TURNED_AWAY times."""
+    from imgburst.cli.multipart import MultipartFiles
 
-    columns = (TextColumn(f"uploading {images} images"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("upload", total=sum(map(len, bodies)))
-        for body in bodies:
+    turned_away = 0
+    while True:
+        body = MultipartFiles(fields, part, on_read=on_read)
+        try:
             with body:
-                body.on_read = lambda n: progress.advance(task, n)
-                batch = client.json("POST", "/api/v1/batches", data=body, timeout=600,
-                                    headers={"Content-Type": body.content_type})
+                return client.json("POST", "/api/v1/batches", data=body, timeout=600,
+                                   headers={"Content-Type": body.content_type})
+        except ApiError as exc:
+            turned_away += 1
+            if exc.status != 429 or exc.retry_after is None or turned_away > MAX_TURNED_AWAY:
+                raise
+            on_turned_away(exc)
+            time.sleep(exc.retry_after)
+
+
+def upload(client: Client, fields: dict[str, str], parts: list[list[Path]],
+           batches: list[dict[str, Any]]) -> None:
+    """POST each part as a batch under one upload bar; `batches` gets each as it is made."""
+    from imgburst.cli import console
+    from imgburst.cli.multipart import MultipartFiles
+
+    lengths = [len(MultipartFiles(fields, part)) for part in parts]
+    columns = (TextColumn(f"uploading {sum(map(len, parts))} images"), BarColumn(),
+               DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("upload", total=sum(lengths))
+        for i, part in enumerate(parts):
+            def turned_away(exc: ApiError, sent: int = sum(lengths[:i])) -> None:
+                progress.console.print(f"{exc.message.split(':')[0]}: sending it again in "
+                                       f"{exc.retry_after:.0f} s (Retry-After; Ctrl-C stops)")
+                progress.update(task, completed=sent)
+
+            batch = post_part(client, fields, part, lambda n: progress.advance(task, n),
+                              turned_away)
             batches.append(batch)
             refused = batch["counts"]["failed"]
             queued = batch["jobs"] - refused
@@ -268,16 +304,15 @@ def register(cli: click.Group) -> None:
             data["recipe"] = text
         if preset is not None:
             data["preset"] = preset
-        from imgburst.cli.multipart import MultipartFiles, fitting_parts  # urllib3: on upload
+        from imgburst.cli.multipart import fitting_parts  # urllib3: only when uploading
 
         parts = fitting_parts(data, files, settings.max_files, settings.max_upload_mb << 20)
         if len(parts) > 1:
             console.print(f"{len(files)} images: {len(parts)} batches (one holds at most "
                           f"{settings.max_files} images and {settings.max_upload_mb} MB)")
-        bodies = [MultipartFiles(data, part) for part in parts]
         batches: list[dict[str, Any]] = []
         try:
-            upload(client, bodies, batches, len(files))
+            upload(client, data, parts, batches)
         except (KeyboardInterrupt, click.ClickException) as exc:
             upload_cut_short(exc, batches, len(parts), len(files))
         try:  # from here on the batches exist: an interrupt must still say which they are
