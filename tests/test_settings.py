@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import re
+
 import pytest
+from conftest import ROOT
 
 from imgburst.core.settings import Settings, SettingsError
 
@@ -66,3 +70,38 @@ def test_bad_setting_stops_cli_with_the_name(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "IMGBURST_PORT" in result.stderr and "whole number" in result.stderr
+
+
+def _variables_read_by_the_code() -> set[str]:
+    """Every string constant in the package shaped like one of imgburst's variables."""
+    shape = re.compile(r"(IMGBURST|SCALER|MYSQL|AZURE_STORAGE|REDIS|APP)_[A-Z0-9_]+")
+    names = set()
+    for path in (ROOT / "imgburst").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and shape.fullmatch(node.value):
+                names.add(node.value)
+    return names
+
+
+def _configuration_table() -> set[str]:
+    """The variables of the README's configuration table, one table: a row cut off by a
+    blank line is not part of it once rendered."""
+    section = (ROOT / "README.md").read_text().split("\n## Configuration\n", 1)[1]
+    lines = iter(section.splitlines())
+    for line in lines:
+        if line.startswith("| variable |"):
+            break
+    assert next(lines).startswith("|---"), "the configuration table has no delimiter row"
+    names = set()
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_readme_documents_every_variable_the_code_reads():
+    read = _variables_read_by_the_code()
+    assert {"IMGBURST_PORT", "MYSQL_SSL", "SCALER_POLL_S"} <= read
+    assert read - _configuration_table() == set()
