@@ -154,10 +154,20 @@ def test_output_not_made_yet(client):
     assert "no output named 'thumb'" in response.get_json()["detail"]
 
 
+def test_a_folder_upload_keeps_its_folders_in_the_names_never_in_the_paths(client, app):
+    batch = submit(client, [("day1/IMG_1.jpg", JPEG), ("day2/IMG_1.jpg", JPEG),
+                            ("/home/me/c.jpg", JPEG)])
+    jobs = client.get(batch["links"]["jobs"]).get_json()["items"]
+    assert [j["input"] for j in jobs] == ["day1/IMG_1.jpg", "day2/IMG_1.jpg", "c.jpg"]
+    store = app.extensions["imgburst"].store
+    paths = [store.job_input(j["id"]).input_path for j in jobs]
+    assert paths == [f"inputs/{batch['id']}/{j['id']}/input.jpeg" for j in jobs]
+
+
 def test_submit_from_source_container_sniffs_without_decoding(client, app):
     blobs = app.extensions["imgburst"].blobs
     blobs.put("pics/a.jpg", JPEG, container="mine")
-    blobs.put("pics/b.png", photo_bytes(2, 10, 10, "PNG"), container="mine")
+    blobs.put("pics/zoo/b.png", photo_bytes(2, 10, 10, "PNG"), container="mine")
     blobs.put("pics/readme.txt", b"not a picture", container="mine")
     blobs.put("other/c.jpg", JPEG, container="mine")
     response = client.post("/api/v1/batches", json={"source": {"container": "mine",
@@ -168,9 +178,13 @@ def test_submit_from_source_container_sniffs_without_decoding(client, app):
     assert batch["jobs"] == 3 and batch["counts"] == {
         "queued": 2, "running": 0, "succeeded": 0, "failed": 1, "cancelled": 0}
     jobs = client.get(batch["links"]["jobs"]).get_json()["items"]
-    assert [(j["input"], j["input_format"]) for j in jobs] == [
-        ("a.jpg", "jpeg"), ("b.png", "png"), ("readme.txt", None)]
-    assert jobs[2]["error"].startswith("unsupported format")
+    assert [(j["input"], j["input_format"]) for j in jobs] == [  # from the prefix's folder on
+        ("a.jpg", "jpeg"), ("readme.txt", None), ("zoo/b.png", "png")]
+    assert jobs[1]["error"].startswith("unsupported format")
+    narrower = client.post("/api/v1/batches", json={"source": {"container": "mine",
+                                                               "prefix": "pics/z"}})
+    jobs = client.get(narrower.get_json()["links"]["jobs"]).get_json()["items"]
+    assert [j["input"] for j in jobs] == ["zoo/b.png"]
 
 
 def test_accepts_and_enqueues_one_task_per_image(client, app, redis_url):

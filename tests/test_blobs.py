@@ -99,6 +99,11 @@ def test_paths_are_safe(tmp_path):
     assert display_name("C:\\Users\\me\\My Photo (1).JPG") == "My Photo (1).JPG"
     assert display_name("evil\x00\nname\x1b[31m.jpg") == "evilname[31m.jpg"
     assert display_name("") == "image" and len(display_name("x" * 1000)) == 255
+    assert display_name("day1/./IMG_0001.JPG") == "day1/IMG_0001.JPG"  # a folder's upload
+    assert display_name("a\\b\\c.png") == "a/b/c.png"
+    assert display_name("/home/me/c.png") == "c.png" and display_name("a/../../c.png") == "c.png"
+    deep = display_name("/".join(["folder"] * 60) + "/c.png")
+    assert len(deep) <= 255 and deep.endswith("folder/c.png") and not deep.startswith("/")
     assert output_path("b", "j", "thumb", "webp") == "outputs/b/j/thumb.webp"
     local = LocalBlobStore(tmp_path, "imgburst")
     for bad in ("../x", "/abs", "a/../../x"):

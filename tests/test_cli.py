@@ -112,7 +112,7 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         fetch = imgburst("fetch", batch_id, "--out", str(tmp_path / "out"), env=env)
         assert fetch.returncode == 0, fetch.stderr
         assert Image.open(tmp_path / "out" / "thumb" / "a.webp").size == (256, 192)
-        assert Image.open(tmp_path / "out" / "medium" / "b.jpg").size == (300, 600)
+        assert Image.open(tmp_path / "out" / "medium" / "sub" / "b.jpg").size == (300, 600)
         preset = imgburst("submit", str(photos / "a.jpg"), "--preset", "avatar", "--wait",
                           env=env)
         assert preset.returncode == 0 and "1 succeeded" in preset.stderr, preset.stderr
@@ -303,9 +303,10 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "3"}
     url = start_live_stack(env, start_service, start_worker, concurrency=2)
     photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(7):
-        (photos / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
+    names = [f"day1/p{i}.jpg" for i in range(4)] + [f"day2/p{i}.jpg" for i in range(3)]
+    for i, name in enumerate(names):  # two cameras' folders: the same names in both
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        (photos / name).write_bytes(photo_bytes(i, 64, 48))
     result = imgburst("submit", str(photos), "--wait", env=env)
     assert result.returncode == 0, result.stderr
     ids = result.stdout.split()
@@ -314,11 +315,16 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     batches = [requests.get(f"{url}/api/v1/batches/{i}", timeout=5).json() for i in ids]
     assert [(b["jobs"], b["status"]) for b in batches] == [
         (3, "succeeded"), (3, "succeeded"), (1, "succeeded")]
+    inputs = [j["input"] for i in ids
+              for j in requests.get(f"{url}/api/v1/batches/{i}/jobs", timeout=5).json()["items"]]
+    assert inputs == names  # each by its path inside the folder, in order
     assert f"imgburst fetch {' '.join(ids)} --out" in result.stderr
     out = tmp_path / "out"
     fetch = imgburst("fetch", *ids, "--out", str(out), env=env)
     assert fetch.returncode == 0 and "wrote 14 files" in fetch.stderr, fetch.stderr
-    assert sorted(p.name for p in (out / "thumb").iterdir()) == [f"p{i}.webp" for i in range(7)]
+    written = sorted(p.relative_to(out / "thumb").as_posix() for p in out.rglob("*.webp"))
+    assert written == [name.replace(".jpg", ".webp") for name in names]  # the folders kept
+    assert Image.open(out / "medium" / "day2" / "p0.jpg").size == (64, 48)
 
     (photos / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1 << 20))
     refused = imgburst("submit", str(photos), env=env | {"IMGBURST_MAX_FILE_MB": "1"})

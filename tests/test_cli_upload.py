@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from urllib3.filepost import encode_multipart_formdata
 
-from imgburst.cli.client import collect_files
+from imgburst.cli.client import collect_files, input_place
 from imgburst.cli.loadgen.workload import Workload, WorkloadError
-from imgburst.cli.multipart import MultipartFiles, UploadError, fitting_parts
+from imgburst.cli.multipart import LocalImage, MultipartFiles, UploadError, fitting_parts
 
 SIZES = {"a.jpg": 255_233, 'say "cheese"\r\n.png': 510_465, "Ünïcødé 写真.webp": 3,
          "empty.gif": 0}  # quotes and line breaks too: urllib3 percent-encodes them
+SENT_AS = ["day1/a.jpg", 'say "cheese"\r\n.png', "Ünïcødé 写真.webp", "sub/dir/empty.gif"]
 
 
 def test_a_folder_gives_its_images_by_suffix_in_any_case_and_skips_hidden_ones(tmp_path):
@@ -26,14 +27,17 @@ def test_a_folder_gives_its_images_by_suffix_in_any_case_and_skips_hidden_ones(t
     for name in names:  # "folder.jpg" becomes a folder: only files are images
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    picked = [p.relative_to(tmp_path).as_posix() for p in collect_files((tmp_path,))]
-    assert picked == ["IMG_0002.jpeg", "a.heic", "b.JPG", "folder.jpg/inside.webp",
-                      "scan.TIFF", "sub/c.avif", "sub/d.png"]
+    picked = collect_files((tmp_path,))  # each sent by its path inside the folder
+    assert [image.name for image in picked] == [
+        "IMG_0002.jpeg", "a.heic", "b.JPG", "folder.jpg/inside.webp", "scan.TIFF",
+        "sub/c.avif", "sub/d.png"]
+    assert all(image.path == tmp_path / image.name for image in picked)
     named = tmp_path / "notes.txt"  # a file named on the command line is sent as named
-    assert collect_files((named, tmp_path / "sub")) == [named, tmp_path / "sub/c.avif",
-                                                         tmp_path / "sub/d.png"]
+    assert collect_files((named, tmp_path / "sub")) == [
+        LocalImage(named, "notes.txt"), LocalImage(tmp_path / "sub/c.avif", "c.avif"),
+        LocalImage(tmp_path / "sub/d.png", "d.png")]
     hidden = tmp_path / ".git"  # a hidden folder named on purpose is read
-    assert collect_files((hidden,)) == [hidden / "logo.png"]
+    assert collect_files((hidden,)) == [LocalImage(hidden / "logo.png", "logo.png")]
     assert len(Workload.from_directory(tmp_path).images) == len(picked)  # loadgen's too
     forks = tmp_path / "forks"
     forks.mkdir()
@@ -42,12 +46,20 @@ def test_a_folder_gives_its_images_by_suffix_in_any_case_and_skips_hidden_ones(t
         Workload.from_directory(forks)
 
 
-def make_files(folder: Path) -> list[Path]:
+@pytest.mark.parametrize(("name", "folders", "stem"), [
+    ("day1/IMG_0001.JPG", "day1", "IMG_0001"), ("a.jpg", ".", "a"),
+    ("../../etc/x.jpg", "etc", "x"), ("/abs/./y.png", "abs", "y"), ("..", ".", "job-id"),
+])
+def test_fetch_writes_under_the_inputs_folders_and_never_outside_out(name, folders, stem):
+    assert input_place({"input": name, "id": "job-id"}) == (Path(folders), stem)
+
+
+def make_files(folder: Path) -> list[LocalImage]:
     files = []
-    for name, size in SIZES.items():
+    for (name, size), sent_as in zip(SIZES.items(), SENT_AS, strict=True):
         path = folder / name
         path.write_bytes((bytes(range(256)) * (size // 256 + 1))[:size])
-        files.append(path)
+        files.append(LocalImage(path, sent_as))
     return files
 
 
@@ -64,7 +76,7 @@ def test_the_body_is_what_urllib3_encodes_and_as_long_as_declared(tmp_path, size
     fields = {"recipe": '{"outputs": [{"name": "ü"}]}', "preset": "avatar"}
     body = MultipartFiles(fields, files)
     expected, content_type = encode_multipart_formdata(
-        list(fields.items()) + [("files", (p.name, p.read_bytes())) for p in files],
+        list(fields.items()) + [("files", (f.name, f.path.read_bytes())) for f in files],
         boundary=body.boundary)
     seen: list[int] = []
     body.on_read = seen.append
@@ -75,9 +87,9 @@ def test_the_body_is_what_urllib3_encodes_and_as_long_as_declared(tmp_path, size
 
 
 def test_one_file_is_open_at_a_time(tmp_path):
-    files = [tmp_path / f"p{i}.jpg" for i in range(40)]
-    for path in files:
-        path.write_bytes(os.urandom(50_000))
+    files = [LocalImage(tmp_path / f"p{i}.jpg", f"p{i}.jpg") for i in range(40)]
+    for image in files:
+        image.path.write_bytes(os.urandom(50_000))
     body = MultipartFiles({}, files)
     before = len(os.listdir("/proc/self/fd"))
     most = 0
@@ -96,10 +108,10 @@ def test_a_file_changed_after_the_length_was_declared_stops_the_upload(tmp_path,
                                                                        words):
     files = make_files(tmp_path)
     body = MultipartFiles({}, files)
-    change(files[1])
+    change(files[1].path)
     with pytest.raises(UploadError) as raised:
         read_all(body, 65536)
-    assert words in raised.value.message and str(files[1]) in raised.value.message
+    assert words in raised.value.message and str(files[1].path) in raised.value.message
 
 
 @pytest.mark.parametrize(("max_files", "max_bytes"), [(3, 1 << 30), (1000, 30_000),
@@ -108,8 +120,8 @@ def test_fitting_parts_are_as_few_as_fit_and_keep_the_order(tmp_path, max_files,
     sizes = [9_000, 1_000, 12_000, 0, 7_500, 40_000, 3_000, 11_000, 500, 8_000]
     files = []
     for i, size in enumerate(sizes):
-        files.append(tmp_path / f"p{i:02}.jpg")
-        files[-1].write_bytes(b"x" * size)
+        files.append(LocalImage(tmp_path / f"p{i:02}.jpg", f"day{i % 3}/p{i:02}.jpg"))
+        files[-1].path.write_bytes(b"x" * size)
     fields = {"recipe": '{"outputs": [{"name": "thumb"}]}'}
     parts = fitting_parts(fields, files, max_files, max_bytes)
     assert [p for part in parts for p in part] == files  # every file once, in order

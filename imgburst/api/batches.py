@@ -93,8 +93,10 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
                       "narrower prefix, one batch per part",
                       field="source.prefix")
 
+    folder = prefix[:prefix.rfind("/") + 1]  # names are shown from the prefix's folder on
+
     def sniff_one(blob: Any) -> NewJob:
-        name = blob.name.rsplit("/", 1)[-1]
+        name = display_name(blob.name[len(folder):])
         if blob.size > svc.settings.max_file_mb << 20:
             return NewJob(new_id(), name, container, blob.name, None, blob.size,
                           error=f"image too large: {blob.size / 1e6:.1f} MB, above the "

@@ -63,7 +63,10 @@ SCHEMAS: dict[str, Any] = {
         "name": {"type": "string"}, "format": {"type": "string"}, "width": {"type": "integer"},
         "height": {"type": "integer"}, "bytes": {"type": "integer"}, "url": {"type": "string"}}},
     "Job": {"type": "object", "properties": {
-        "id": {"type": "string"}, "batch_id": {"type": "string"}, "input": {"type": "string"},
+        "id": {"type": "string"}, "batch_id": {"type": "string"},
+        "input": {"type": "string", "description": "the uploaded file's name, with the folders "
+                  "of a folder's upload (day1/IMG_0001.jpg); for a source, the blob's name from "
+                  "the prefix's folder on"},
         "status": {"type": "string",
                    "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
         "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},

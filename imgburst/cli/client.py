@@ -6,8 +6,8 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, NoReturn
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Column, Table
+
+if TYPE_CHECKING:
+    from imgburst.cli.multipart import LocalImage
 
 # What a folder's images are called; the service itself goes by their magic bytes.
 IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", ".jpg", ".mpo",
@@ -112,11 +115,17 @@ def images_under(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def collect_files(paths: tuple[Path, ...]) -> list[Path]:
-    """Files named directly, plus the image files under named folders."""
-    files: list[Path] = []
+def collect_files(paths: tuple[Path, ...]) -> list[LocalImage]:
+    """Files named directly (sent by their name), plus the image files under named
+    folders (sent by their path inside the folder: `day1/IMG_0001.jpg`)."""
+    from imgburst.cli.multipart import LocalImage
+
+    files: list[LocalImage] = []
     for path in paths:
-        files.extend(images_under(path) if path.is_dir() else [path])
+        if path.is_dir():
+            files += [LocalImage(p, p.relative_to(path).as_posix()) for p in images_under(path)]
+        else:
+            files.append(LocalImage(path, path.name))
     return files
 
 
@@ -144,10 +153,18 @@ def wait_for_batches(client: Client, batch_ids: list[str], total: int,
             time.sleep(0.5)
 
 
-def over_the_image_limit(files: list[Path], max_file_mb: int) -> list[str]:
+def over_the_image_limit(files: list[LocalImage], max_file_mb: int) -> list[str]:
     """The files the API would refuse the whole upload for, each with its size."""
-    return [f"{path} ({path.stat().st_size / 1e6:.1f} MB)" for path in files
-            if path.stat().st_size > max_file_mb << 20]
+    return [f"{image.path} ({image.path.stat().st_size / 1e6:.1f} MB)" for image in files
+            if image.path.stat().st_size > max_file_mb << 20]
+
+
+def input_place(job: dict[str, Any]) -> tuple[Path, str]:
+    """The folders and stem an input's outputs are written under (`day1`, `IMG_0001`):
+    the input's name as the API keeps it, with nothing that could climb out of --out."""
+    parts = [p for p in PurePosixPath(job["input"]).parts if p not in ("/", ".", "..")]
+    stem = PurePosixPath(parts[-1]).stem if parts else ""
+    return Path(*parts[:-1]), stem or job["id"]
 
 
 def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
@@ -164,7 +181,7 @@ def _when(timestamp: str) -> str:
     return timestamp[:19].replace("T", " ")
 
 
-def post_part(client: Client, fields: dict[str, str], part: list[Path],
+def post_part(client: Client, fields: dict[str, str], part: list[LocalImage],
               on_read: Callable[[int], None],
               on_turned_away: Callable[[ApiError], None]) -> dict[str, Any]:
     """One part as a batch. A 429 (the queue's bound, the key's rate: nothing was stored)
@@ -186,7 +203,7 @@ def post_part(client: Client, fields: dict[str, str], part: list[Path],
             time.sleep(exc.retry_after)
 
 
-def upload(client: Client, fields: dict[str, str], parts: list[list[Path]],
+def upload(client: Client, fields: dict[str, str], parts: list[list[LocalImage]],
            batches: list[dict[str, Any]]) -> None:
     """POST each part as a batch under one upload bar; `batches` gets each as it is made."""
     from imgburst.cli import console
@@ -401,10 +418,10 @@ def register(cli: click.Group) -> None:
                       console=console) as progress:
             task = progress.add_task("fetch", total=total)
             for job in jobs:
-                stem = Path(job["input"]).stem or job["id"]
+                folders, stem = input_place(job)
                 for output in job["outputs"]:
                     ext = {"jpeg": "jpg"}.get(output["format"], output["format"])
-                    target = out_dir / output["name"] / f"{stem}.{ext}"
+                    target = out_dir / output["name"] / folders / f"{stem}.{ext}"
                     if target in written:  # two inputs with the same name
                         target = target.with_name(f"{stem}-{job['id'][:8]}.{ext}")
                     target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import click
 from urllib3.fields import RequestField
@@ -26,11 +26,20 @@ class UploadError(click.ClickException):
     for the network)."""
 
 
+class LocalImage(NamedTuple):
+    """A file to upload and the name it is sent as: its path inside the folder named on
+    the command line (`day1/IMG_0001.jpg`), so two IMG_0001.jpg of two camera folders stay
+    apart in the batch and in what `imgburst fetch` writes."""
+
+    path: Path
+    name: str
+
+
 class MultipartFiles(io.RawIOBase):
     """Form `fields` then one part named `name` per file, as a read-only stream of known
     length (`len()`); `on_read(n)` is told of every n bytes read (a progress bar)."""
 
-    def __init__(self, fields: dict[str, str], files: list[Path], name: str = "files",
+    def __init__(self, fields: dict[str, str], files: list[LocalImage], name: str = "files",
                  on_read: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.boundary = choose_boundary()
@@ -40,9 +49,10 @@ class MultipartFiles(io.RawIOBase):
         for key, value in fields.items():
             field = RequestField.from_tuples(key, value)
             self._pieces.append(self._head(field) + value.encode() + b"\r\n")
-        for path in files:
-            field = RequestField.from_tuples(name, (path.name, b""))
-            self._pieces += [self._head(field), (path, path.stat().st_size), b"\r\n"]
+        for image in files:
+            field = RequestField.from_tuples(name, (image.name, b""))
+            self._pieces += [self._head(field), (image.path, image.path.stat().st_size),
+                             b"\r\n"]
         self._pieces.append(f"--{self.boundary}--\r\n".encode())
         self._length = sum(len(p) if isinstance(p, bytes) else p[1] for p in self._pieces)
         self._index = 0  # the piece being read
@@ -53,10 +63,10 @@ class MultipartFiles(io.RawIOBase):
     def _head(self, field: RequestField) -> bytes:
         return f"--{self.boundary}\r\n{field.render_headers()}".encode()
 
-    def part_length(self, path: Path, name: str = "files") -> int:
-        """What `path` adds to a body like this one (its part's head, bytes and CRLF)."""
-        field = RequestField.from_tuples(name, (path.name, b""))
-        return len(self._head(field)) + path.stat().st_size + 2
+    def part_length(self, image: LocalImage, name: str = "files") -> int:
+        """What `image` adds to a body like this one (its part's head, bytes and CRLF)."""
+        field = RequestField.from_tuples(name, (image.name, b""))
+        return len(self._head(field)) + image.path.stat().st_size + 2
 
     def __len__(self) -> int:
         return self._length
@@ -122,20 +132,20 @@ class MultipartFiles(io.RawIOBase):
         super().close()
 
 
-def fitting_parts(fields: dict[str, str], files: list[Path], max_files: int,
-                  max_bytes: int) -> list[list[Path]]:
+def fitting_parts(fields: dict[str, str], files: list[LocalImage], max_files: int,
+                  max_bytes: int) -> list[list[LocalImage]]:
     """`files` cut, in order, into as few consecutive parts as keep each body within
     `max_files` files and `max_bytes` bytes (one batch's limits). A file too large for
     any body still gets a part of its own: the API's answer says why it is refused."""
     empty = MultipartFiles(fields, [])  # the fields and the closing delimiter
-    parts: list[list[Path]] = []
-    part: list[Path] = []
+    parts: list[list[LocalImage]] = []
+    part: list[LocalImage] = []
     size = len(empty)
-    for path in files:
-        cost = empty.part_length(path)
+    for image in files:
+        cost = empty.part_length(image)
         if part and (len(part) == max_files or size + cost > max_bytes):
             parts.append(part)
             part, size = [], len(empty)
-        part.append(path)
+        part.append(image)
         size += cost
     return [*parts, part] if part else parts

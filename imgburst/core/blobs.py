@@ -21,6 +21,7 @@ from typing import Any
 
 from imgburst.core.settings import Settings
 
+DRIVE = re.compile(r"[A-Za-z]:")  # C:\Users\...: a client's full path
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 # A local blob is written in pieces of this size, not in one write(): the kernel sizes
 # page-cache folios by the write, and one 4 MB write of an upload cost the API twice the
@@ -70,11 +71,20 @@ def is_own_upload(path: str, batch_id: str, job_id: str) -> bool:
 
 
 def display_name(filename: str | None) -> str:
-    """An uploaded file name fit to show and to store: its last path part, without
-    control characters, at most 255 characters."""
-    base = PurePosixPath((filename or "").replace("\\", "/")).name
-    cleaned = "".join(c for c in base if c.isprintable()).strip()
-    return cleaned[:255] or "image"
+    """An uploaded file name fit to show and to store. A path inside the folder a client
+    uploaded (`day1/IMG_0001.jpg`) keeps its folders, so that the two IMG_0001.jpg of two
+    camera folders stay apart when their outputs are fetched; one that points outside it
+    (absolute, a drive letter as old browsers sent, `..`) keeps only its last part. No
+    control characters; at most 255 characters, leading folders dropped first."""
+    path = (filename or "").replace("\\", "/")
+    parts = ["".join(c for c in part if c.isprintable()).strip() for part in path.split("/")]
+    outside = path.startswith("/") or DRIVE.match(path) or ".." in parts
+    parts = [p for p in parts if p not in ("", ".")]
+    if outside:
+        parts = parts[-1:]
+    while len(parts) > 1 and len("/".join(parts)) > 255:
+        parts.pop(0)
+    return "/".join(parts)[:255] or "image"
 
 
 def asset_path(name: str) -> str:
