@@ -118,6 +118,8 @@ def test_dashboard_shows_a_burst_live(live_stack):
         wait_js(page, """[...document.querySelectorAll('#gallery img')]
             .some(img => img.complete && img.naturalWidth > 0)""", timeout=10)  # signed URLs
         assert "sig=" in page.eval_on_selector("#gallery img", "img => img.src")
+        hover = page.get_attribute("#gallery figure", "title")
+        assert re.fullmatch(r".+\.\w+: \w+, \d+×\d+, \w+@.+", hover), hover  # its input too
         rows = page.eval_on_selector_all("#workers tbody tr", "rs => rs.map(r => r.dataset.pool)")
         assert "base" in rows
 

@@ -102,6 +102,7 @@ def test_stats_reports_the_known_state(known):
     gallery = doc["gallery"]
     assert len(gallery) == 3 and {g["name"] for g in gallery} == {"thumb"}  # smallest output
     assert gallery[0]["job_id"] == done[0].id  # newest first
+    assert gallery[0]["input"] == done[0].input_name  # what the page says it was made from
     assert client.get("/api/v1/stats?since=nope").status_code == 400
     later = client.get(f"/api/v1/stats?since={doc['series'][0]['t']}").get_json()
     assert later["series"] == []  # only what the page lacks

@@ -493,7 +493,7 @@ class JobStore:
         """The smallest output of each of the newest succeeded jobs (for a gallery)."""
         with self.engine.connect() as conn:
             jobs = conn.execute(
-                select(Job.id, Job.finished_at, Job.worker)
+                select(Job.id, Job.finished_at, Job.worker, Job.input_name)
                 .where(Job.status == "succeeded", Job.finished_at.is_not(None))
                 .order_by(Job.finished_at.desc()).limit(limit)
             ).all()
@@ -506,7 +506,7 @@ class JobStore:
                     smallest[o.job_id] = o
         return [{"job_id": j.id, "name": smallest[j.id].name, "format": smallest[j.id].format,
                  "width": smallest[j.id].width, "height": smallest[j.id].height,
-                 "worker": j.worker, "finished_at": j.finished_at,
+                 "worker": j.worker, "finished_at": j.finished_at, "input": j.input_name,
                  "blob_path": smallest[j.id].blob_path}
                 for j in jobs if j.id in smallest]
 

@@ -218,8 +218,8 @@
     const box = $("gallery");
     box.replaceChildren();
     for (const g of items) {
-      const fig = node("figure");
-      fig.appendChild(node("img", { src: g.url, alt: `${g.name} of job ${g.job_id}`, loading: "lazy",
+      const fig = node("figure", { title: `${g.input}: ${g.name}, ${g.width}×${g.height}, ${g.worker || ""}` });
+      fig.appendChild(node("img", { src: g.url, alt: `${g.name} of ${g.input}`, loading: "lazy",
         width: g.width, height: g.height }));
       fig.appendChild(node("figcaption", {}, `${g.width}×${g.height} · ${g.worker || ""}`));
       box.appendChild(fig);
