@@ -242,6 +242,14 @@ def test_ctrl_c_while_waiting_leaves_the_batch_and_says_how_to_follow_it(base_en
     assert out == f"{batch_id}\n"  # stdout is the id alone: the bar went to stderr
     assert requests.get(f"http://127.0.0.1:{port}/api/v1/batches/{batch_id}",
                         timeout=5).json()["status"] == "queued"
+    assert f"imgburst cancel {batch_id}" in err, err  # what the hint says works
+    cancel = imgburst("cancel", batch_id, env=env)
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"batch {batch_id} cancelled: 1 job cancelled" in cancel.stderr, cancel.stderr
+    again = imgburst("cancel", batch_id, env=env)
+    assert again.returncode == 0 and ": 0 jobs cancelled" in again.stderr, again.stderr
+    unknown = imgburst("cancel", "f" * 32, env=env)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr.lower(), unknown.stderr
 
 
 def test_services_without_redis_say_what_to_set(tmp_path):

@@ -258,10 +258,10 @@ def stopped(what: str, batch_ids: list[str]) -> NoReturn:
 
     if len(batch_ids) == 1:
         console.print(f"{what}; the batch goes on: imgburst status {batch_ids[0]} (cancel "
-                      f"what has not started: DELETE /api/v1/batches/{batch_ids[0]})")
+                      f"what has not started: imgburst cancel {batch_ids[0]})")
     else:
         console.print(f"{what}; the {len(batch_ids)} batches go on: imgburst status (cancel "
-                      "what has not started: DELETE /api/v1/batches/<id>)")
+                      f"what has not started: imgburst cancel {' '.join(batch_ids)})")
     click.echo("\n".join(batch_ids))
     raise SystemExit(130)
 
@@ -396,6 +396,22 @@ def register(cli: click.Group) -> None:
         console.print(f"a dashboard link that signs in as your key (works once, within "
                       f"{ttl // 60} minutes):")
         click.echo(link)
+
+    @cli.command()
+    @click.argument("batch_ids", metavar="BATCH...", nargs=-1, required=True)
+    @url_option
+    def cancel(batch_ids: tuple[str, ...], url: str | None, api_key: str | None) -> None:
+        """Cancel the jobs of one or more batches that have not started; running jobs
+        finish and finished ones keep their outputs."""
+        client = client_for(url, api_key)
+        for batch_id in batch_ids:
+            batch = client.json("DELETE", f"/api/v1/batches/{batch_id}")
+            n = batch["cancelled_jobs"]
+            left = ", ".join(f"{count} {status}" for status, count in batch["counts"].items()
+                             if count and status != "cancelled")
+            console.print(f"batch {batch['id']} {batch['status']}: {n} job"
+                          f"{'' if n == 1 else 's'} cancelled"
+                          + (f"; left as they are: {left}" if left else ""))
 
     @cli.command()
     @click.argument("batch_ids", metavar="BATCH...", nargs=-1, required=True)
