@@ -83,7 +83,8 @@ class Workload:
         if not files:
             raise WorkloadError(f"no images ({' '.join(IMAGE_SUFFIXES)}; hidden files are "
                                 f"skipped) under {directory}")
-        return cls([(p.name, p) for p in files], [1.0] * len(files), seed)
+        return cls([(p.relative_to(directory).as_posix(), p) for p in files], [1.0] * len(files),
+                   seed)
 
     def batch(self, size: int) -> list[tuple[str, bytes]]:
         picked = self.random.choices(range(len(self.images)), weights=self.weights, k=size)
