@@ -416,7 +416,8 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("batch_ids", metavar="BATCH...", nargs=-1, required=True)
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                  required=True, help="Folder to write outputs into (<output>/<input>.<ext>).")
+                  required=True, help="Folder to write outputs into: <output>/<input>.<ext>, "
+                                      "the input's folders kept (thumb/day1/IMG_0001.webp).")
     @url_option
     def fetch(batch_ids: tuple[str, ...], out_dir: Path, url: str | None,
               api_key: str | None) -> None:
