@@ -154,6 +154,15 @@ def test_output_not_made_yet(client):
     assert "no output named 'thumb'" in response.get_json()["detail"]
 
 
+def test_limits_are_what_this_api_enforces(client):
+    limits = client.get("/api/v1/limits").get_json()
+    assert limits == {"max_files": 3, "max_upload_bytes": 1 << 20, "max_file_bytes": 50 << 20,
+                      "max_megapixels": 50, "max_frames": 100}
+    over = client.post("/api/v1/batches", content_type="multipart/form-data", data={
+        "files": [(io.BytesIO(JPEG), f"p{i}.jpg") for i in range(limits["max_files"] + 1)]})
+    assert over.status_code == 413  # one more than it says is refused
+
+
 def test_a_folder_upload_keeps_its_folders_in_the_names_never_in_the_paths(client, app):
     batch = submit(client, [("day1/IMG_1.jpg", JPEG), ("day2/IMG_1.jpg", JPEG),
                             ("/home/me/c.jpg", JPEG)])

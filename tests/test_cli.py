@@ -308,8 +308,9 @@ def test_default_url_prefers_the_environment_then_the_running_up(tmp_path, monke
 def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
         base_env, start_service, start_worker, tmp_path):
     port = free_port()
-    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "3"}
-    url = start_live_stack(env, start_service, start_worker, concurrency=2)
+    env = base_env | {"IMGBURST_PORT": str(port)}  # the CLI's: no limits of its own
+    url = start_live_stack(env | {"IMGBURST_MAX_FILES": "3", "IMGBURST_MAX_FILE_MB": "1"},
+                           start_service, start_worker, concurrency=2)  # the API's
     photos = tmp_path / "photos"
     names = [f"day1/p{i}.jpg" for i in range(4)] + [f"day2/p{i}.jpg" for i in range(3)]
     for i, name in enumerate(names):  # two cameras' folders: the same names in both
@@ -335,27 +336,40 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     assert Image.open(out / "medium" / "day2" / "p0.jpg").size == (64, 48)
 
     (photos / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1 << 20))
-    refused = imgburst("submit", str(photos), env=env | {"IMGBURST_MAX_FILE_MB": "1"})
+    refused = imgburst("submit", str(photos), env=env)
     assert refused.returncode == 2, refused.stderr
+    assert "the API's 1 MB limit for one image" in refused.stderr, refused.stderr
     assert "huge.png (1.0 MB)" in refused.stderr and "nothing was sent" in refused.stderr
     listed = requests.get(f"{url}/api/v1/batches", timeout=5).json()
     assert listed["total"] == 3  # nothing of the refused folder reached the API
 
 
-def test_a_batch_refused_mid_folder_leaves_the_ones_made_and_says_so(base_env, start_service,
-                                                                     tmp_path):
+def test_a_folder_stopped_mid_upload_leaves_the_batches_made_and_says_so(base_env,
+                                                                        start_service,
+                                                                        tmp_path):
     port = free_port()
-    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "3"}
-    start_service(env | {"IMGBURST_MAX_UPLOAD_MB": "1"}, "api", "--host", "127.0.0.1")
+    env = base_env | {"IMGBURST_PORT": str(port)}
+    # No worker, a queue bound of 3 jobs, batches of 3: the second batch is turned away
+    # (429, Retry-After 30 s) and Ctrl-C comes while `submit` waits to send it again.
+    start_service(env | {"IMGBURST_MAX_FILES": "3", "IMGBURST_MAX_WAITING": "3"}, "api",
+                  "--host", "127.0.0.1")
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the API")
-    for i in range(7):  # the first 3 fit the API's 1 MB, the next 3 do not (the CLI: 512)
-        (tmp_path / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48) if i < 3 else
-                                             os.urandom(400_000))
-    result = imgburst("submit", *sorted(str(p) for p in tmp_path.glob("*.jpg")), env=env)
-    assert result.returncode == 1, result.stderr
-    assert "1 of 3 batches were made (3 of 7 images); the rest was not" in result.stderr
-    assert "Request too large" in result.stderr and "IMGBURST_MAX_UPLOAD_MB" in result.stderr
-    made = result.stdout.split()
+    for i in range(7):
+        (tmp_path / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
+    submit = subprocess.Popen(
+        [sys.executable, "-m", "imgburst.cli", "submit", str(tmp_path)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    while not seen or "sending it again in 30 s" not in seen[-1]:
+        seen.append(submit.stderr.readline())
+        assert seen[-1] and len(seen) < 50, seen
+    assert "7 images: 3 batches" in "".join(seen) and "Too busy" in seen[-1], seen
+    submit.send_signal(signal.SIGINT)
+    out, err = submit.communicate(timeout=30)
+    assert submit.returncode == 130, err
+    assert "1 of 3 batches were made (3 of 7 images); the rest was not" in err, err
+    made = out.split()
     listed = requests.get(f"http://127.0.0.1:{port}/api/v1/batches", timeout=5).json()
     assert [b["id"] for b in listed["items"]] == made and listed["items"][0]["jobs"] == 3
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from urllib3.filepost import encode_multipart_formdata
 
-from imgburst.cli.client import collect_files, input_place
+from imgburst.cli.client import ApiError, Limits, api_limits, collect_files, input_place
 from imgburst.cli.loadgen.workload import Workload, WorkloadError
 from imgburst.cli.multipart import LocalImage, MultipartFiles, UploadError, fitting_parts
+from imgburst.core.settings import Settings
 
 SIZES = {"a.jpg": 255_233, 'say "cheese"\r\n.png': 510_465, "Ünïcødé 写真.webp": 3,
          "empty.gif": 0}  # quotes and line breaks too: urllib3 percent-encodes them
@@ -53,6 +54,23 @@ def test_a_folder_gives_its_images_by_suffix_in_any_case_and_skips_hidden_ones(t
 ])
 def test_fetch_writes_under_the_inputs_folders_and_never_outside_out(name, folders, stem):
     assert input_place({"input": name, "id": "job-id"}) == (Path(folders), stem)
+
+
+class _ApiAnswering:
+    """Stands in for `Client` where only its answer to GET /api/v1/limits matters."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def json(self, method: str, path: str) -> None:
+        raise ApiError(f"HTTP {self.status} for {method} {path}", self.status)
+
+
+def test_limits_come_from_this_environment_only_when_the_api_is_too_old_to_say(tmp_path):
+    settings = Settings.from_env({"IMGBURST_HOME": str(tmp_path), "IMGBURST_MAX_FILES": "7"})
+    assert api_limits(_ApiAnswering(404), settings) == Limits(7, 512 << 20, 50 << 20)
+    with pytest.raises(ApiError):  # any other answer is the API's problem to report
+        api_limits(_ApiAnswering(503), settings)
 
 
 def make_files(folder: Path) -> list[LocalImage]:

@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         demo,
         health,
         jobs,
+        limits,
         logins,
         openapi,
         presets,
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
     services = app.extensions["imgburst"]
     metrics.watch(lambda: services)
     register_error_handlers(app)
-    for module in (batches, jobs, presets, preview, assets, stats, demo, logins, health,
+    for module in (batches, jobs, limits, presets, preview, assets, stats, demo, logins, health,
                    version, openapi, dashboard):
         app.register_blueprint(module.bp)
 

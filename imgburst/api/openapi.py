@@ -72,6 +72,12 @@ SCHEMAS: dict[str, Any] = {
         "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
         "worker": {"type": ["string", "null"]},
         "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}}}},
+    "Limits": {"type": "object", "description": "What one submission may hold "
+               "(IMGBURST_MAX_FILES, IMGBURST_MAX_UPLOAD_MB, IMGBURST_MAX_FILE_MB, "
+               "IMGBURST_MAX_MEGAPIXELS, IMGBURST_MAX_FRAMES)", "properties": {
+        "max_files": {"type": "integer"}, "max_upload_bytes": {"type": "integer"},
+        "max_file_bytes": {"type": "integer"}, "max_megapixels": {"type": "number"},
+        "max_frames": {"type": "integer"}}},
     "Batch": {"type": "object", "properties": {
         "id": {"type": "string"},
         "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed",
@@ -143,6 +149,11 @@ DOCUMENT: dict[str, Any] = {
                 "200": {"description": "The image", "content": {
                     "image/*": {"schema": {"type": "string", "format": "binary"}}}},
                 "404": PROBLEM, "503": PROBLEM}},
+        },
+        "/api/v1/limits": {
+            "get": {"summary": "What one submission may hold: images, bytes, one image's "
+                               "bytes and pixels", "responses": {"200": _json("Limits",
+                                                                              "The limits")}},
         },
         "/api/v1/presets": {
             "get": {"summary": "Named recipes a batch may use as `preset`",

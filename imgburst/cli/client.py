@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import click
 from rich.console import Console
@@ -24,6 +24,7 @@ from rich.table import Column, Table
 
 if TYPE_CHECKING:
     from imgburst.cli.multipart import LocalImage
+    from imgburst.core.settings import Settings
 
 # What a folder's images are called; the service itself goes by their magic bytes.
 IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", ".jpg", ".mpo",
@@ -153,10 +154,31 @@ def wait_for_batches(client: Client, batch_ids: list[str], total: int,
             time.sleep(0.5)
 
 
-def over_the_image_limit(files: list[LocalImage], max_file_mb: int) -> list[str]:
+class Limits(NamedTuple):
+    """What one batch may hold, as `GET /api/v1/limits` says."""
+
+    max_files: int
+    max_upload_bytes: int
+    max_file_bytes: int
+
+
+def api_limits(client: Client, settings: Settings) -> Limits:
+    """The API's own limits: a cluster's may differ from this machine's environment, which
+    is used only with an API too old to say (404)."""
+    try:
+        said = client.json("GET", "/api/v1/limits")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return Limits(settings.max_files, settings.max_upload_mb << 20,
+                      settings.max_file_mb << 20)
+    return Limits(said["max_files"], said["max_upload_bytes"], said["max_file_bytes"])
+
+
+def over_the_image_limit(files: list[LocalImage], max_file_bytes: int) -> list[str]:
     """The files the API would refuse the whole upload for, each with its size."""
     return [f"{image.path} ({image.path.stat().st_size / 1e6:.1f} MB)" for image in files
-            if image.path.stat().st_size > max_file_mb << 20]
+            if image.path.stat().st_size > max_file_bytes]
 
 
 def input_place(job: dict[str, Any]) -> tuple[Path, str]:
@@ -297,19 +319,12 @@ def register(cli: click.Group) -> None:
     def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
                wait: bool, url: str | None, api_key: str | None) -> None:
         """Upload images (files or folders) as one batch, or as several when they are more
-        than one batch may hold (IMGBURST_MAX_FILES, IMGBURST_MAX_UPLOAD_MB)."""
-        settings = load_settings()
+        than one batch may hold (the API's limits: GET /api/v1/limits)."""
         client = client_for(url, api_key)
         files = collect_files(paths)
         if not files:
             raise click.UsageError(f"no image files in the given folders (looked for "
                                    f"{' '.join(IMAGE_SUFFIXES)}; hidden files are skipped)")
-        if too_large := over_the_image_limit(files, settings.max_file_mb):
-            raise click.UsageError(
-                f"{len(too_large)} image{'s are' if len(too_large) > 1 else ' is'} over "
-                f"the {settings.max_file_mb} MB limit for one image (IMGBURST_MAX_FILE_MB): "
-                f"{', '.join(too_large[:5])}{' ...' if len(too_large) > 5 else ''}; leave "
-                "them out or resize them; nothing was sent")
         data: dict[str, str] = {}
         if recipe_file is not None:
             try:
@@ -321,12 +336,21 @@ def register(cli: click.Group) -> None:
             data["recipe"] = text
         if preset is not None:
             data["preset"] = preset
+        limits = api_limits(client, load_settings())
+        if too_large := over_the_image_limit(files, limits.max_file_bytes):
+            raise click.UsageError(
+                f"{len(too_large)} image{'s are' if len(too_large) > 1 else ' is'} over "
+                f"the API's {limits.max_file_bytes / 2**20:g} MB limit for one image "
+                f"(IMGBURST_MAX_FILE_MB): {', '.join(too_large[:5])}"
+                f"{' ...' if len(too_large) > 5 else ''}; leave them out or resize them; "
+                "nothing was sent")
         from imgburst.cli.multipart import fitting_parts  # urllib3: only when uploading
 
-        parts = fitting_parts(data, files, settings.max_files, settings.max_upload_mb << 20)
+        parts = fitting_parts(data, files, limits.max_files, limits.max_upload_bytes)
         if len(parts) > 1:
             console.print(f"{len(files)} images: {len(parts)} batches (one holds at most "
-                          f"{settings.max_files} images and {settings.max_upload_mb} MB)")
+                          f"{limits.max_files} images and {limits.max_upload_bytes / 2**20:g} "
+                          "MB)")
         batches: list[dict[str, Any]] = []
         try:
             upload(client, data, parts, batches)
