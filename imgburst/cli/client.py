@@ -189,6 +189,44 @@ def input_place(job: dict[str, Any]) -> tuple[Path, str]:
     return Path(*parts[:-1]), stem or job["id"]
 
 
+def download_outputs(client: Client, batch_ids: tuple[str, ...] | list[str],
+                     out_dir: Path) -> None:
+    """Every output of the batches under `out_dir` (<output>/<input's folders>/<stem>.<ext>),
+    with a bar, then which jobs gave none and why (failed, cancelled, not done yet)."""
+    from imgburst.cli import console
+
+    every = {batch_id: list(client.jobs(batch_id)) for batch_id in batch_ids}
+    jobs = [j for batch in every.values() for j in batch if j["outputs"]]
+    total = sum(len(j["outputs"]) for j in jobs)
+    if not total:
+        raise ApiError(f"batch{'es' if len(batch_ids) > 1 else ''} {' '.join(batch_ids)} "
+                       f"{'have' if len(batch_ids) > 1 else 'has'} no outputs yet "
+                       f"(imgburst status {batch_ids[0]})")
+    written: set[Path] = set()
+    with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn(),
+                  console=console) as progress:
+        task = progress.add_task("fetch", total=total)
+        for job in jobs:
+            folders, stem = input_place(job)
+            for output in job["outputs"]:
+                ext = {"jpeg": "jpg"}.get(output["format"], output["format"])
+                target = out_dir / output["name"] / folders / f"{stem}.{ext}"
+                if target in written:  # two inputs with the same name
+                    target = target.with_name(f"{stem}-{job['id'][:8]}.{ext}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(client.request("GET", output["url"]).content)
+                written.add(target)
+                progress.advance(task)
+    console.print(f"wrote {len(written)} files under {out_dir}")
+    for batch_id, batch_jobs in every.items():
+        missing = Counter(j["status"] for j in batch_jobs if not j["outputs"])
+        if missing:  # failed, cancelled or not done yet: say so, not just what was written
+            count = sum(missing.values())
+            said = ", ".join(f"{n} {status}" for status, n in sorted(missing.items()))
+            console.print(f"[yellow]no outputs from {count} job{'s' if count > 1 else ''} "
+                          f"({said})[/yellow]: imgburst status {batch_id}")
+
+
 def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
     failed = [j for j in client.jobs(batch_id) if j["status"] == "failed"]
     for job in failed[:limit]:
@@ -315,9 +353,13 @@ def register(cli: click.Group) -> None:
     @click.option("--preset", default=None,
                   help="A named recipe instead of --recipe (see GET /api/v1/presets).")
     @click.option("--wait", is_flag=True, help="Show progress until the batches are done.")
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                  default=None, help="Wait (as --wait), then download the outputs here, as "
+                                     "`imgburst fetch --out` does.")
     @url_option
     def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
-               wait: bool, url: str | None, api_key: str | None) -> None:
+               wait: bool, out_dir: Path | None, url: str | None,
+               api_key: str | None) -> None:
         """Upload images (files or folders) as one batch, or as several when they are more
         than one batch may hold (the API's limits: GET /api/v1/limits)."""
         client = client_for(url, api_key)
@@ -358,7 +400,7 @@ def register(cli: click.Group) -> None:
             upload_cut_short(exc, batches, len(parts), len(files))
         try:  # from here on the batches exist: an interrupt must still say which they are
             ids = [b["id"] for b in batches]
-            if not wait:
+            if not wait and out_dir is None:
                 click.echo("\n".join(ids))
                 return
             batches = wait_for_batches(client, ids, sum(b["jobs"] for b in batches), console)
@@ -372,7 +414,16 @@ def register(cli: click.Group) -> None:
                              if batch["duration_ms"] else ""))
             if c["failed"]:
                 print_failures(client, batch["id"])
-        console.print(f"fetch the outputs: imgburst fetch {' '.join(ids)} --out ./outputs")
+        if out_dir is None:
+            console.print(f"fetch the outputs: imgburst fetch {' '.join(ids)} --out ./outputs")
+        elif any(b["counts"]["succeeded"] for b in batches):
+            try:
+                download_outputs(client, ids, out_dir)
+            except KeyboardInterrupt:
+                console.print(f"download stopped; the outputs wait: imgburst fetch "
+                              f"{' '.join(ids)} --out {out_dir}")
+                click.echo("\n".join(ids))
+                raise SystemExit(130) from None
         click.echo("\n".join(ids))
         if any(b["status"] != "succeeded" for b in batches):
             raise SystemExit(1)
@@ -446,34 +497,4 @@ def register(cli: click.Group) -> None:
     def fetch(batch_ids: tuple[str, ...], out_dir: Path, url: str | None,
               api_key: str | None) -> None:
         """Download every output of one or more batches (all that one `submit` made)."""
-        client = client_for(url, api_key)
-        every = {batch_id: list(client.jobs(batch_id)) for batch_id in batch_ids}
-        jobs = [j for batch in every.values() for j in batch if j["outputs"]]
-        total = sum(len(j["outputs"]) for j in jobs)
-        if not total:
-            raise ApiError(f"batch{'es' if len(batch_ids) > 1 else ''} {' '.join(batch_ids)} "
-                           f"{'have' if len(batch_ids) > 1 else 'has'} no outputs yet "
-                           f"(imgburst status {batch_ids[0]})")
-        written: set[Path] = set()
-        with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn(),
-                      console=console) as progress:
-            task = progress.add_task("fetch", total=total)
-            for job in jobs:
-                folders, stem = input_place(job)
-                for output in job["outputs"]:
-                    ext = {"jpeg": "jpg"}.get(output["format"], output["format"])
-                    target = out_dir / output["name"] / folders / f"{stem}.{ext}"
-                    if target in written:  # two inputs with the same name
-                        target = target.with_name(f"{stem}-{job['id'][:8]}.{ext}")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(client.request("GET", output["url"]).content)
-                    written.add(target)
-                    progress.advance(task)
-        console.print(f"wrote {len(written)} files under {out_dir}")
-        for batch_id, batch_jobs in every.items():
-            missing = Counter(j["status"] for j in batch_jobs if not j["outputs"])
-            if missing:  # failed, cancelled or not done yet: say so, not just what was written
-                count = sum(missing.values())
-                said = ", ".join(f"{n} {status}" for status, n in sorted(missing.items()))
-                console.print(f"[yellow]no outputs from {count} job{'s' if count > 1 else ''} "
-                              f"({said})[/yellow]: imgburst status {batch_id}")
+        download_outputs(client_for(url, api_key), batch_ids, out_dir)
