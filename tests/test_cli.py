@@ -335,6 +335,11 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     written = sorted(p.relative_to(out / "thumb").as_posix() for p in out.rglob("*.webp"))
     assert written == [name.replace(".jpg", ".webp") for name in names]  # the folders kept
     assert Image.open(out / "medium" / "day2" / "p0.jpg").size == (64, 48)
+    newest = imgburst("status", "--limit", "2", env=env)
+    assert newest.returncode == 0 and ids[2] in newest.stdout and ids[0] not in newest.stdout
+    assert "the newest 2 of 3 batches (--limit for more)" in newest.stderr, newest.stderr
+    every = imgburst("status", env=env)
+    assert all(i in every.stdout for i in ids) and "newest" not in every.stderr, every.stderr
 
     (photos / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1 << 20))
     refused = imgburst("submit", str(photos), env=env)

@@ -430,12 +430,14 @@ def register(cli: click.Group) -> None:
 
     @cli.command()
     @click.argument("batch_id", required=False)
+    @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True,
+                  help="How many of the newest batches to list.")
     @url_option
-    def status(batch_id: str | None, url: str | None, api_key: str | None) -> None:
+    def status(batch_id: str | None, limit: int, url: str | None, api_key: str | None) -> None:
         """Show recent batches, or one batch and its jobs."""
         client = client_for(url, api_key)
         if batch_id is None:
-            page = client.json("GET", "/api/v1/batches", params={"limit": 20})
+            page = client.json("GET", "/api/v1/batches", params={"limit": limit})
             if not page["items"]:
                 console.print("no batches yet: imgburst submit ./photos --wait")
                 return
@@ -447,6 +449,9 @@ def register(cli: click.Group) -> None:
                 table.add_row(b["id"], b["status"], f"{c['succeeded']}/{b['jobs']}",
                               str(c["failed"]), _when(b["created_at"]))
             answer.print(table)
+            if page["total"] > len(page["items"]):
+                console.print(f"the newest {len(page['items'])} of {page['total']} batches "
+                              "(--limit for more)")
             return
         batch = client.json("GET", f"/api/v1/batches/{batch_id}")
         c = batch["counts"]
