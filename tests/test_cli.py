@@ -61,6 +61,7 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         banner = (tmp_path / "up.log").read_text()
         for noise in ("setup plugin", "Context impl", "non-transactional DDL"):
             assert noise not in banner, f"Alembic's {noise!r} lines are noise at start-up"
+        assert f"another folder: IMGBURST_HOME={tmp_path / 'var'} imgburst submit" in banner
         key_file = tmp_path / "var" / "api-key"
         key = key_file.read_text().strip()
         assert key_file.stat().st_mode & 0o777 == 0o600

@@ -211,8 +211,10 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         console.rule("[bold green]imgburst is up")
         for line in dashboard:
             console.print(line)
-        console.print(f"submit:    imgburst submit ./photos --wait --url {url}"
+        console.print("submit:    imgburst submit ./photos --out ./outputs"
                       + ("" if key else "   [bold red](no auth)[/bold red]"))
+        console.print(f"           (it finds this API and its key in {settings.home}; from "
+                      f"another folder: IMGBURST_HOME={settings.home} imgburst submit ...)")
         if key:
             console.print(f"api key:   in {key_file(settings.home)} (the CLI reads it; curl: "
                           f"-H \"Authorization: Bearer $(cat {key_file(settings.home)})\")")
