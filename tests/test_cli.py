@@ -358,13 +358,23 @@ def test_a_folder_stopped_mid_upload_leaves_the_batches_made_and_says_so(base_en
     env = base_env | {"IMGBURST_PORT": str(port)}
     # No worker, a queue bound of 3 jobs, batches of 3: the second batch is turned away
     # (429, Retry-After 30 s) and Ctrl-C comes while `submit` waits to send it again.
-    start_service(env | {"IMGBURST_MAX_FILES": "3", "IMGBURST_MAX_WAITING": "3"}, "api",
-                  "--host", "127.0.0.1")
+    start_service(env | {"IMGBURST_MAX_FILES": "3", "IMGBURST_MAX_WAITING": "3",
+                         "IMGBURST_MAX_UPLOAD_MB": "1"}, "api", "--host", "127.0.0.1")
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the API")
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "a.jpg").write_bytes(photo_bytes(1, 64, 48))
+    (big / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1 << 20))  # under 50 MB
+    refused = imgburst("submit", str(big), env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "larger than one batch may be, the API's 1 MB (IMGBURST_MAX_UPLOAD_MB)" in \
+        refused.stderr and "huge.png (1.0 MB)" in refused.stderr, refused.stderr
+    photos = tmp_path / "photos"
+    photos.mkdir()
     for i in range(7):
-        (tmp_path / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
+        (photos / f"p{i}.jpg").write_bytes(photo_bytes(i, 64, 48))
     submit = subprocess.Popen(
-        [sys.executable, "-m", "imgburst.cli", "submit", str(tmp_path)], env=env,
+        [sys.executable, "-m", "imgburst.cli", "submit", str(photos)], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []

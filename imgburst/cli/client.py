@@ -175,6 +175,13 @@ def api_limits(client: Client, settings: Settings) -> Limits:
     return Limits(said["max_files"], said["max_upload_bytes"], said["max_file_bytes"])
 
 
+def nothing_sent(images: list[str], why: str) -> NoReturn:
+    """Stop `submit` before a byte is sent, over images the API would refuse."""
+    raise click.UsageError(f"{len(images)} image{'s are' if len(images) > 1 else ' is'} "
+                           f"{why}: {', '.join(images[:5])}{' ...' if len(images) > 5 else ''}"
+                           "; leave them out or resize them; nothing was sent")
+
+
 def over_the_image_limit(files: list[LocalImage], max_file_bytes: int) -> list[str]:
     """The files the API would refuse the whole upload for, each with its size."""
     return [f"{image.path} ({image.path.stat().st_size / 1e6:.1f} MB)" for image in files
@@ -380,15 +387,17 @@ def register(cli: click.Group) -> None:
             data["preset"] = preset
         limits = api_limits(client, load_settings())
         if too_large := over_the_image_limit(files, limits.max_file_bytes):
-            raise click.UsageError(
-                f"{len(too_large)} image{'s are' if len(too_large) > 1 else ' is'} over "
-                f"the API's {limits.max_file_bytes / 2**20:g} MB limit for one image "
-                f"(IMGBURST_MAX_FILE_MB): {', '.join(too_large[:5])}"
-                f"{' ...' if len(too_large) > 5 else ''}; leave them out or resize them; "
-                "nothing was sent")
-        from imgburst.cli.multipart import fitting_parts  # urllib3: only when uploading
+            nothing_sent(too_large, f"over the API's {limits.max_file_bytes / 2**20:g} MB "
+                                    "limit for one image (IMGBURST_MAX_FILE_MB)")
+        from imgburst.cli.multipart import MultipartFiles, fitting_parts  # urllib3: here only
 
         parts = fitting_parts(data, files, limits.max_files, limits.max_upload_bytes)
+        if unfit := [f"{part[0].path} ({part[0].path.stat().st_size / 1e6:.1f} MB)"
+                     for part in parts if len(MultipartFiles(data, part)) >
+                     limits.max_upload_bytes]:  # alone in its part, and still too large
+            nothing_sent(unfit, f"larger than one batch may be, the API's "
+                                f"{limits.max_upload_bytes / 2**20:g} MB "
+                                "(IMGBURST_MAX_UPLOAD_MB)")
         if len(parts) > 1:
             console.print(f"{len(files)} images: {len(parts)} batches (one holds at most "
                           f"{limits.max_files} images and {limits.max_upload_bytes / 2**20:g} "

@@ -136,7 +136,7 @@ def fitting_parts(fields: dict[str, str], files: list[LocalImage], max_files: in
                   max_bytes: int) -> list[list[LocalImage]]:
     """`files` cut, in order, into as few consecutive parts as keep each body within
     `max_files` files and `max_bytes` bytes (one batch's limits). A file too large for
-    any body still gets a part of its own: the API's answer says why it is refused."""
+    any body still gets a part of its own (which `submit` refuses before sending)."""
     empty = MultipartFiles(fields, [])  # the fields and the closing delimiter
     parts: list[list[LocalImage]] = []
     part: list[LocalImage] = []
