@@ -160,6 +160,7 @@
       const row = body.insertRow();
       row.className = "batch";
       row.dataset.id = b.id;
+      row.title = `${b.id}: ${b.source}`;  // what it was made from (upload, blobs, demo)
       row.insertCell().appendChild(node("code", {}, b.id.slice(0, 8)));
       row.insertCell().textContent = b.status;
       const bar = node("div", { class: "bar" });
