@@ -163,6 +163,28 @@ def test_limits_are_what_this_api_enforces(client):
     assert over.status_code == 413  # one more than it says is refused
 
 
+def test_a_batch_may_carry_a_name_and_a_bad_one_is_refused_before_anything_is_stored(
+        client, app):
+    named = client.post("/api/v1/batches", content_type="multipart/form-data", data={
+        "files": [(io.BytesIO(JPEG), "a.jpg")], "name": "  holiday 2026  "})
+    assert named.status_code == 202 and named.get_json()["name"] == "holiday 2026"
+    assert client.get(named.headers["Location"]).get_json()["name"] == "holiday 2026"
+    app.extensions["imgburst"].blobs.put("pics/a.jpg", JPEG, container="mine")
+    sourced = client.post("/api/v1/batches", json={"source": {"container": "mine"},
+                                                   "name": "from the container"})
+    assert sourced.get_json()["name"] == "from the container"
+    assert submit(client, [("a.jpg", JPEG)])["name"] is None  # a name is optional
+    for bad in ("", "   ", "x" * 201, "tab\there", "new\nline"):
+        refused = client.post("/api/v1/batches", content_type="multipart/form-data", data={
+            "files": [(io.BytesIO(JPEG), "a.jpg")], "name": bad})
+        assert refused.status_code == 400 and refused.get_json()["field"] == "name", bad
+    for bad in (7, ["holiday"], ""):
+        refused = client.post("/api/v1/batches", json={"source": {"container": "mine"},
+                                                       "name": bad})
+        assert refused.status_code == 400 and refused.get_json()["field"] == "name", bad
+    assert client.get("/api/v1/batches").get_json()["total"] == 3  # the refused: nothing
+
+
 def test_a_folder_upload_keeps_its_folders_in_the_names_never_in_the_paths(client, app):
     batch = submit(client, [("day1/IMG_1.jpg", JPEG), ("day2/IMG_1.jpg", JPEG),
                             ("/home/me/c.jpg", JPEG)])

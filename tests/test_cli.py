@@ -336,9 +336,22 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     written = sorted(p.relative_to(out / "thumb").as_posix() for p in out.rglob("*.webp"))
     assert written == [name.replace(".jpg", ".webp") for name in names]  # the folders kept
     assert Image.open(out / "medium" / "day2" / "p0.jpg").size == (64, 48)
+    assert [b["name"] for b in batches] == ["photos (1/3)", "photos (2/3)", "photos (3/3)"]
+    odd = tmp_path / "[holiday] photos"  # brackets are rich's markup: shown as they are
+    (odd / "[/x]").mkdir(parents=True)
+    (odd / "[/x]" / "[bold]a.jpg").write_bytes(photo_bytes(9, 64, 48))
+    got = imgburst("submit", str(odd), "--out", str(tmp_path / "out[/y]"), env=env)
+    assert got.returncode == 0, got.stderr
+    assert f"wrote 2 files under {tmp_path / 'out[/y]'}" in got.stderr, got.stderr
+    assert (tmp_path / "out[/y]" / "thumb" / "[/x]" / "[bold]a.webp").is_file()
+    shown = imgburst("status", got.stdout.strip(), env=env | {"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "([holiday] photos) succeeded" in shown.stdout, shown.stdout
+    assert "│ [/x]/[bold]a.jpg │" in shown.stdout, shown.stdout
     newest = imgburst("status", "--limit", "2", env=env)
-    assert newest.returncode == 0 and ids[2] in newest.stdout and ids[0] not in newest.stdout
-    assert "the newest 2 of 3 batches (--limit for more)" in newest.stderr, newest.stderr
+    assert newest.returncode == 0 and ids[2] in newest.stdout and ids[1] not in newest.stdout
+    assert "the newest 2 of 4 batches (--limit for more)" in newest.stderr, newest.stderr
+    assert "[holiday] photos" in newest.stdout and "photos (3/3)" in newest.stdout
     every = imgburst("status", env=env)
     assert all(i in every.stdout for i in ids) and "newest" not in every.stderr, every.stderr
 
@@ -348,7 +361,7 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     assert "the API's 1 MB limit for one image" in refused.stderr, refused.stderr
     assert "huge.png (1.0 MB)" in refused.stderr and "nothing was sent" in refused.stderr
     listed = requests.get(f"{url}/api/v1/batches", timeout=5).json()
-    assert listed["total"] == 3  # nothing of the refused folder reached the API
+    assert listed["total"] == 4  # nothing of the refused folder reached the API
 
 
 def test_a_folder_stopped_mid_upload_leaves_the_batches_made_and_says_so(base_env,

@@ -94,6 +94,7 @@ def test_dashboard_shows_a_burst_live(live_stack):
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
         assert samples[-1]["status"] == "succeeded", samples[-1]
+        assert page.text_content("#batches tr.batch .batch-name") == "demo spike"
         hover = page.get_attribute("#batches tr.batch", "title")
         assert re.fullmatch(r"[0-9a-f]{32}: demo:150 x \w+", hover), hover  # id and source
         stats = requests.get(f"{live_stack}/api/v1/stats", timeout=5, headers=ADMIN).json()

@@ -30,6 +30,7 @@ from imgburst.core.store import NewJob, new_id
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 
+MAX_NAME = 200  # the column's width
 CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -115,7 +116,8 @@ def create_batch() -> Response:
     svc.submissions.hit(auth.current())
     batch_id = new_id()
     if request.mimetype == "multipart/form-data":
-        refuse_unknown_parts(("files", "recipe", "preset"))
+        refuse_unknown_parts(("files", "recipe", "preset", "name"))
+        name = batch_name(request.form.get("name"))
         files = [f for f in request.files.getlist("files") if f]
         if not files:
             raise Problem(400, "No images", "send one or more images as multipart parts "
@@ -128,7 +130,8 @@ def create_batch() -> Response:
         if not isinstance(body, dict):
             raise Problem(400, "Invalid body", "the body must be a JSON object with 'source' "
                           "(and optionally 'recipe')")
-        refuse_unknown(body, ("source", "recipe", "preset"))
+        refuse_unknown(body, ("source", "recipe", "preset", "name"))
+        name = batch_name(body.get("name"))
         if "source" not in body:
             raise Problem(400, "Invalid body", "source is required: {\"container\": ..., "
                           "\"prefix\": ...}", field="source")
@@ -142,7 +145,18 @@ def create_batch() -> Response:
     except BlobError as exc:
         raise Problem(503, "Blob store unavailable", f"{exc}; try again shortly",
                       headers={"Retry-After": "5"}) from None
-    return accept_batch(svc, batch_id, recipe, source, jobs)
+    return accept_batch(svc, batch_id, recipe, source, jobs, name)
+
+
+def batch_name(raw: Any) -> str | None:
+    """A batch's optional name, as a person gave it: shown, never parsed, so only text."""
+    if raw is None:
+        return None
+    name = raw.strip() if isinstance(raw, str) else ""
+    if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
+        raise Problem(400, "Invalid name", f"name must be 1..{MAX_NAME} printable characters "
+                      "(a label such as the folder's name), or left out", field="name")
+    return name
 
 
 def admit(svc: Services, count: int) -> None:
@@ -163,7 +177,7 @@ def admit(svc: Services, count: int) -> None:
 
 
 def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
-                 jobs: list[NewJob]) -> Response:
+                 jobs: list[NewJob], name: str | None = None) -> Response:
     """Record the batch, enqueue its jobs, answer 202 (shared by every way to submit).
 
     If the job store fails, the inputs this request stored are removed again, so a
@@ -172,7 +186,7 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
         admit(svc, sum(1 for j in jobs if j.error is None))
     try:
         svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs,
-                               owner=auth.current().owner)
+                               owner=auth.current().owner, name=name)
     except Exception:
         if not source.startswith("blobs:"):  # uploaded inputs are ours to remove
             for job in jobs:

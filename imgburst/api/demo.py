@@ -58,4 +58,4 @@ def spike() -> Response:
     except BlobError as exc:
         raise Problem(503, "Blob store unavailable", f"{exc}; try again shortly",
                       headers={"Retry-After": "5"}) from None
-    return accept_batch(svc, batch_id, recipe, f"demo:{count} x {size}", jobs)
+    return accept_batch(svc, batch_id, recipe, f"demo:{count} x {size}", jobs, "demo spike")

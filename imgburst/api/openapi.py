@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from imgburst import __version__
+from imgburst.api.batches import MAX_NAME
 from imgburst.api.logins import CODE_RE, LOGIN_TTL_S
 from imgburst.core.recipes import FORMAT_OPTIONS, FORMATS, OPS, Op, OutputSpec
 from imgburst.core.recipes.recipe import MAX_OPS, MAX_OUTPUTS, NAME_PATTERN
@@ -39,6 +40,8 @@ PAGE = [
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
 ]
 
+BATCH_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME,
+              "description": "A label for people (the folder's name); shown beside the id"}
 SCHEMAS: dict[str, Any] = {
     "Problem": {"type": "object", "required": ["title", "status", "detail"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
@@ -79,7 +82,7 @@ SCHEMAS: dict[str, Any] = {
         "max_file_bytes": {"type": "integer"}, "max_megapixels": {"type": "number"},
         "max_frames": {"type": "integer"}}},
     "Batch": {"type": "object", "properties": {
-        "id": {"type": "string"},
+        "id": {"type": "string"}, "name": {"type": ["string", "null"]},
         "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed",
                                               "partial", "cancelled"]},
         "jobs": {"type": "integer"},
@@ -106,14 +109,15 @@ DOCUMENT: dict[str, Any] = {
                         "files": {"type": "array", "items": {"type": "string",
                                                              "format": "binary"}},
                         "recipe": {"type": "string", "description": "Recipe as JSON"},
-                        "preset": {"type": "string", "description": "A preset's name"}},
+                        "preset": {"type": "string", "description": "A preset's name"},
+                        "name": BATCH_NAME},
                         "required": ["files"]}},
                     "application/json": {"schema": {"type": "object", "required": ["source"],
                         "properties": {
                             "source": {"type": "object", "properties": {
                                 "container": {"type": "string"}, "prefix": {"type": "string"}}},
                             "recipe": {"$ref": "#/components/schemas/Recipe"},
-                            "preset": {"type": "string"}}}}}},
+                            "preset": {"type": "string"}, "name": BATCH_NAME}}}}},
                 "responses": {"202": _json("Batch", "Accepted; Location names the batch"),
                               "400": PROBLEM,
                               "403": {"description": "A source in the service's own "

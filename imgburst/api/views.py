@@ -23,6 +23,7 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
 def batch_json(view: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": view["id"],
+        "name": view["name"],
         "status": view["status"],
         "jobs": view["jobs"],
         "counts": view["counts"],

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from imgburst import __version__
 from imgburst.core.settings import Settings, SettingsError
@@ -27,7 +28,7 @@ def load_settings() -> Settings:
     try:
         return Settings.from_env()
     except SettingsError as exc:
-        console.print(f"[red]Configuration error[/red] {exc}")
+        console.print(f"[red]Configuration error[/red] {escape(str(exc))}")
         console.print("Fix the variable (or unset it to use the default) and try again.")
         raise SystemExit(2) from None
 
@@ -35,8 +36,8 @@ def load_settings() -> Settings:
 def store_unreachable(settings: Settings, exc: Exception) -> SystemExit:
     """A start-up that can't open the job store: say where and what to check, exit 2."""
     reason = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
-    console.print(f"[red]The job store can't be opened[/red] ({settings.describe_store()}): "
-                  f"{reason}")
+    console.print(f"[red]The job store can't be opened[/red] "
+                  f"({escape(settings.describe_store())}): {escape(reason)}")
     console.print("Check the MYSQL_* variables (the binding secret) and that the server is "
                   "up; `imgburst mysql-check` tests them.")
     return SystemExit(2)
@@ -150,7 +151,7 @@ def api(host: str, port: int | None, threads: int) -> None:
     try:
         app = create_app(settings)
     except SettingsError as exc:
-        console.print(f"[red]Configuration error[/red] {exc}")
+        console.print(f"[red]Configuration error[/red] {escape(str(exc))}")
         raise SystemExit(2) from None
     except SQLAlchemyError as exc:
         raise store_unreachable(settings, exc) from None
@@ -162,8 +163,8 @@ def api(host: str, port: int | None, threads: int) -> None:
         if stop is None:
             raise
         raise stop from None
-    console.print(f"imgburst API on http://{host}:{port} (store: {settings.describe_store()}; "
-                  f"blobs: {settings.describe_blobs()})")
+    console.print(escape(f"imgburst API on http://{host}:{port} (store: "
+                         f"{settings.describe_store()}; blobs: {settings.describe_blobs()})"))
     serve(server)
     console.print("imgburst API stopped")
 
@@ -248,7 +249,8 @@ def scaler() -> None:
     try:
         backend = backend_from_settings(settings, dict(os.environ))
     except BackendConfigError as exc:
-        console.print(f"[red]The {settings.scaler.backend} backend can't start[/red]: {exc}")
+        console.print(f"[red]The {settings.scaler.backend} backend can't start[/red]: "
+                      f"{escape(str(exc))}")
         raise SystemExit(2) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -294,12 +296,13 @@ def traffic(url: str | None, count: int, headers: tuple[str, ...], concurrency: 
         table.add_column(column, justify="left" if column in ("version", "") else "right")
     results = t.shares(counts, expected)
     for r in results:
-        table.add_row(r.version, str(r.count), f"{r.share:.1%}", f"{r.low:.1%} - {r.high:.1%}",
+        table.add_row(escape(r.version), str(r.count), f"{r.share:.1%}",
+                      f"{r.low:.1%} - {r.high:.1%}",
                       "" if r.expected is None else f"{r.expected:.0%}",
                       "" if r.expected is None else ("ok" if r.ok else "[red]outside[/red]"))
     console.print(table)
     if counts["error"] == count:
-        console.print(f"[red]no request to {target} was answered[/red]: is the API running "
+        console.print(f"[red]no request to {escape(target)} was answered[/red]: is the API running "
                       "there? (`imgburst up --versions v1.111111111,v2.222222222` serves two)")
         raise SystemExit(1)
     if not all(r.ok for r in results):
@@ -332,7 +335,7 @@ def router(virtual_service: Path, upstreams: tuple[str, ...], host: str,
                               mapping)
     except RouteError as exc:
         raise click.BadParameter(str(exc)) from None
-    console.print(f"routing http://{host}:{server.server_port} by {virtual_service}")
+    console.print(escape(f"routing http://{host}:{server.server_port} by {virtual_service}"))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -380,7 +383,8 @@ def mysql_check() -> None:
             rows = conn.exec_driver_sql("SELECT id, name FROM test ORDER BY id").all()
     except exc.OperationalError as error:
         reason = error.orig.args[-1] if error.orig is not None and error.orig.args else error
-        console.print(f"[red]cannot use MySQL at {m.host}:{m.port}[/red]: {reason}")
+        console.print(f"[red]cannot use MySQL at {escape(m.host)}:{m.port}[/red]: "
+                      f"{escape(str(reason))}")
         console.print("Check MYSQL_HOST and MYSQL_PORT, the firewall rules, and the binding's "
                       "user and password.")
         raise SystemExit(1) from None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -21,6 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Column, Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from imgburst.cli.multipart import LocalImage
@@ -31,6 +33,7 @@ IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", "
                   ".png", ".tif", ".tiff", ".webp")
 FINAL = {"succeeded", "failed", "partial", "cancelled"}
 MAX_TURNED_AWAY = 100  # 429s in a row for one batch before `submit` gives up
+MAX_DEFAULT_NAME = 180  # of a folder's name as its batch's: the API takes 200, numbered too
 
 
 class ApiError(click.ClickException):
@@ -224,7 +227,7 @@ def download_outputs(client: Client, batch_ids: tuple[str, ...] | list[str],
                 target.write_bytes(client.request("GET", output["url"]).content)
                 written.add(target)
                 progress.advance(task)
-    console.print(f"wrote {len(written)} files under {out_dir}")
+    console.print(f"wrote {len(written)} files under {out_dir}", markup=False)
     for batch_id, batch_jobs in every.items():
         missing = Counter(j["status"] for j in batch_jobs if not j["outputs"])
         if missing:  # failed, cancelled or not done yet: say so, not just what was written
@@ -270,24 +273,34 @@ def post_part(client: Client, fields: dict[str, str], part: list[LocalImage],
             time.sleep(exc.retry_after)
 
 
+def part_fields(fields: dict[str, str], name: str | None, index: int,
+                count: int) -> dict[str, str]:
+    """The form fields of part `index` of `count`: its batch's name numbered when a folder
+    goes as several (`holiday (2/3)`)."""
+    if name is None:
+        return fields
+    return fields | {"name": name if count == 1 else f"{name} ({index + 1}/{count})"}
+
+
 def upload(client: Client, fields: dict[str, str], parts: list[list[LocalImage]],
-           batches: list[dict[str, Any]]) -> None:
+           batches: list[dict[str, Any]], name: str | None = None) -> None:
     """POST each part as a batch under one upload bar; `batches` gets each as it is made."""
     from imgburst.cli import console
     from imgburst.cli.multipart import MultipartFiles
 
-    lengths = [len(MultipartFiles(fields, part)) for part in parts]
+    forms = [part_fields(fields, name, i, len(parts)) for i in range(len(parts))]
+    lengths = [len(MultipartFiles(form, part)) for form, part in zip(forms, parts, strict=True)]
     columns = (TextColumn(f"uploading {sum(map(len, parts))} images"), BarColumn(),
                DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("upload", total=sum(lengths))
         for i, part in enumerate(parts):
             def turned_away(exc: ApiError, sent: int = sum(lengths[:i])) -> None:
-                progress.console.print(f"{exc.message.split(':')[0]}: sending it again in "
+                progress.console.print(f"{escape(exc.message.split(':')[0])}: sending it again in "
                                        f"{exc.retry_after:.0f} s (Retry-After; Ctrl-C stops)")
                 progress.update(task, completed=sent)
 
-            batch = post_part(client, fields, part, lambda n: progress.advance(task, n),
+            batch = post_part(client, forms[i], part, lambda n: progress.advance(task, n),
                               turned_away)
             batches.append(batch)
             refused = batch["counts"]["failed"]
@@ -359,13 +372,16 @@ def register(cli: click.Group) -> None:
                   help="Recipe JSON file (default: 256 px WebP thumb + 1024 px JPEG).")
     @click.option("--preset", default=None,
                   help="A named recipe instead of --recipe (see GET /api/v1/presets).")
+    @click.option("--name", default=None,
+                  help="A name for the batch, shown beside its id (default: the folder's name "
+                       "when one folder is given).")
     @click.option("--wait", is_flag=True, help="Show progress until the batches are done.")
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                   default=None, help="Wait (as --wait), then download the outputs here, as "
                                      "`imgburst fetch --out` does.")
     @url_option
     def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
-               wait: bool, out_dir: Path | None, url: str | None,
+               name: str | None, wait: bool, out_dir: Path | None, url: str | None,
                api_key: str | None) -> None:
         """Upload images (files or folders) as one batch, or as several when they are more
         than one batch may hold (the API's limits: GET /api/v1/limits)."""
@@ -391,9 +407,12 @@ def register(cli: click.Group) -> None:
                                     "limit for one image (IMGBURST_MAX_FILE_MB)")
         from imgburst.cli.multipart import MultipartFiles, fitting_parts  # urllib3: here only
 
-        parts = fitting_parts(data, files, limits.max_files, limits.max_upload_bytes)
+        if name is None and len(paths) == 1 and paths[0].is_dir():
+            name = paths[0].resolve().name[:MAX_DEFAULT_NAME] or None
+        widest = data | ({"name": f"{name} (999999/999999)"} if name else {})  # any part's
+        parts = fitting_parts(widest, files, limits.max_files, limits.max_upload_bytes)
         if unfit := [f"{part[0].path} ({part[0].path.stat().st_size / 1e6:.1f} MB)"
-                     for part in parts if len(MultipartFiles(data, part)) >
+                     for part in parts if len(MultipartFiles(widest, part)) >
                      limits.max_upload_bytes]:  # alone in its part, and still too large
             nothing_sent(unfit, f"larger than one batch may be, the API's "
                                 f"{limits.max_upload_bytes / 2**20:g} MB "
@@ -404,7 +423,7 @@ def register(cli: click.Group) -> None:
                           "MB)")
         batches: list[dict[str, Any]] = []
         try:
-            upload(client, data, parts, batches)
+            upload(client, data, parts, batches, name)
         except (KeyboardInterrupt, click.ClickException) as exc:
             upload_cut_short(exc, batches, len(parts), len(files))
         try:  # from here on the batches exist: an interrupt must still say which they are
@@ -430,7 +449,7 @@ def register(cli: click.Group) -> None:
                 download_outputs(client, ids, out_dir)
             except KeyboardInterrupt:
                 console.print(f"download stopped; the outputs wait: imgburst fetch "
-                              f"{' '.join(ids)} --out {out_dir}")
+                              f"{' '.join(ids)} --out {out_dir}", markup=False)
                 click.echo("\n".join(ids))
                 raise SystemExit(130) from None
         click.echo("\n".join(ids))
@@ -455,7 +474,8 @@ def register(cli: click.Group) -> None:
                           "failed", Column("created (UTC)", min_width=10))
             for b in page["items"]:
                 c = b["counts"]
-                table.add_row(b["id"], b["status"], f"{c['succeeded']}/{b['jobs']}",
+                label = b["id"] + (f"\n[dim]{escape(b['name'])}[/dim]" if b.get("name") else "")
+                table.add_row(label, b["status"], f"{c['succeeded']}/{b['jobs']}",
                               str(c["failed"]), _when(b["created_at"]))
             answer.print(table)
             if page["total"] > len(page["items"]):
@@ -464,17 +484,19 @@ def register(cli: click.Group) -> None:
             return
         batch = client.json("GET", f"/api/v1/batches/{batch_id}")
         c = batch["counts"]
-        answer.print(f"batch [bold]{batch['id']}[/bold] {batch['status']}: "
+        named = f" ({escape(batch['name'])})" if batch.get("name") else ""
+        answer.print(f"batch [bold]{batch['id']}[/bold]{named} {batch['status']}: "
                       + ", ".join(f"{n} {s}" for s, n in c.items() if n))
         # Job ids cut as the dashboard cuts them, one output per line, a narrow "tries":
         # the outputs and the error get the room at 80 columns.
-        table = Table("job", "input", "status", Column("tries", justify="right"), "worker",
+        table = Table("job", Column("input", overflow="fold"), "status",
+                      Column("tries", justify="right"), Column("worker", overflow="fold"),
                       "outputs / error")
         for job in client.jobs(batch_id):
             detail = job["error"] or "\n".join(
                 f"{o['name']} {o['width']}x{o['height']}" for o in job["outputs"])
-            table.add_row(job["id"][:8], job["input"], job["status"], str(job["attempts"]),
-                          job["worker"] or "", detail)
+            table.add_row(job["id"][:8], Text(job["input"]), job["status"],
+                          str(job["attempts"]), Text(job["worker"] or ""), Text(detail))
         answer.print(table)
 
     @cli.command()

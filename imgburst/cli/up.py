@@ -124,7 +124,7 @@ def auth_env(settings: Settings, no_auth: bool) -> tuple[dict[str, str], str | N
         return {"IMGBURST_AUTH": "off"}, None
     key, made = ensure_local_key(settings.home)
     if made:
-        console.print(f"api key:   made {key_file(settings.home)} (mode 600)")
+        console.print(f"api key:   made {key_file(settings.home)} (mode 600)", markup=False)
     admins = ",".join(e for e in (os.environ.get("IMGBURST_ADMIN_KEYS", ""), admin_entry(key))
                       if e)
     return {"IMGBURST_AUTH": "on", "IMGBURST_ADMIN_KEYS": admins,
@@ -168,14 +168,15 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         if redis_url is None:
             with console.status("starting embedded Redis..."):
                 processes["redis"], redis_url = start_embedded_redis(settings.home)
-            console.print(f"redis: embedded at {redis_url} (data in {settings.home / 'redis'})")
+            console.print(f"redis: embedded at {redis_url} (data in {settings.home / 'redis'})",
+                          markup=False)
         env["REDIS_URL"] = redis_url
         with console.status("preparing the job store..."):
             store = JobStore.from_settings(settings)
             migrate(store.engine)
             store.dispose()
-        console.print(f"store: {settings.describe_store()}")
-        console.print(f"blobs: {settings.describe_blobs()}")
+        console.print(f"store: {settings.describe_store()}", markup=False)  # paths: as they are
+        console.print(f"blobs: {settings.describe_blobs()}", markup=False)
         cmd = [sys.executable, "-m", "imgburst.cli"]
         if versions:  # two API versions behind a local router that reads k8s/istio
             from imgburst.cli.router import RouterServer, load_rules, serve_in_background
@@ -193,7 +194,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
                 wait_http(f"{upstream}/healthz", processes[f"api-{subset}"])
             router = RouterServer(("0.0.0.0", port), load_rules(rules_file), upstreams)
             serve_in_background(router)
-            console.print(f"router: {rules_file.name} over {', '.join(versions)}")
+            console.print(f"router: {rules_file.name} over {', '.join(versions)}", markup=False)
             processes["api"] = processes[f"api-{versions[0].split('.')[0]}"]
         else:
             processes["api"] = subprocess.Popen([*cmd, "api", "--port", str(port)], env=env)
@@ -214,10 +215,12 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         console.print("submit:    imgburst submit ./photos --out ./outputs"
                       + ("" if key else "   [bold red](no auth)[/bold red]"))
         console.print(f"           (it finds this API and its key in {settings.home}; from "
-                      f"another folder: IMGBURST_HOME={settings.home} imgburst submit ...)")
+                      f"another folder: IMGBURST_HOME={settings.home} imgburst submit ...)",
+                      markup=False)
         if key:
             console.print(f"api key:   in {key_file(settings.home)} (the CLI reads it; curl: "
-                          f"-H \"Authorization: Bearer $(cat {key_file(settings.home)})\")")
+                          f"-H \"Authorization: Bearer $(cat {key_file(settings.home)})\")",
+                          markup=False)
         if versions:
             console.print(f"versions:  imgburst traffic {url} -n 500"
                           + (" -H 'user: yoichi'" if route == "header" else ""))

@@ -38,6 +38,7 @@ class Batch(Base):
     source: Mapped[str] = mapped_column(String(1100))
     job_count: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str | None] = mapped_column(String(64))  # API key owner; None: auth off
+    name: Mapped[str | None] = mapped_column(String(200))  # a person's label, if given
 
 
 class Job(Base):

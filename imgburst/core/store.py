@@ -254,13 +254,14 @@ class JobStore:
     # -- writes -------------------------------------------------------------------------
 
     def create_batch(self, batch_id: str, recipe: dict[str, Any], source: str,
-                     jobs: list[NewJob], owner: str | None = None) -> None:
+                     jobs: list[NewJob], owner: str | None = None,
+                     name: str | None = None) -> None:
         """Record a batch and all its jobs in one transaction: all or nothing."""
         now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(insert(Batch).values(
                 id=batch_id, created_at=now, recipe=json.dumps(recipe), source=source[:1100],
-                job_count=len(jobs), owner=owner,
+                job_count=len(jobs), owner=owner, name=name,
             ))
             if jobs:
                 conn.execute(insert(Job), [
@@ -415,8 +416,8 @@ class JobStore:
             status = batch_status(c, r.cancelled_at is not None, r.id in started)
             done = status not in ("queued", "running")
             views.append({
-                "id": r.id, "status": status, "jobs": r.job_count, "counts": c,
-                "source": r.source, "recipe": json.loads(r.recipe),
+                "id": r.id, "name": r.name, "status": status, "jobs": r.job_count,
+                "counts": c, "source": r.source, "recipe": json.loads(r.recipe),
                 "created_at": r.created_at, "started_at": started.get(r.id),
                 "finished_at": finished.get(r.id) if done else None,
                 "cancelled_at": r.cancelled_at, "owner": r.owner,

@@ -161,7 +161,9 @@
       row.className = "batch";
       row.dataset.id = b.id;
       row.title = `${b.id}: ${b.source}`;  // what it was made from (upload, blobs, demo)
-      row.insertCell().appendChild(node("code", {}, b.id.slice(0, 8)));
+      const label = row.insertCell();
+      label.appendChild(node("code", {}, b.id.slice(0, 8)));
+      if (b.name) label.appendChild(node("span", { class: "batch-name" }, b.name));
       row.insertCell().textContent = b.status;
       const bar = node("div", { class: "bar" });
       const fill = node("span");

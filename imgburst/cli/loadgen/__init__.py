@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 
 from imgburst.cli.loadgen.shapes import (
@@ -147,10 +148,11 @@ def register(cli: click.Group) -> None:
                                          param_hint="--recipe") from None
         if clients:
             console.print(f"soak on {url}: {clients} clients submitting batches of "
-                          f"{batch_size} back to back for {shape.duration:g} s")
+                          f"{batch_size} back to back for {shape.duration:g} s", markup=False)
         else:
             console.print(f"{shape.name} load on {url}: {len(shape.arrivals())} batches of "
-                          f"{batch_size} over {shape.duration:g} s (peak {shape.peak:g}/s)")
+                          f"{batch_size} over {shape.duration:g} s (peak {shape.peak:g}/s)",
+                          markup=False)
         run = LoadRun(Options(url=url, shape=shape, workload=workload, batch_size=batch_size,
                               recipe=recipe, preset=preset,
                               api_key=api_key or read_local_key(settings.home),
@@ -168,14 +170,15 @@ def register(cli: click.Group) -> None:
         print_report(console, doc)
         if out is not None:
             for path in reporting.write(doc, result, out):
-                console.print(f"wrote {path}")
+                console.print(f"wrote {path}", markup=False)
         counts = doc["counts"]
         if counts["batches_submitted"] and not counts["batches_accepted"]:
             if counts["errors"] == counts["batches_submitted"]:
-                console.print(f"[red]no batch reached {url}[/red]: is the API running there?")
+                console.print(f"[red]no batch reached {escape(url)}[/red]: is the API running "
+                              "there?")
             else:
-                console.print(f"[red]{url} accepted no batch[/red]: its answers are counted "
-                              "above (401: check --api-key)")
+                console.print(f"[red]{escape(url)} accepted no batch[/red]: its answers are "
+                              "counted above (401: check --api-key)")
             raise SystemExit(1)
         if counts["jobs_unfinished"]:
             console.print(f"[yellow]{counts['jobs_unfinished']} jobs still unfinished after "
