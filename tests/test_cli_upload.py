@@ -8,10 +8,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import click
 import pytest
 from urllib3.filepost import encode_multipart_formdata
 
-from imgburst.cli.client import ApiError, Limits, api_limits, collect_files, input_place
+from imgburst.cli.client import (
+    ApiError,
+    Limits,
+    api_limits,
+    check_name,
+    collect_files,
+    input_place,
+)
 from imgburst.cli.loadgen.workload import Workload, WorkloadError
 from imgburst.cli.multipart import LocalImage, MultipartFiles, UploadError, fitting_parts
 from imgburst.core.settings import Settings
@@ -71,6 +79,14 @@ def test_limits_come_from_this_environment_only_when_the_api_is_too_old_to_say(t
     assert api_limits(_ApiAnswering(404), settings) == Limits(7, 512 << 20, 50 << 20)
     with pytest.raises(ApiError):  # any other answer is the API's problem to report
         api_limits(_ApiAnswering(503), settings)
+
+
+def test_a_name_the_api_would_refuse_stops_submit_before_it_sends():
+    check_name("x" * 200, 1)
+    check_name("x" * 194, 3)  # "... (3/3)"
+    for name, count in (("x" * 201, 1), ("x" * 195, 3), ("   ", 1), ("tab\there", 1)):
+        with pytest.raises(click.BadParameter):
+            check_name(name, count)
 
 
 def make_files(folder: Path) -> list[LocalImage]:

@@ -26,11 +26,11 @@ from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.inspect import nudge, waiting
 from imgburst.core.recipes import Recipe
+from imgburst.core.schema import MAX_BATCH_NAME
 from imgburst.core.store import NewJob, new_id
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 
-MAX_NAME = 200  # the column's width
 CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -153,8 +153,8 @@ def batch_name(raw: Any) -> str | None:
     if raw is None:
         return None
     name = raw.strip() if isinstance(raw, str) else ""
-    if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
-        raise Problem(400, "Invalid name", f"name must be 1..{MAX_NAME} printable characters "
+    if not 1 <= len(name) <= MAX_BATCH_NAME or not name.isprintable():
+        raise Problem(400, "Invalid name", f"name must be 1..{MAX_BATCH_NAME} printable characters "
                       "(a label such as the folder's name), or left out", field="name")
     return name
 

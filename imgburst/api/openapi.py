@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from imgburst import __version__
-from imgburst.api.batches import MAX_NAME
 from imgburst.api.logins import CODE_RE, LOGIN_TTL_S
 from imgburst.core.recipes import FORMAT_OPTIONS, FORMATS, OPS, Op, OutputSpec
 from imgburst.core.recipes.recipe import MAX_OPS, MAX_OUTPUTS, NAME_PATTERN
+from imgburst.core.schema import MAX_BATCH_NAME
 
 bp = Blueprint("openapi", __name__)
 
@@ -40,7 +40,7 @@ PAGE = [
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
 ]
 
-BATCH_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME,
+BATCH_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_BATCH_NAME,
               "description": "A label for people (the folder's name); shown beside the id"}
 SCHEMAS: dict[str, Any] = {
     "Problem": {"type": "object", "required": ["title", "status", "detail"], "properties": {

@@ -282,6 +282,17 @@ def part_fields(fields: dict[str, str], name: str | None, index: int,
     return fields | {"name": name if count == 1 else f"{name} ({index + 1}/{count})"}
 
 
+def check_name(name: str, count: int) -> None:
+    """Refuse, before a byte is sent, a name the API would refuse once the upload is in."""
+    from imgburst.core.schema import MAX_BATCH_NAME
+
+    longest = part_fields({}, name.strip(), count - 1, count)["name"]
+    if not name.strip() or not name.isprintable() or len(longest) > MAX_BATCH_NAME:
+        raise click.BadParameter(f"a batch's name is 1..{MAX_BATCH_NAME} printable characters"
+                                 + (f", with its number ({count} batches)" if count > 1 else ""),
+                                 param_hint="--name")
+
+
 def upload(client: Client, fields: dict[str, str], parts: list[list[LocalImage]],
            batches: list[dict[str, Any]], name: str | None = None) -> None:
     """POST each part as a batch under one upload bar; `batches` gets each as it is made."""
@@ -411,6 +422,8 @@ def register(cli: click.Group) -> None:
             name = paths[0].resolve().name[:MAX_DEFAULT_NAME] or None
         widest = data | ({"name": f"{name} (999999/999999)"} if name else {})  # any part's
         parts = fitting_parts(widest, files, limits.max_files, limits.max_upload_bytes)
+        if name is not None:
+            check_name(name, len(parts))
         if unfit := [f"{part[0].path} ({part[0].path.stat().st_size / 1e6:.1f} MB)"
                      for part in parts if len(MultipartFiles(widest, part)) >
                      limits.max_upload_bytes]:  # alone in its part, and still too large

@@ -23,6 +23,9 @@ Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
+MAX_BATCH_NAME = 200  # characters of a batch's name
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -38,7 +41,7 @@ class Batch(Base):
     source: Mapped[str] = mapped_column(String(1100))
     job_count: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str | None] = mapped_column(String(64))  # API key owner; None: auth off
-    name: Mapped[str | None] = mapped_column(String(200))  # a person's label, if given
+    name: Mapped[str | None] = mapped_column(String(MAX_BATCH_NAME))  # a person's label
 
 
 class Job(Base):
