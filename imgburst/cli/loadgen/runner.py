@@ -105,6 +105,7 @@ class LoadRun:
     def _submit(self, record: Submit, session: requests.Session | None = None) -> None:
         files = [("files", (name, data)) for name, data in self.o.workload.batch(self.o.batch_size)]
         form = {k: v for k, v in (("recipe", self.o.recipe), ("preset", self.o.preset)) if v}
+        form["name"] = "loadgen soak" if self.o.clients else f"loadgen {self.o.shape.name}"
         record.images = len(files)
         began = time.perf_counter()
         try:
