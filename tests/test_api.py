@@ -73,7 +73,7 @@ CASES = [
      "has no Content-Disposition"),
     ("misspelt recipe part", lambda c: post_multipart(
         c, files(("a.jpg", JPEG)) | {"recipie": "{}"}), 400, "recipie",
-     "recipie is not a known part (known: files, recipe, preset)"),
+     "recipie is not a known part (known: files, recipe, preset, name)"),
     ("file for files", lambda c: post_multipart(c, {"file": (io.BytesIO(JPEG), "a.jpg")}),
      400, "file", "known: files"),
     ("wrong content type", lambda c: c.post("/api/v1/batches", data="x",

@@ -128,6 +128,8 @@ def test_a_batch_is_its_owners_alone_and_outputs_go_by_signed_url(app, auth_env,
     later = url.replace(f"expires={query['expires'][0]}",
                         f"expires={int(query['expires'][0]) + 1}")
     assert anonymous.get(later).status_code == 403
+    for odd in ("%C2%AD", "%FF", sig[:-1] + "%C3%A9"):  # not ASCII: refused, never a 500
+        assert anonymous.get(url.replace(sig, odd)).status_code == 403, odd
     from imgburst.api.output_urls import signature
 
     past = int(time.time()) - 1

@@ -111,11 +111,12 @@ DOCUMENT: dict[str, Any] = {
                         "recipe": {"type": "string", "description": "Recipe as JSON"},
                         "preset": {"type": "string", "description": "A preset's name"},
                         "name": BATCH_NAME},
-                        "required": ["files"]}},
+                        "required": ["files"], "additionalProperties": False}},
                     "application/json": {"schema": {"type": "object", "required": ["source"],
-                        "properties": {
-                            "source": {"type": "object", "properties": {
-                                "container": {"type": "string"}, "prefix": {"type": "string"}}},
+                        "additionalProperties": False, "properties": {  # others: refused
+                            "source": {"type": "object", "additionalProperties": False,
+                                       "properties": {"container": {"type": "string"},
+                                                      "prefix": {"type": "string"}}},
                             "recipe": {"$ref": "#/components/schemas/Recipe"},
                             "preset": {"type": "string"}, "name": BATCH_NAME}}}}},
                 "responses": {"202": _json("Batch", "Accepted; Location names the batch"),

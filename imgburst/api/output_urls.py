@@ -47,6 +47,7 @@ def verify(svc: Services, job_id: str, name: str, expires: str, sig: str) -> str
         return "expires must be a time in epoch seconds"
     if until < time.time():
         return "the link has expired; fetch the job again for a fresh one"
-    if not hmac.compare_digest(signature(svc.url_secret, job_id, name, until), sig):
+    expected = signature(svc.url_secret, job_id, name, until).encode()
+    if not hmac.compare_digest(expected, sig.encode("utf-8", "replace")):  # bytes: any text
         return "the signature does not match this output"
     return None
