@@ -333,6 +333,8 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     out = tmp_path / "out"
     fetch = imgburst("fetch", *ids, "--out", str(out), env=env)
     assert fetch.returncode == 0 and "wrote 14 files" in fetch.stderr, fetch.stderr
+    table = imgburst("status", ids[0], env=env).stdout  # 80 columns, folder names and all
+    assert "medium 64x48" in table and max(map(len, table.splitlines())) <= 80, table
     written = sorted(p.relative_to(out / "thumb").as_posix() for p in out.rglob("*.webp"))
     assert written == [name.replace(".jpg", ".webp") for name in names]  # the folders kept
     assert Image.open(out / "medium" / "day2" / "p0.jpg").size == (64, 48)

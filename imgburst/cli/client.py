@@ -500,11 +500,13 @@ def register(cli: click.Group) -> None:
         named = f" ({escape(batch['name'])})" if batch.get("name") else ""
         answer.print(f"batch [bold]{batch['id']}[/bold]{named} {batch['status']}: "
                       + ", ".join(f"{n} {s}" for s, n in c.items() if n))
-        # Job ids cut as the dashboard cuts them, one output per line, a narrow "tries":
-        # the outputs and the error get the room at 80 columns.
+        # Job ids cut as the dashboard cuts them, one output per line, a narrow "tries",
+        # no padding at the edges: at 80 columns an output's size stays on its line, and
+        # a long input name or worker wraps rather than losing its end.
         table = Table("job", Column("input", overflow="fold"), "status",
                       Column("tries", justify="right"), Column("worker", overflow="fold"),
-                      "outputs / error")
+                      Column("outputs / error", min_width=len("medium 1024x768")),
+                      pad_edge=False)
         for job in client.jobs(batch_id):
             detail = job["error"] or "\n".join(
                 f"{o['name']} {o['width']}x{o['height']}" for o in job["outputs"])
