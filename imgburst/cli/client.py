@@ -185,10 +185,14 @@ def nothing_sent(images: list[str], why: str) -> NoReturn:
                            "; leave them out or resize them; nothing was sent")
 
 
+def sized(image: LocalImage) -> str:
+    """An image as a refusal names it: its path and size."""
+    return f"{image.path} ({image.path.stat().st_size / 1e6:.1f} MB)"
+
+
 def over_the_image_limit(files: list[LocalImage], max_file_bytes: int) -> list[str]:
     """The files the API would refuse the whole upload for, each with its size."""
-    return [f"{image.path} ({image.path.stat().st_size / 1e6:.1f} MB)" for image in files
-            if image.path.stat().st_size > max_file_bytes]
+    return [sized(image) for image in files if image.path.stat().st_size > max_file_bytes]
 
 
 def input_place(job: dict[str, Any]) -> tuple[Path, str]:
@@ -424,9 +428,8 @@ def register(cli: click.Group) -> None:
         parts = fitting_parts(widest, files, limits.max_files, limits.max_upload_bytes)
         if name is not None:
             check_name(name, len(parts))
-        if unfit := [f"{part[0].path} ({part[0].path.stat().st_size / 1e6:.1f} MB)"
-                     for part in parts if len(MultipartFiles(widest, part)) >
-                     limits.max_upload_bytes]:  # alone in its part, and still too large
+        if unfit := [sized(part[0]) for part in parts  # alone in its part, still too large
+                     if len(MultipartFiles(widest, part)) > limits.max_upload_bytes]:
             nothing_sent(unfit, f"larger than one batch may be, the API's "
                                 f"{limits.max_upload_bytes / 2**20:g} MB "
                                 "(IMGBURST_MAX_UPLOAD_MB)")
