@@ -107,7 +107,7 @@ def write(report: dict[str, Any], result: RunResult, out: Path) -> list[Path]:
 
 
 def chart_png(result: RunResult, path: Path) -> Path | None:
-    """Work, workers by pool and throughput over time, one figure."""
+    """The chart below as a PNG, or None when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -115,10 +115,22 @@ def chart_png(result: RunResult, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    fig = chart(result)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def chart(result: RunResult) -> Any:
+    """Work, workers by pool and throughput over time, one matplotlib figure. Counts are
+    drawn as steps: a sample holds until the next one, and a slope between two would show
+    workers that never were."""
+    import matplotlib.pyplot as plt
+
     t = [s.at for s in result.samples]
     fig, (work, pools, rate) = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     work.stackplot(t, [s.in_flight for s in result.samples], [s.waiting for s in result.samples],
-                   labels=["in flight", "waiting"], colors=["#2b7de9", "#f59f00"])
+                   labels=["in flight", "waiting"], colors=["#2b7de9", "#f59f00"], step="post")
     work.set_ylabel("jobs")
     work.legend(loc="upper right")
     work.set_title("imgburst load run")
@@ -126,7 +138,7 @@ def chart_png(result: RunResult, path: Path) -> Path | None:
                     [s.burst_running for s in result.samples],
                     [s.burst_pending for s in result.samples],
                     labels=["base", "burst running", "burst pending"],
-                    colors=["#5c7cfa", "#12b886", "#fab005"])
+                    colors=["#5c7cfa", "#12b886", "#fab005"], step="post")
     pools.set_ylabel("workers")
     pools.legend(loc="upper right")
     rate.plot(t, [s.throughput for s in result.samples], color="#e03131")
@@ -136,6 +148,4 @@ def chart_png(result: RunResult, path: Path) -> Path | None:
         axis.axvspan(0, result.duration_s, color="#868e96", alpha=0.08)
         axis.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
