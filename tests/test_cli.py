@@ -323,6 +323,7 @@ def test_a_folder_over_one_batch_goes_as_several_and_fetch_takes_them_all(
     ids = result.stdout.split()
     assert len(ids) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), result.stdout
     assert "7 images: 3 batches (one holds at most 3 images" in result.stderr, result.stderr
+    assert re.search(r"all 3 batches: 7 succeeded, 0 failed in \d+\.\d s", result.stderr)
     batches = [requests.get(f"{url}/api/v1/batches/{i}", timeout=5).json() for i in ids]
     assert [(b["jobs"], b["status"]) for b in batches] == [
         (3, "succeeded"), (3, "succeeded"), (1, "succeeded")]

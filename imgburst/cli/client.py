@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
@@ -241,6 +242,30 @@ def download_outputs(client: Client, batch_ids: tuple[str, ...] | list[str],
                           f"({said})[/yellow]: imgburst status {batch_id}")
 
 
+def print_outcome(client: Client, batches: list[dict[str, Any]]) -> None:
+    """One line per finished batch, its failures under it; a split upload ends with the
+    whole upload's line, what the user asked about."""
+    from imgburst.cli import console
+
+    for batch in batches:
+        c = batch["counts"]
+        took = batch["duration_ms"] and f" in {batch['duration_ms'] / 1000:.1f} s"
+        console.print(f"batch {batch['id']} {batch['status']}: {c['succeeded']} succeeded, "
+                      f"{c['failed']} failed{took or ''}")
+        if c["failed"]:
+            print_failures(client, batch["id"])
+    if len(batches) > 1:
+        total = Counter[str]()
+        for batch in batches:
+            total.update(batch["counts"])
+        span = [datetime.fromisoformat(b[k]) for b in batches
+                for k in ("created_at", "finished_at") if b[k]]
+        seconds = (max(span) - min(span)).total_seconds() if span else 0.0
+        cancelled = f", {total['cancelled']} cancelled" if total["cancelled"] else ""
+        console.print(f"all {len(batches)} batches: {total['succeeded']} succeeded, "
+                      f"{total['failed']} failed{cancelled} in {seconds:.1f} s")
+
+
 def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
     failed = [j for j in client.jobs(batch_id) if j["status"] == "failed"]
     for job in failed[:limit]:
@@ -450,14 +475,7 @@ def register(cli: click.Group) -> None:
             batches = wait_for_batches(client, ids, sum(b["jobs"] for b in batches), console)
         except KeyboardInterrupt:
             stopped("stopped waiting", [b["id"] for b in batches])
-        for batch in batches:
-            c = batch["counts"]
-            console.print(f"batch {batch['id']} {batch['status']}: {c['succeeded']} "
-                          f"succeeded, {c['failed']} failed"
-                          + (f" in {batch['duration_ms'] / 1000:.1f} s"
-                             if batch["duration_ms"] else ""))
-            if c["failed"]:
-                print_failures(client, batch["id"])
+        print_outcome(client, batches)
         if out_dir is None:
             console.print(f"fetch the outputs: imgburst fetch {' '.join(ids)} --out ./outputs")
         elif any(b["counts"]["succeeded"] for b in batches):
