@@ -8,6 +8,7 @@ one-time link, as `imgburst up` prints one. Screenshots land in `test-artifacts/
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -117,6 +118,14 @@ def test_dashboard_shows_a_burst_live(live_stack):
             assert page.locator(f"{chart} line.grid").count() == len(ticks)
             window = page.text_content(f"{chart} + .scale .window")
             assert re.fullmatch(r"last \d+ (s|min)", window), window
+            paths = page.eval_on_selector_all(f"{chart} path",
+                                              "ps => ps.map(p => p.getAttribute('d'))")
+            for d in paths:  # a sample holds until the next: across, then up or down
+                xy = [(float(a), float(b)) for a, b in re.findall(r"(-?[\d.]+),(-?[\d.]+)", d)]
+                slopes = [(a, b) for a, b in itertools.pairwise(xy)
+                          if a[0] != b[0] and a[1] != b[1]]
+                assert not slopes, (chart, slopes[:3])
+            assert paths, chart
 
         wait_js(page, """[...document.querySelectorAll('#gallery img')]
             .some(img => img.complete && img.naturalWidth > 0)""", timeout=10)  # signed URLs

@@ -74,6 +74,17 @@
       ((e.started && e.started.length) || (e.stopping && e.stopping.length)));
   }
 
+  // A sample holds until the next one: the polyline goes across, then up or down. A
+  // slope between two samples would draw fractions of workers and jobs that never were.
+  function steps(points, value, x, y) {
+    const out = [];
+    points.forEach((p, i) => {
+      if (i > 0) out.push(`${x(p.t).toFixed(1)},${y(value(i - 1)).toFixed(1)}`);
+      out.push(`${x(p.t).toFixed(1)},${y(value(i)).toFixed(1)}`);
+    });
+    return out;
+  }
+
   function chart(svg, now, layers, line, events) {
     const points = series.filter((s) => s.t >= now - WINDOW_S);
     const span = Math.min(WINDOW_S, Math.max(MIN_WINDOW_S, points.length ? now - points[0].t : 0));
@@ -103,15 +114,15 @@
       const below = points.map(() => 0);
       for (const layer of layers) {
         const above = points.map((p, i) => below[i] + (p[layer.key] || 0));
-        let d = "M" + points.map((p, i) => `${x(p.t).toFixed(1)},${y(above[i]).toFixed(1)}`).join("L");
-        for (let i = points.length - 1; i >= 0; i--) d += `L${x(points[i].t).toFixed(1)},${y(below[i]).toFixed(1)}`;
-        svg.appendChild(node("path", { class: layer.cls, d: d + "Z" }));
+        const top = steps(points, (i) => above[i], x, y);
+        const bottom = steps(points, (i) => below[i], x, y).reverse();
+        svg.appendChild(node("path", { class: layer.cls, d: `M${top.concat(bottom).join("L")}Z` }));
         above.forEach((v, i) => { below[i] = v; });
       }
       if (line) {
         const known = points.filter((p) => p[line.key] !== null && p[line.key] !== undefined);
         if (known.length) {
-          const d = "M" + known.map((p) => `${x(p.t).toFixed(1)},${y(p[line.key]).toFixed(1)}`).join("L");
+          const d = "M" + steps(known, (i) => known[i][line.key], x, y).join("L");
           svg.appendChild(node("path", { class: line.cls, d }));
         }
       }
