@@ -132,6 +132,12 @@ def test_dashboard_shows_a_burst_live(live_stack):
         assert "sig=" in page.eval_on_selector("#gallery img", "img => img.src")
         hover = page.get_attribute("#gallery figure", "title")
         assert re.fullmatch(r".+\.\w+: \w+, \d+×\d+, \w+@.+", hover), hover  # its input too
+        captions = page.eval_on_selector_all("#gallery figcaption",
+                                             "cs => cs.map(c => c.textContent)")
+        assert captions, "no captions"  # the pool that made each, not a cut-off worker name
+        assert all(re.fullmatch(r"(base|burst) · \d+×\d+", c) for c in captions), captions
+        keys = page.eval_on_selector_all("#gallery figcaption .k", "ks => ks.map(k => k.className)")
+        assert len(keys) == len(captions) and set(keys) <= {"k base", "k burst"}, keys  # coloured
         rows = page.eval_on_selector_all("#workers tbody tr", "rs => rs.map(r => r.dataset.pool)")
         assert "base" in rows
 

@@ -235,7 +235,11 @@
       const fig = node("figure", { title: `${g.input}: ${g.name}, ${g.width}×${g.height}, ${g.worker || ""}` });
       fig.appendChild(node("img", { src: g.url, alt: `${g.name} of ${g.input}`, loading: "lazy",
         width: g.width, height: g.height }));
-      fig.appendChild(node("figcaption", {}, `${g.width}×${g.height} · ${g.worker || ""}`));
+      // The pool is what a burst demo asks of an output; the whole worker name is in the title.
+      const pool = (g.worker || "").split("@")[0];
+      const caption = node("figcaption", {}, `${pool} · ${g.width}×${g.height}`);
+      if (pool === "base" || pool === "burst") caption.prepend(node("span", { class: `k ${pool}` }));
+      fig.appendChild(caption);
       box.appendChild(fig);
     }
   }
