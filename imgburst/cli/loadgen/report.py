@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgburst.cli.loadgen.runner import RunResult, parse_time
 from imgburst.core.percentiles import percentile
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 POINTS = (50, 90, 95, 99)
 
@@ -121,7 +124,7 @@ def chart_png(result: RunResult, path: Path) -> Path | None:
     return path
 
 
-def chart(result: RunResult) -> Any:
+def chart(result: RunResult) -> Figure:
     """Work, workers by pool and throughput over time, one matplotlib figure. Counts are
     drawn as steps: a sample holds until the next one, and a slope between two would show
     workers that never were."""
