@@ -134,6 +134,14 @@ def collect_files(paths: tuple[Path, ...]) -> list[LocalImage]:
     return files
 
 
+def job_counts(batches: list[dict[str, Any]]) -> Counter[str]:
+    """The batches' jobs by status, as if they were one batch."""
+    total = Counter[str]()
+    for batch in batches:
+        total.update(batch["counts"])
+    return total
+
+
 def wait_for_batches(client: Client, batch_ids: list[str], total: int,
                      console: Console) -> list[dict[str, Any]]:
     """Poll the batches with one progress bar (on `console`, stderr: stdout is the batch
@@ -147,9 +155,7 @@ def wait_for_batches(client: Client, batch_ids: list[str], total: int,
             latest = [final.get(i) or client.json("GET", f"/api/v1/batches/{i}")
                       for i in batch_ids]
             final |= {b["id"]: b for b in latest if b["status"] in FINAL}
-            c = Counter[str]()
-            for batch in latest:
-                c.update(batch["counts"])
+            c = job_counts(latest)
             progress.update(task, completed=c["succeeded"] + c["failed"] + c["cancelled"],
                             detail=f"{c['running']} running, {c['queued']} queued, "
                                    f"{c['failed']} failed")
@@ -255,9 +261,7 @@ def print_outcome(client: Client, batches: list[dict[str, Any]]) -> None:
         if c["failed"]:
             print_failures(client, batch["id"])
     if len(batches) > 1:
-        total = Counter[str]()
-        for batch in batches:
-            total.update(batch["counts"])
+        total = job_counts(batches)
         span = [datetime.fromisoformat(b[k]) for b in batches
                 for k in ("created_at", "finished_at") if b[k]]
         seconds = (max(span) - min(span)).total_seconds() if span else 0.0
