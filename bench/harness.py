@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,11 +100,14 @@ def post_batches(url: str, chunks: list[list[Path]], headers: dict[str, str],
         return list(pool.map(post, chunks))
 
 
-def sendfile_uploads(url: str, chunks: list[list[Path]], headers: dict[str, str]
+def sendfile_uploads(url: str, chunks: list[list[Path]], headers: dict[str, str],
+                     on_answer: Callable[[dict, list[tuple[int, int]]], None] | None = None
                      ) -> list[dict]:
     """POST each chunk as multipart `files` over one HTTP/1.1 connection, the file parts
     sent with `socket.sendfile` (the kernel copies page cache to socket: no read into this
-    process, no encoding pass). A non-2xx answer raises with its body."""
+    process, no encoding pass). A non-2xx answer raises with its body. `on_answer`, if
+    given, is called with each answer as it comes and the (offset, size) of each file
+    part in the body sent."""
     parsed = urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     answers = []
@@ -115,8 +119,12 @@ def sendfile_uploads(url: str, chunks: list[list[Path]], headers: dict[str, str]
                       f"filename=\"{path.name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
                      for path in chunk]
             tail = f"--{boundary}--\r\n".encode()
-            length = sum(len(head) + path.stat().st_size + 2
-                         for head, path in zip(heads, chunk, strict=True)) + len(tail)
+            parts, length = [], 0
+            for head, path in zip(heads, chunk, strict=True):
+                size = path.stat().st_size
+                parts.append((length + len(head), size))
+                length += len(head) + size + 2
+            length += len(tail)
             request = [f"POST {parsed.path or '/'} HTTP/1.1", f"Host: {host}:{port}",
                        f"Content-Type: multipart/form-data; boundary={boundary}",
                        f"Content-Length: {length}",
@@ -137,6 +145,8 @@ def sendfile_uploads(url: str, chunks: list[list[Path]], headers: dict[str, str]
             if not 200 <= status < 300:
                 raise RuntimeError(f"upload answered {status}: {body[:500]!r}")
             answers.append(json.loads(body))
+            if on_answer is not None:
+                on_answer(answers[-1], parts)
     return answers
 
 
@@ -260,9 +270,16 @@ def table_row(measure: str, baseline: float, ours: float, unit: str, ratio: floa
 
 def noop_worker(redis_url: str, processes: int) -> subprocess.Popen[bytes]:
     """A bare Celery worker running `bench.noop` tasks: the overhead baseline."""
+    return bare_worker("noop_app", "noop", redis_url, processes)
+
+
+def bare_worker(module: str, queue: str, redis_url: str, processes: int
+                ) -> subprocess.Popen[bytes]:
+    """A Celery worker of the app in `bench/<module>.py` on `queue`, started as the
+    service's own (prefork, no mingle, no gossip)."""
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(Path(__file__).parent))
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "noop_app", "worker",
-                             "--queues", "noop", "--concurrency", str(processes),
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", module, "worker",
+                             "--queues", queue, "--concurrency", str(processes),
                              "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
                              "--pool", "prefork"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

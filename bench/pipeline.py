@@ -22,14 +22,21 @@ Same 40 photo-like 12 MP JPEGs (deterministic, cached under bench/.cache), defau
   and stores the images on the workers' cores (`pipeline_upload_ceiling`); added to ours
   from storage, what ours would reach with an API as cheap as the sink
   (`pipeline_upload_bound`).
+- the thinnest service the design allows (`thin_app.py`): the sink stores each batch,
+  then one bare Celery task per image, with the service's Celery settings on the same
+  Redis and 2 processes, runs the imaging on its part of the stored body; no job store,
+  no outputs stored, the cheapest client. What it reaches bounds, from above, any
+  service that receives the upload, stores it and queues one task per image on these
+  cores (`pipeline_ratio_thinnest`).
 
 CPU-seconds are counted per process (the baseline's pool, our API, workers, with Celery's
-consumer apart, and client), steadier than wall time on a shared machine; on busy cores
-the wall ratio follows the ratio of CPU-seconds, the pool's over ours
-(`pipeline_cpu_ratio`), so the per-image split says where ours goes. Odd rounds run the
-baseline first, even rounds ours; medians and the ratio of medians are printed. From the
-job store's times each upload round also gives its schedule (`schedule`): when the first
-job started, and how long the pool processes went without a job, between jobs.
+consumer apart, and client; the thinnest service's pool, sink and client), steadier than
+wall time on a shared machine; on busy cores the wall ratio follows the ratio of
+CPU-seconds, the pool's over ours (`pipeline_cpu_ratio`), so the per-image split says
+where ours goes. Odd rounds run the baseline, ours, then the thinnest service; even rounds
+the other way round; medians and the ratio of medians are printed. From the job store's
+times each upload round also gives its schedule (`schedule`): when the first job started,
+and how long the pool processes went without a job, between jobs.
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 
@@ -49,19 +56,24 @@ from pathlib import Path
 
 import psutil
 import redis
+import thin_app
+from celery import Celery
 from harness import (
     CACHE,
     CLIENTS,
     HEIGHT,
     WIDTH,
     Stack,
+    bare_worker,
     images,
     in_batches,
     post_batches,
+    sendfile_uploads,
     sink_server,
     table_row,
 )
 
+from imgburst.core.celery_app import make_celery
 from imgburst.core.recipes import DEFAULT_RECIPE
 from imgburst.core.settings import Settings
 from imgburst.worker import imaging
@@ -154,6 +166,31 @@ def upload_to_sink(url: str, sink_pid: int, paths: list[Path], batches: int, cli
     return spent
 
 
+def run_thinnest(url: str, folder: Path, paths: list[Path], batches: int, app: Celery,
+                 done: redis.Redis) -> float:
+    """Seconds from the first upload to the last image done by the thinnest service the
+    design allows (`thin_app.py`): the sink stores each batch and, as each is answered,
+    one task per image naming its place in the stored body is queued. The cheapest client
+    (`sendfile`) sends, whatever `--client` says: this is a bound. The sink's files are
+    removed afterwards, as our workers remove processed uploads."""
+    done.delete(thin_app.DONE)
+    started = time.time()
+    with app.producer_or_acquire() as producer:
+        def enqueue(answer: dict, parts: list[tuple[int, int]]) -> None:
+            body = str(folder / answer["body"])
+            for offset, size in parts:
+                app.send_task(thin_app.TASK, args=[body, offset, size], queue=thin_app.QUEUE,
+                              producer=producer)
+
+        sendfile_uploads(url, in_batches(paths, batches), {}, enqueue)
+    while done.llen(thin_app.DONE) < len(paths):
+        time.sleep(0.02)
+    last = max(float(at) for at in done.lrange(thin_app.DONE, 0, -1))
+    for body in folder.iterdir():
+        body.unlink()
+    return last - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
@@ -166,7 +203,8 @@ def main() -> None:
                         help="HTTP client of the upload runs")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    redis.Redis.from_url(redis_url).flushdb()
+    done = redis.Redis.from_url(redis_url)
+    done.flushdb()
     print(f"preparing {args.images} photo-like {WIDTH}x{HEIGHT} JPEGs in {CACHE} ...", flush=True)
     paths = images(args.images)
     mb = sum(p.stat().st_size for p in paths) / 1e6
@@ -174,13 +212,16 @@ def main() -> None:
     stack = Stack(redis_url, args.processes)
     sink_folder = Path(tempfile.mkdtemp(prefix="imgburst-sink-"))
     sink, sink_url = sink_server(sink_folder)
+    thin_worker = bare_worker("thin_app", thin_app.QUEUE, redis_url, args.processes)
+    thin = make_celery(Settings.from_env(dict(os.environ, REDIS_URL=redis_url)))
     api_pid, worker_pid = stack.procs[0].pid, stack.procs[1].pid
-    base_times, tuned_times, our_times, stored_times = [], [], [], []
+    base_times, tuned_times, our_times, stored_times, thin_times = [], [], [], [], []
     cpu: dict[str, list[float]] = {k: [] for k in (
         "base", "workers", "consumer", "api", "client", "sink", "sink client", "ratio",
-        "first job", "idle", "gap")}  # the last three: `schedule`
+        "thin pool", "thin rest", "first job", "idle", "gap")}  # the last three: `schedule`
     try:
         stack.run(paths[: args.processes * 2], 1, 1)  # warm-up
+        run_thinnest(sink_url, sink_folder, paths[: args.processes * 2], 1, thin, done)
         stack.store_sources(paths, "photos/")  # for the runs from storage, once
         probes = (lambda: cpu_of([worker_pid]), lambda: own_cpu(worker_pid),
                   lambda: cpu_of([api_pid]), client_cpu)
@@ -205,11 +246,21 @@ def main() -> None:
                 cpu[key].append(a - b)
             stored_times.append(stack.run_from_storage("photos/"))
 
+        def thinnest() -> None:
+            pool, rest = (lambda: cpu_of([thin_worker.pid])), (
+                lambda: cpu_of([sink.pid]) + client_cpu())
+            before = pool(), rest()
+            thin_times.append(run_thinnest(sink_url, sink_folder, paths, args.batches, thin,
+                                           done))
+            cpu["thin pool"].append(pool() - before[0])
+            cpu["thin rest"].append(rest() - before[1])
+
         for round_no in range(1, args.rounds + 1):
-            # Odd rounds run the baseline first, even rounds ours: neither side always
-            # runs right after the other (what a run leaves behind, memory it freed, can
-            # slow the next one), and a drift of the machine's speed weighs on both alike.
-            for step in (baselines, ours) if round_no % 2 else (ours, baselines):
+            # Odd rounds run the baseline first, even rounds it last: neither side always
+            # runs right after another (what a run leaves behind, memory it freed, can
+            # slow the next one), and a drift of the machine's speed weighs on all alike.
+            steps = (baselines, ours, thinnest)
+            for step in steps if round_no % 2 else reversed(steps):
                 step()
             base_cpu = cpu["base"][-1]
             cpu["ratio"].append(base_cpu / (cpu["workers"][-1] + cpu["api"][-1]
@@ -220,7 +271,8 @@ def main() -> None:
             cpu["sink client"].append(sink_client)
             print(f"round {round_no}: baseline {base_times[-1]:.2f} s (with the block cache "
                   f"{tuned_times[-1]:.2f} s), ours (upload) {our_times[-1]:.2f} s, ours (from "
-                  f"storage) {stored_times[-1]:.2f} s; CPU-seconds: baseline pool "
+                  f"storage) {stored_times[-1]:.2f} s, the thinnest service "
+                  f"{thin_times[-1]:.2f} s; CPU-seconds: baseline pool "
                   f"{base_cpu:.2f}, ours (upload): workers {cpu['workers'][-1]:.2f}, API "
                   f"{cpu['api'][-1]:.2f}, client {cpu['client'][-1]:.2f}; the same upload "
                   f"to the sink: sink {sink_cpu:.2f}, client {sink_client:.2f}; jobs: the "
@@ -229,13 +281,16 @@ def main() -> None:
                   f"{cpu['gap'][-1]:.1f} ms (median)", flush=True)
     finally:
         stack.close()
+        thin_worker.terminate()
+        thin_worker.wait(timeout=60)
         sink.kill()
         shutil.rmtree(sink_folder, ignore_errors=True)
-    base, tuned, ours, stored = (statistics.median(t) for t in (
-        base_times, tuned_times, our_times, stored_times))
+    base, tuned, ours, stored, thinnest_s = (statistics.median(t) for t in (
+        base_times, tuned_times, our_times, stored_times, thin_times))
     med = {key: statistics.median(values) for key, values in cpu.items()}
     rate = {name: args.images / t for name, t in
-            (("base", base), ("tuned", tuned), ("ours", ours), ("stored", stored))}
+            (("base", base), ("tuned", tuned), ("ours", ours), ("stored", stored),
+             ("thin", thinnest_s))}
     print(f"\n{args.images} images ({mb:.0f} MB), {args.processes} processes, "
           f"median of {args.rounds} rounds")
     print(f"baseline (Pool({args.processes}), imaging only): {base:.2f} s = "
@@ -246,7 +301,11 @@ def main() -> None:
           f"{rate['ours']:.2f} images/s")
     print(f"ours, images already in storage (JSON submit): {stored:.2f} s = "
           f"{rate['stored']:.2f} images/s")
-    for name, times in (("upload", our_times), ("from storage", stored_times)):
+    print(f"the thinnest service the design allows (the sink stores each batch; one bare "
+          f"task per image, late acks, prefetch 1, runs the imaging on it; nothing recorded, "
+          f"no outputs stored): {thinnest_s:.2f} s = {rate['thin']:.2f} images/s")
+    for name, times in (("upload", our_times), ("from storage", stored_times),
+                        ("the thinnest service", thin_times)):
         paired = statistics.median(b / o for b, o in zip(base_times, times, strict=True))
         print(f"median of the per-round ratios, {name}: {paired:.2f}")
     cores = os.cpu_count() or 1
@@ -260,6 +319,8 @@ def main() -> None:
           f"{med['sink client']:.2f}); beside the baseline's work, packed perfectly on "
           f"{cores} cores, no service receiving and storing the upload here passes "
           f"{ceiling:.2f}; with the workers' own share (from storage) it would be {bound:.2f}")
+    print(f"CPU-seconds of the thinnest service (medians): its pool {med['thin pool']:.2f}, "
+          f"the sink and the client {med['thin rest']:.2f}")
     per_image = {key: 1000 * value / args.images for key, value in med.items()}
     print(f"CPU-milliseconds per image (medians): the baseline's pool {per_image['base']:.0f}; "
           f"ours, upload: pool processes {per_image['workers'] - per_image['consumer']:.0f}, "
@@ -279,6 +340,7 @@ def main() -> None:
     print(f"RESULT pipeline_throughput {rate['ours']:.2f} images/s")
     print(f"RESULT pipeline_ratio {rate['ours'] / rate['base']:.2f} x")
     print(f"RESULT pipeline_ratio_from_storage {rate['stored'] / rate['base']:.2f} x")
+    print(f"RESULT pipeline_ratio_thinnest {rate['thin'] / rate['base']:.2f} x")
     print(f"RESULT pipeline_ratio_vs_block_cache_baseline {rate['ours'] / rate['tuned']:.2f} x")
     print(f"RESULT pipeline_upload_ceiling {ceiling:.2f} x")
     print(f"RESULT pipeline_upload_bound {bound:.2f} x")

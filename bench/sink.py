@@ -2,6 +2,7 @@
 nothing else (no multipart parsing, no queue, no database). Not a benchmark itself:
 `bench/pipeline.py` sends it the service's upload beside the baseline's imaging, to
 measure the least that receiving and storing those bytes takes from the same cores.
+It answers with the stored body's file name in `FOLDER` (`{"body": "3.body"}`).
 
 Usage: `python sink.py DIR`; prints its port, then serves until killed.
 """
@@ -9,6 +10,7 @@ Usage: `python sink.py DIR`; prints its port, then serves until killed.
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,18 +26,20 @@ class Sink(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
         left = int(self.headers.get("Content-Length", 0))
         buffer = memoryview(bytearray(CHUNK))
-        with (FOLDER / f"{next(_names)}.body").open("wb", buffering=0) as out:
+        name = f"{next(_names)}.body"
+        with (FOLDER / name).open("wb", buffering=0) as out:
             while left:
                 got = self.rfile.readinto(buffer[:min(left, CHUNK)])
                 if not got:
                     break
                 out.write(buffer[:got])
                 left -= got
+        answer = json.dumps({"body": name}).encode()
         self.send_response(202)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
-        self.wfile.write(b"{}")
+        self.wfile.write(answer)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass

@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).parent
-HELPERS = {"harness", "noop_app", "bare_api", "sink", "suite"}
+HELPERS = {"harness", "noop_app", "thin_app", "bare_api", "sink", "suite"}
 ORDER = ["imaging", "pipeline", "overhead", "api", "burst", "soak"]
 START, END = "<!-- bench-suite:start -->", "<!-- bench-suite:end -->"
 
