@@ -28,11 +28,22 @@ def pending(n: int, created_at: float = 990) -> tuple[BurstWorker, ...]:
     return tuple(BurstWorker(f"burst@p{i}", PENDING, created_at=created_at) for i in range(n))
 
 
-@pytest.mark.parametrize(("work", "base", "desired"), [
-    (0, 1, 0), (2, 1, 0), (3, 1, 1), (8, 1, 3), (8, 4, 0), (1000, 1, 10),
+@pytest.mark.parametrize(("work", "base_slots", "desired"), [
+    (0, 2, 0), (2, 2, 0), (3, 2, 1), (8, 2, 3), (8, 8, 0), (1000, 2, 10), (5, 3, 1), (6, 3, 2),
 ])
-def test_desired_formula(work, base, desired):
-    assert desired_burst(P, work, base) == desired
+def test_desired_formula(work, base_slots, desired):
+    assert desired_burst(P, work, base_slots) == desired
+
+
+def test_base_capacity_is_its_processes_not_the_burst_workers_size():
+    """`imgburst up`: one base worker of 2 processes, burst workers of 1. Two jobs fit the
+    base pool; counting it as one burst worker's slot started a burst worker for them."""
+    one = Policy(slots_per_worker=1, max_burst=4)
+    for work, desired in ((2, 0), (3, 1), (8, 4)):
+        obs = Observation(now=1000, waiting=work, in_flight=0, base_workers=1, base_slots=2)
+        assert decide(one, obs, None).desired == desired
+    unknown = Observation(now=1000, waiting=2, in_flight=0, base_workers=1)
+    assert decide(one, unknown, None).desired == 1  # no heartbeat count: slots_per_worker
 
 
 def test_target_per_slot_scales_the_need():

@@ -96,10 +96,10 @@ def test_template_refused_with_the_field(template, words):
 
 
 def beat(client: redis.Redis, name: str, pool: str = "burst", consuming: bool = True,
-         active: int = 0) -> None:
+         active: int = 0, concurrency: int = 1) -> None:
     now = time.time()
     write_heartbeat(client, WorkerInfo(
-        name=name, pool=pool, host=name.split("@")[1], pid=1, concurrency=1,
+        name=name, pool=pool, host=name.split("@")[1], pid=1, concurrency=concurrency,
         consuming=consuming, active=active, reserved=0, processed=3, started_at=now - 5,
         heartbeat_at=now, idle_since=None if active else now - 1))
 
@@ -164,6 +164,24 @@ def test_scale_up_pending_reconcile_and_drain(fake, redis_url):
     assert not any(e["timed_out"] for e in drained())
     methods = {m for m, _ in fake.requests}
     assert methods <= {"GET", "POST", "DELETE"}, "only pods create/get/list/delete are used"
+
+
+def test_base_capacity_is_read_from_the_base_workers_heartbeats(fake, redis_url):
+    """Base slots are the processes the consuming base workers run: 4 jobs beside base
+    workers of 2 and 1 processes need one burst worker of 1 slot, not three."""
+    broker = redis.Redis.from_url(redis_url)
+    celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))
+    beat(broker, "base@node-1", pool="base", concurrency=2)
+    beat(broker, "base@node-2", pool="base", concurrency=1)
+    beat(broker, "base@node-3", pool="base", concurrency=4, consuming=False)  # stopping
+    broker.rpush("images", *[b"job"] * 4)
+    scaler = Scaler(SCALER, backend_for(fake), broker, celery)
+    obs = scaler.observe()
+    assert (obs.base_workers, obs.base_slots) == (2, 3)
+    decision = scaler.tick()
+    assert (decision.desired, decision.start) == (1, 1)
+    event = next(e for e in EventLog(broker).recent(10) if e["kind"] == "decision")
+    assert (event["base_workers"], event["base_slots"]) == (2, 3)
 
 
 def test_watch_keeps_the_pod_cache_without_listing_every_tick(fake):

@@ -1,9 +1,11 @@
 """Burst policy: pure arithmetic from an observation to a decision (no I/O; table-tested).
 
-desired burst workers = clamp(ceil(work / (slots per worker x target per slot))
-                              - live base workers, 0, max burst)
+desired burst workers = clamp(ceil((ceil(work / target per slot) - live base slots)
+                                   / slots per burst worker), 0, max burst)
 
-where work = waiting + in flight (KEDA counts only waiting, so it removes busy workers).
+where work = waiting + in flight (KEDA counts only waiting, so it removes busy workers),
+and the base slots are the processes the live base workers run, as their heartbeats say
+(a base worker of 2 processes is 2 slots whatever a burst worker runs).
 Pending burst workers (asked for, not yet consuming) count as capacity on the way until
 their pending timeout, so slow ACI starts don't trigger more and more pods. Scale-up is
 immediate (at most `max_step` per tick); scale-down waits until the work stayed below
@@ -45,6 +47,7 @@ class Observation:
     in_flight: int
     base_workers: int
     burst: tuple[BurstWorker, ...] = ()
+    base_slots: int | None = None  # processes of the base pool; None: slots_per_worker each
 
     @property
     def work(self) -> int:
@@ -66,10 +69,15 @@ class Decision:
         return bool(self.start or self.stop or self.reap)
 
 
-def desired_burst(policy: Policy, work: int, base_workers: int) -> int:
-    per_worker = policy.slots_per_worker * policy.target_per_slot
-    needed = math.ceil(work / per_worker) if work else 0
-    return max(0, min(policy.max_burst, needed - base_workers))
+def desired_burst(policy: Policy, work: int, base_slots: int) -> int:
+    """Burst workers needed for `work` jobs beside `base_slots` processes of the base pool."""
+    short = (math.ceil(work / policy.target_per_slot) if work else 0) - base_slots
+    return max(0, min(policy.max_burst, math.ceil(short / policy.slots_per_worker)))
+
+
+def base_slots(policy: Policy, obs: Observation) -> int:
+    return (obs.base_slots if obs.base_slots is not None
+            else obs.base_workers * policy.slots_per_worker)
 
 
 def _removal_order(workers: list[BurstWorker]) -> list[BurstWorker]:
@@ -83,7 +91,7 @@ def _removal_order(workers: list[BurstWorker]) -> list[BurstWorker]:
 
 def decide(policy: Policy, obs: Observation, below_since: float | None) -> Decision:
     """What to do now; `below_since` is when the work first fell below the capacity."""
-    desired = desired_burst(policy, obs.work, obs.base_workers)
+    desired = desired_burst(policy, obs.work, base_slots(policy, obs))
     reap = tuple(w.name for w in obs.burst
                  if w.phase == PENDING and obs.now - w.created_at > policy.pending_timeout_s)
     capacity = [w for w in obs.burst if w.phase in (PENDING, RUNNING) and w.name not in reap]

@@ -63,7 +63,7 @@ class Scaler:
     def observe(self) -> Observation:
         now = self.clock()
         beats = {w.name: w for w in live_workers(self.client, now)}
-        base = sum(1 for w in beats.values() if w.pool == "base" and w.consuming)
+        base = [w for w in beats.values() if w.pool == "base" and w.consuming]
         burst = []
         items = self.backend.workers()
         for gone in set(self.milestones) - {item.name for item in items}:
@@ -81,7 +81,8 @@ class Scaler:
                                      idle_since=beat.idle_since if beat else None))
             self._milestones(item.name, item.created_at, item.running_at, beat, now)
         return Observation(now=now, waiting=waiting(self.client), in_flight=in_flight(self.client),
-                           base_workers=base, burst=tuple(burst))
+                           base_workers=len(base), burst=tuple(burst),
+                           base_slots=sum(w.concurrency for w in base))
 
     def _milestones(self, name: str, created_at: float, running_at: float | None,
                     beat: WorkerInfo | None, now: float) -> None:
@@ -116,6 +117,7 @@ class Scaler:
             self.events.record(
                 "decision", reason=decision.reason, work=obs.work, waiting=obs.waiting,
                 in_flight=obs.in_flight, base_workers=obs.base_workers,
+                base_slots=obs.base_slots,
                 burst_before=decision.current,
                 burst_after=decision.current + len(started) - len(decision.stop),
                 pending=pending, started=started, stopping=list(decision.stop),
