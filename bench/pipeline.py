@@ -167,13 +167,13 @@ def upload_to_sink(url: str, sink_pid: int, paths: list[Path], batches: int, cli
 
 
 def run_thinnest(url: str, folder: Path, paths: list[Path], batches: int, app: Celery,
-                 done: redis.Redis) -> float:
+                 broker: redis.Redis) -> float:
     """Seconds from the first upload to the last image done by the thinnest service the
     design allows (`thin_app.py`): the sink stores each batch and, as each is answered,
     one task per image naming its place in the stored body is queued. The cheapest client
     (`sendfile`) sends, whatever `--client` says: this is a bound. The sink's files are
     removed afterwards, as our workers remove processed uploads."""
-    done.delete(thin_app.DONE)
+    broker.delete(thin_app.DONE)
     started = time.time()
     with app.producer_or_acquire() as producer:
         def enqueue(answer: dict, parts: list[tuple[int, int]]) -> None:
@@ -183,9 +183,14 @@ def run_thinnest(url: str, folder: Path, paths: list[Path], batches: int, app: C
                               producer=producer)
 
         sendfile_uploads(url, in_batches(paths, batches), {}, enqueue)
-    while done.llen(thin_app.DONE) < len(paths):
+    deadline = time.monotonic() + 300
+    while broker.llen(thin_app.DONE) < len(paths):
+        if time.monotonic() > deadline:
+            raise SystemExit("the thinnest service's worker did not finish its images in "
+                             "300 s: is `celery -A thin_app worker` failing? Run it by hand "
+                             "from bench/ to see its log")
         time.sleep(0.02)
-    last = max(float(at) for at in done.lrange(thin_app.DONE, 0, -1))
+    last = max(float(at) for at in broker.lrange(thin_app.DONE, 0, -1))
     for body in folder.iterdir():
         body.unlink()
     return last - started
@@ -203,8 +208,8 @@ def main() -> None:
                         help="HTTP client of the upload runs")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    done = redis.Redis.from_url(redis_url)
-    done.flushdb()
+    broker = redis.Redis.from_url(redis_url)
+    broker.flushdb()
     print(f"preparing {args.images} photo-like {WIDTH}x{HEIGHT} JPEGs in {CACHE} ...", flush=True)
     paths = images(args.images)
     mb = sum(p.stat().st_size for p in paths) / 1e6
@@ -221,7 +226,7 @@ def main() -> None:
         "thin pool", "thin rest", "first job", "idle", "gap")}  # the last three: `schedule`
     try:
         stack.run(paths[: args.processes * 2], 1, 1)  # warm-up
-        run_thinnest(sink_url, sink_folder, paths[: args.processes * 2], 1, thin, done)
+        run_thinnest(sink_url, sink_folder, paths[: args.processes * 2], 1, thin, broker)
         stack.store_sources(paths, "photos/")  # for the runs from storage, once
         probes = (lambda: cpu_of([worker_pid]), lambda: own_cpu(worker_pid),
                   lambda: cpu_of([api_pid]), client_cpu)
@@ -251,7 +256,7 @@ def main() -> None:
                 lambda: cpu_of([sink.pid]) + client_cpu())
             before = pool(), rest()
             thin_times.append(run_thinnest(sink_url, sink_folder, paths, args.batches, thin,
-                                           done))
+                                           broker))
             cpu["thin pool"].append(pool() - before[0])
             cpu["thin rest"].append(rest() - before[1])
 
