@@ -129,3 +129,64 @@ def test_base_pool_is_never_scaled():
     obs = Observation(now=2000, waiting=0, in_flight=0, base_workers=5, burst=())
     d = decide(P, obs, below_since=1000)
     assert d.stop == () and d.start == 0 and d.desired == 0
+
+
+A = Policy(slots_per_worker=1, max_burst=4, max_step=4, activation_s=2)
+
+
+def work(now: float, jobs: int, job_s: float | None, burst: tuple[BurstWorker, ...] = ()
+         ) -> Observation:
+    """`jobs` waiting beside one base worker of 2 processes."""
+    return Observation(now=now, waiting=jobs, in_flight=0, base_workers=1, base_slots=2,
+                       job_s=job_s, burst=burst)
+
+
+def test_no_first_burst_worker_for_work_the_base_pool_clears_within_the_activation():
+    """8 photos of 0.2 s on 2 processes: 0.8 s of work. Bursting for them started 4
+    workers that were ready after the batch was done."""
+    d = decide(A, work(1000, 8, 0.2), None)
+    assert (d.desired, d.start) == (0, 0) and d.reason.startswith("held: the base pool")
+    assert not d.recheck_soon
+    d = decide(A, work(1000, 8, 1.0), None)  # 4 s of work: at once, no waiting
+    assert (d.desired, d.start) == (4, 4)
+
+
+def test_activation_counts_seconds_not_jobs():
+    many_small = decide(A, work(1000, 40, 0.05), None)  # 40 thumbnails: 1 s
+    few_large = decide(A, work(1000, 6, 2.5), None)  # 6 big photos: 7.5 s
+    assert many_small.start == 0 and few_large.start == 4
+
+
+def test_with_no_job_time_to_go_by_it_waits_at_most_the_activation():
+    d1 = decide(A, work(1000, 50, None), None)
+    assert d1.start == 0 and d1.wanted_since == 1000 and "at most 2 s" in d1.reason
+    assert d1.recheck_soon  # the spike's first job ends in moments: look again before the poll
+    d2 = decide(A, work(1001.9, 50, None), None, d1.wanted_since)
+    assert d2.start == 0 and d2.wanted_since == 1000
+    d3 = decide(A, work(1002, 50, None), None, d2.wanted_since)
+    assert d3.start == 4 and d3.reason.startswith("scale up")
+    first_job_ended = decide(A, work(1000.3, 50, 0.3), None, d1.wanted_since)  # 7.5 s
+    assert first_job_ended.start == 4
+
+
+def test_the_activation_clock_restarts_when_the_work_fits_the_base_pool_again():
+    d1 = decide(A, work(1000, 50, None), None)
+    fits = decide(A, work(1001, 2, None), None, d1.wanted_since)
+    assert fits.wanted_since is None
+    d3 = decide(A, work(1002.5, 50, None), None, fits.wanted_since)
+    assert d3.start == 0 and d3.wanted_since == 1002.5
+
+
+def test_activation_only_gates_the_first_burst_worker():
+    """Once bursting, more work starts more workers at once, however short it looks."""
+    d = decide(A, work(1000, 8, 0.2, burst=running(1, busy=True)), None)
+    assert (d.desired, d.start) == (4, 3)
+
+
+@pytest.mark.parametrize("policy, obs", [
+    (Policy(slots_per_worker=1, max_burst=4, activation_s=0), work(1000, 8, 0.01)),
+    (A, Observation(now=1000, waiting=8, in_flight=0, base_workers=0, base_slots=0,
+                    job_s=0.01)),  # no base pool: nothing else will do the work
+])
+def test_no_activation_wait(policy, obs):
+    assert decide(policy, obs, None).start == 4

@@ -12,7 +12,7 @@ from fake_kube import FakeKube
 from kubernetes import client as k8s
 
 from imgburst.core.celery_app import make_celery
-from imgburst.core.inspect import WorkerInfo, write_heartbeat
+from imgburst.core.inspect import WorkerInfo, record_ended, write_heartbeat
 from imgburst.core.settings import ScalerSettings, Settings
 from imgburst.vk.backends.kubernetes import (
     KubernetesBackend,
@@ -26,8 +26,8 @@ from imgburst.vk.scaler import Scaler
 TEMPLATE = ROOT / "k8s" / "base" / "burst-pod-template.yaml"
 SCALER = ScalerSettings(
     backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0, max_burst=5,
-    max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30, namespace="imgburst",
-    pod_template=TEMPLATE, virtual_node_v2=False)
+    max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30, activation_s=0,
+    namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
 
 
 @pytest.fixture
@@ -184,6 +184,54 @@ def test_base_capacity_is_read_from_the_base_workers_heartbeats(fake, redis_url)
     assert (event["base_workers"], event["base_slots"]) == (2, 3)
 
 
+def test_activation_reads_the_recent_jobs_processing_time(fake, redis_url):
+    """8 jobs beside a base worker of 2 processes: held while the newest jobs took 0.2 s
+    (0.8 s of work), pods at once when they took 2 s (8 s of work)."""
+    broker = redis.Redis.from_url(redis_url)
+    celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))
+    beat(broker, "base@node-1", pool="base", concurrency=2)
+    broker.rpush("images", *[b"job"] * 8)
+    scaler = Scaler(dataclasses.replace(SCALER, activation_s=2), backend_for(fake), broker,
+                    celery)
+    for i in range(30):
+        record_ended(broker, f"old-{i}", (5, 200))
+    held = scaler.tick()
+    assert (held.start, held.desired) == (0, 0) and held.reason.startswith("held: the base")
+    assert fake.names() == []
+    for i in range(20):  # the newest 20 are what counts
+        record_ended(broker, f"slow-{i}", (5, 2000))
+    assert scaler.tick().start == 2 and len(fake.names()) == 2
+    reasons = [e["reason"] for e in EventLog(broker).recent(10) if e["kind"] == "decision"]
+    assert reasons[0].startswith("held") and reasons[-1].startswith("scale up")
+
+
+def test_a_spike_held_for_its_first_job_time_is_looked_at_again_before_the_poll(
+        fake, redis_url):
+    """Held only until one job's time is known: the pods start as soon as it is, not a
+    whole poll later (5 s here)."""
+    import threading
+
+    broker = redis.Redis.from_url(redis_url)
+    beat(broker, "base@node-1", pool="base", concurrency=2)
+    broker.rpush("images", *[b"job"] * 40)
+    scaler = Scaler(dataclasses.replace(SCALER, activation_s=30, poll_s=5), backend_for(fake),
+                    broker, make_celery(Settings.from_env({"REDIS_URL": redis_url})))
+    stop = threading.Event()
+    loop = threading.Thread(target=scaler.run, args=(stop,))
+    loop.start()
+    try:
+        wait_until(lambda: any(e.get("reason", "").startswith("held: no job")
+                               for e in EventLog(broker).recent(10)), 5, "the hold")
+        assert fake.names() == []
+        record_ended(broker, "first", (5, 2000))  # 40 x 2 s on 2 processes: 40 s of work
+        ended = time.monotonic()
+        wait_until(lambda: len(fake.names()) == 2, 5, "the first pods")
+        assert time.monotonic() - ended < 1.0
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+
+
 def test_watch_keeps_the_pod_cache_without_listing_every_tick(fake):
     backend = backend_for(fake)
     (stale,) = backend.start(1)  # exists before the scaler (re)starts
@@ -224,7 +272,7 @@ def test_scaler_survives_an_unreachable_api_server(fake, redis_url, caplog):
     settings = ScalerSettings(
         backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0,
         max_burst=2, max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=5,
-        namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+        activation_s=0, namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
     backend = backend_for(fake)
     fake.close()  # the API server goes away
     scaler = Scaler(settings, backend, broker,

@@ -193,10 +193,12 @@ def ended_since(client: redis.Redis, *since: float) -> list[int]:
         return [int(n) for n in pipe.execute()]
 
 
-def recent_timings(client: redis.Redis, since: float) -> list[tuple[int, int]]:
-    """(queue wait, processing) in ms of the jobs that ended since `since`, newest first."""
+def recent_timings(client: redis.Redis, since: float,
+                   newest: int = MAX_TIMINGS) -> list[tuple[int, int]]:
+    """(queue wait, processing) in ms of the jobs that ended since `since`, newest first;
+    of the `newest` recorded at most."""
     out = []
-    for raw in client.lrange(TIMINGS_KEY, 0, MAX_TIMINGS - 1):
+    for raw in client.lrange(TIMINGS_KEY, 0, min(newest, MAX_TIMINGS) - 1):
         end, wait, run = _decode(raw).split()
         if float(end) >= since:  # no early stop: workers' clocks and writes interleave
             out.append((int(wait), int(run)))

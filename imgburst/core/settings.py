@@ -60,6 +60,7 @@ class ScalerSettings:
     cooldown_s: float
     pending_timeout_s: float
     drain_timeout_s: float
+    activation_s: float
     namespace: str
     pod_template: Path | None
     virtual_node_v2: bool
@@ -290,6 +291,7 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
         cooldown_s=_float(env, "SCALER_COOLDOWN_S", 60.0, 0, 86400),
         pending_timeout_s=_float(env, "SCALER_PENDING_TIMEOUT_S", 180.0, 1, 86400),
         drain_timeout_s=_float(env, "SCALER_DRAIN_TIMEOUT_S", 330.0, 1, 86400),
+        activation_s=_float(env, "SCALER_ACTIVATION_S", 2.0, 0, 3600),
         namespace=env.get("SCALER_NAMESPACE", "imgburst"),
         pod_template=Path(template) if template else None,
         virtual_node_v2=_bool(env, "SCALER_VIRTUAL_NODE_V2", False),

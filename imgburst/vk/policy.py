@@ -11,12 +11,19 @@ their pending timeout, so slow ACI starts don't trigger more and more pods. Scal
 immediate (at most `max_step` per tick); scale-down waits until the work stayed below
 the capacity for the whole cooldown, removes pending workers first, then idle ones
 (most recently idle first), and never touches the base pool.
+
+Activation (KEDA's word for leaving zero): the first burst worker starts only when the
+base pool alone would take longer than `activation_s` over the work, reckoned from the
+recent jobs' processing time. Counted in jobs, as KEDA's activation threshold is, 8
+thumbnails and 8 36 MP photos weigh the same; counted in seconds, a batch the base pool
+clears in a second doesn't start workers that would be ready after it. With no recent
+job to go by, it waits for one, at most `activation_s`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PENDING, RUNNING, DRAINING = "pending", "running", "draining"
 
@@ -29,6 +36,7 @@ class Policy:
     max_step: int = 4
     cooldown_s: float = 60.0
     pending_timeout_s: float = 180.0
+    activation_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class Observation:
     base_workers: int
     burst: tuple[BurstWorker, ...] = ()
     base_slots: int | None = None  # processes of the base pool; None: slots_per_worker each
+    job_s: float | None = None  # recent jobs' processing time; None: no job ended lately
 
     @property
     def work(self) -> int:
@@ -63,6 +72,8 @@ class Decision:
     reap: tuple[str, ...] = ()
     reason: str = "steady"
     below_since: float | None = None
+    wanted_since: float | None = None  # since when the work has asked for burst workers
+    recheck_soon: bool = False  # held until a job's time is known: look again before the poll
 
     @property
     def acts(self) -> bool:
@@ -89,14 +100,43 @@ def _removal_order(workers: list[BurstWorker]) -> list[BurstWorker]:
     return pending + idle + busy
 
 
-def decide(policy: Policy, obs: Observation, below_since: float | None) -> Decision:
-    """What to do now; `below_since` is when the work first fell below the capacity."""
-    desired = desired_burst(policy, obs.work, base_slots(policy, obs))
+def held(policy: Policy, obs: Observation, slots: int, wanted_since: float) -> Decision | None:
+    """No first burst worker yet, and why (the activation); None if it may start."""
+    if policy.activation_s <= 0 or slots <= 0:
+        return None
+    if obs.job_s is None:
+        if obs.now - wanted_since < policy.activation_s:
+            return Decision(0, 0, recheck_soon=True, reason=(
+                f"held: no job has ended lately to tell how long this work takes "
+                f"(waiting at most {policy.activation_s:g} s)"))
+        return None
+    if obs.work * obs.job_s / slots <= policy.activation_s:
+        return Decision(0, 0, reason=f"held: the base pool clears this work within "
+                                     f"{policy.activation_s:g} s")
+    return None
+
+
+def decide(policy: Policy, obs: Observation, below_since: float | None,
+           wanted_since: float | None = None) -> Decision:
+    """What to do now; `below_since` is when the work first fell below the capacity,
+    `wanted_since` when it first asked for burst workers (the last decision's)."""
+    slots = base_slots(policy, obs)
+    desired = desired_burst(policy, obs.work, slots)
+    wanted_since = (wanted_since or obs.now) if desired else None
+    return replace(_decide(policy, obs, below_since, slots, desired, wanted_since),
+                   wanted_since=wanted_since)
+
+
+def _decide(policy: Policy, obs: Observation, below_since: float | None, slots: int,
+            desired: int, wanted_since: float | None) -> Decision:
     reap = tuple(w.name for w in obs.burst
                  if w.phase == PENDING and obs.now - w.created_at > policy.pending_timeout_s)
     capacity = [w for w in obs.burst if w.phase in (PENDING, RUNNING) and w.name not in reap]
     current = len(capacity)
     pending = sum(1 for w in capacity if w.phase == PENDING)
+    if desired > current == 0 and wanted_since is not None and (
+            hold := held(policy, obs, slots, wanted_since)):
+        return replace(hold, reap=reap)
     if desired > current:
         start = min(desired - current, policy.max_step, policy.max_burst - current)
         return Decision(desired, current, start=start, reap=reap, reason=(

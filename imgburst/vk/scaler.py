@@ -10,6 +10,7 @@ are idempotent, and its unacknowledged messages come back.
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,14 @@ import redis
 from celery import Celery
 
 from imgburst.core.celery_app import QUEUE
-from imgburst.core.inspect import NUDGE_CHANNEL, WorkerInfo, in_flight, live_workers, waiting
+from imgburst.core.inspect import (
+    NUDGE_CHANNEL,
+    WorkerInfo,
+    in_flight,
+    live_workers,
+    recent_timings,
+    waiting,
+)
 from imgburst.core.settings import ScalerSettings
 from imgburst.vk.backends import Backend
 from imgburst.vk.events import EventLog
@@ -34,13 +42,24 @@ from imgburst.vk.policy import (
 )
 
 log = logging.getLogger("imgburst.scaler")
+JOB_WINDOW_S = 120  # the jobs whose processing time tells how long the work will take
+JOB_SAMPLE = 20  # of them, the newest
+RECHECK_S = 0.05  # how soon to look again while the first job's time is awaited
 
 
 def policy_from(settings: ScalerSettings) -> Policy:
     return Policy(slots_per_worker=settings.slots_per_worker,
                   target_per_slot=settings.target_per_slot, max_burst=settings.max_burst,
                   max_step=settings.max_step, cooldown_s=settings.cooldown_s,
-                  pending_timeout_s=settings.pending_timeout_s)
+                  pending_timeout_s=settings.pending_timeout_s,
+                  activation_s=settings.activation_s)
+
+
+def recent_job_s(client: redis.Redis, now: float) -> float | None:
+    """The median processing time of the newest jobs that ended in the last two minutes,
+    in seconds; None when none did."""
+    runs = [run for _wait, run in recent_timings(client, now - JOB_WINDOW_S, JOB_SAMPLE)]
+    return statistics.median(runs) / 1000 if runs else None
 
 
 class Scaler:
@@ -54,6 +73,7 @@ class Scaler:
         self.clock = clock
         self.events = EventLog(client)
         self.below_since: float | None = None
+        self.wanted_since: float | None = None
         self.last_reason: str | None = None
         self.draining: dict[str, threading.Thread] = {}
         self.milestones: dict[str, set[str]] = {}
@@ -80,9 +100,11 @@ class Scaler:
                                      busy=bool(beat and beat.busy),
                                      idle_since=beat.idle_since if beat else None))
             self._milestones(item.name, item.created_at, item.running_at, beat, now)
-        return Observation(now=now, waiting=waiting(self.client), in_flight=in_flight(self.client),
+        work = waiting(self.client), in_flight(self.client)
+        return Observation(now=now, waiting=work[0], in_flight=work[1],
                            base_workers=len(base), burst=tuple(burst),
-                           base_slots=sum(w.concurrency for w in base))
+                           base_slots=sum(w.concurrency for w in base),
+                           job_s=recent_job_s(self.client, now) if any(work) else None)
 
     def _milestones(self, name: str, created_at: float, running_at: float | None,
                     beat: WorkerInfo | None, now: float) -> None:
@@ -105,8 +127,8 @@ class Scaler:
 
     def tick(self) -> Decision:
         obs = self.observe()
-        decision = decide(self.policy, obs, self.below_since)
-        self.below_since = decision.below_since
+        decision = decide(self.policy, obs, self.below_since, self.wanted_since)
+        self.below_since, self.wanted_since = decision.below_since, decision.wanted_since
         for name in decision.reap:  # never consumed: nothing to drain
             threading.Thread(target=self.backend.stop, args=(name,), daemon=True).start()
         started = self.backend.start(decision.start) if decision.start else []
@@ -186,12 +208,14 @@ class Scaler:
                            policy=self.policy.__dict__)
         try:
             while not stop.is_set():
+                wait = self.settings.poll_s
                 try:
-                    self.tick()
+                    if self.tick().recheck_soon:  # a spike's first job ends in moments
+                        wait = min(wait, RECHECK_S)
                 except Exception as exc:  # Redis or the cluster API hiccups: try next tick
                     log.warning("scaler tick failed: %s: %s", type(exc).__name__, exc)
                 try:
-                    pubsub.get_message(timeout=self.settings.poll_s)
+                    pubsub.get_message(timeout=wait)
                     while pubsub.get_message(timeout=0.0):
                         pass
                 except redis.RedisError:
