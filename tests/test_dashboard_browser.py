@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from conftest import free_port, start_live_stack, wait_until
 
 from imgburst.core.keys import generate_key
+from imgburst.vk.events import EventLog
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
@@ -51,8 +53,12 @@ def wait_js(page, expression: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_dashboard_shows_a_burst_live(live_stack):
+def test_dashboard_shows_a_burst_live(live_stack, base_env):
     from playwright.sync_api import sync_playwright
+
+    held = "held: the base pool clears this work within 2 s"  # a small batch, before it
+    EventLog(redis.Redis.from_url(base_env["REDIS_URL"])).record(
+        "decision", reason=held, held=True, work=3, started=[], stopping=[], reaped=[])
 
     ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
@@ -108,6 +114,7 @@ def test_dashboard_shows_a_burst_live(live_stack):
         assert samples[-1]["points"] > samples[0]["points"]
         assert max(s["burst"] + s["pending"] for s in samples) > 0, "no burst worker shown"
         assert any("+" in e and "burst" in e for e in samples[-1]["events"]), samples[-1]
+        assert any(e.endswith(held) for e in samples[-1]["events"])  # why none started
         assert page.locator("#chart-workers g.marker title").count() > 0  # marked on the axis
         for chart in ("#chart-work", "#chart-workers"):  # a scale to read the counts by
             ticks = page.eval_on_selector_all(f"{chart} + .scale .tick",

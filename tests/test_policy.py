@@ -146,9 +146,9 @@ def test_no_first_burst_worker_for_work_the_base_pool_clears_within_the_activati
     workers that were ready after the batch was done."""
     d = decide(A, work(1000, 8, 0.2), None)
     assert (d.desired, d.start) == (0, 0) and d.reason.startswith("held: the base pool")
-    assert not d.recheck_soon
+    assert d.held and not d.recheck_soon
     d = decide(A, work(1000, 8, 1.0), None)  # 4 s of work: at once, no waiting
-    assert (d.desired, d.start) == (4, 4)
+    assert (d.desired, d.start) == (4, 4) and not d.held
 
 
 def test_activation_counts_seconds_not_jobs():
@@ -160,7 +160,7 @@ def test_activation_counts_seconds_not_jobs():
 def test_with_no_job_time_to_go_by_it_waits_at_most_the_activation():
     d1 = decide(A, work(1000, 50, None), None)
     assert d1.start == 0 and d1.wanted_since == 1000 and "at most 2 s" in d1.reason
-    assert d1.recheck_soon  # the spike's first job ends in moments: look again before the poll
+    assert d1.held and d1.recheck_soon  # its first job ends in moments: look again soon
     d2 = decide(A, work(1001.9, 50, None), None, d1.wanted_since)
     assert d2.start == 0 and d2.wanted_since == 1000
     d3 = decide(A, work(1002, 50, None), None, d2.wanted_since)

@@ -73,6 +73,7 @@ class Decision:
     reason: str = "steady"
     below_since: float | None = None
     wanted_since: float | None = None  # since when the work has asked for burst workers
+    held: bool = False  # burst workers wanted, none started: the base pool is enough soon
     recheck_soon: bool = False  # held until a job's time is known: look again before the poll
 
     @property
@@ -100,19 +101,21 @@ def _removal_order(workers: list[BurstWorker]) -> list[BurstWorker]:
     return pending + idle + busy
 
 
-def held(policy: Policy, obs: Observation, slots: int, wanted_since: float) -> Decision | None:
+def activation_hold(policy: Policy, obs: Observation, slots: int,
+                    wanted_since: float) -> Decision | None:
     """No first burst worker yet, and why (the activation); None if it may start."""
-    if policy.activation_s <= 0 or slots <= 0:
+    limit = policy.activation_s
+    if limit <= 0 or slots <= 0:
         return None
     if obs.job_s is None:
-        if obs.now - wanted_since < policy.activation_s:
-            return Decision(0, 0, recheck_soon=True, reason=(
+        if obs.now - wanted_since < limit:
+            return Decision(0, 0, held=True, recheck_soon=True, reason=(
                 f"held: no job has ended lately to tell how long this work takes "
-                f"(waiting at most {policy.activation_s:g} s)"))
+                f"(waiting at most {limit:g} s)"))
         return None
-    if obs.work * obs.job_s / slots <= policy.activation_s:
-        return Decision(0, 0, reason=f"held: the base pool clears this work within "
-                                     f"{policy.activation_s:g} s")
+    if obs.work * obs.job_s / slots <= limit:
+        return Decision(0, 0, held=True,
+                        reason=f"held: the base pool clears this work within {limit:g} s")
     return None
 
 
@@ -135,7 +138,7 @@ def _decide(policy: Policy, obs: Observation, below_since: float | None, slots: 
     current = len(capacity)
     pending = sum(1 for w in capacity if w.phase == PENDING)
     if desired > current == 0 and wanted_since is not None and (
-            hold := held(policy, obs, slots, wanted_since)):
+            hold := activation_hold(policy, obs, slots, wanted_since)):
         return replace(hold, reap=reap)
     if desired > current:
         start = min(desired - current, policy.max_step, policy.max_burst - current)

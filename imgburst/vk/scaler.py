@@ -137,7 +137,8 @@ class Scaler:
         if decision.acts or decision.reason != self.last_reason:
             pending = sum(1 for w in obs.burst if w.phase == PENDING)
             self.events.record(
-                "decision", reason=decision.reason, work=obs.work, waiting=obs.waiting,
+                "decision", reason=decision.reason, held=decision.held, work=obs.work,
+                waiting=obs.waiting,
                 in_flight=obs.in_flight, base_workers=obs.base_workers,
                 base_slots=obs.base_slots,
                 burst_before=decision.current,

@@ -211,7 +211,8 @@
 
   function worthListing(e) {  // not the "still steady" decisions of every quiet tick
     if (e.kind !== "decision") return true;
-    return (e.started || []).length || (e.stopping || []).length || (e.reaped || []).length;
+    return e.held || (e.started || []).length || (e.stopping || []).length
+      || (e.reaped || []).length;
   }
 
   function events(items) {
