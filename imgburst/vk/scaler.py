@@ -138,10 +138,8 @@ class Scaler:
             pending = sum(1 for w in obs.burst if w.phase == PENDING)
             self.events.record(
                 "decision", reason=decision.reason, held=decision.held, work=obs.work,
-                waiting=obs.waiting,
-                in_flight=obs.in_flight, base_workers=obs.base_workers,
-                base_slots=obs.base_slots,
-                burst_before=decision.current,
+                waiting=obs.waiting, in_flight=obs.in_flight, base_workers=obs.base_workers,
+                base_slots=obs.base_slots, burst_before=decision.current,
                 burst_after=decision.current + len(started) - len(decision.stop),
                 pending=pending, started=started, stopping=list(decision.stop),
                 reaped=list(decision.reap))
