@@ -195,7 +195,7 @@ def test_demo_spike_submits_synthetic_photos(base_env):
     for body, field in [({"images": 0}, "images"), ({"images": "5"}, "images"),
                         ({"images": 5, "size": "9MP"}, "size"),
                         ({"images": 5, "preset": "nope"}, "preset"),
-                        ({"imgaes": 500}, "imgaes")]:  # misspelt: not a default 100
+                        ({"imgaes": 500}, "imgaes")]:  # misspelt: not a default 300
         response = client.post("/api/v1/demo/spike", json=body)
         assert response.status_code == 400 and response.get_json()["field"] == field
     response = client.post("/api/v1/demo/spike", json={"images": 8, "size": "1MP"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+from imgburst.api import demo
 from imgburst.api.services import services
 from imgburst.api.stats import cached_snapshot, visible
 
@@ -17,4 +18,5 @@ def index() -> str:
     svc = services()
     open_api = not svc.settings.auth  # a browser's navigation carries no key
     return render_template("dashboard.html", stats=visible(cached_snapshot(svc), open_api),
-                           version=svc.settings.app_version, auth=svc.settings.auth)
+                           version=svc.settings.app_version, auth=svc.settings.auth,
+                           spike_images=demo.DEFAULT_IMAGES, spike_max=demo.MAX_IMAGES)

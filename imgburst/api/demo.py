@@ -23,6 +23,7 @@ from imgburst.core.synthetic import photo_bytes
 
 bp = Blueprint("demo", __name__, url_prefix="/api/v1/demo")
 MAX_IMAGES = 1000
+DEFAULT_IMAGES = 300  # 2 MP: several seconds for a base worker, past the scaler's activation
 DISTINCT = 6
 SIZES = {"1MP": (1200, 900), "2MP": (1600, 1200), "4MP": (2400, 1600), "12MP": (4000, 3000)}
 
@@ -38,9 +39,10 @@ def spike() -> Response:
     svc.submissions.hit(auth.current())
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise Problem(400, "Invalid body", "send JSON: {\"images\": 100, \"size\": \"2MP\"}")
+        raise Problem(400, "Invalid body",
+                      f"send JSON: {{\"images\": {DEFAULT_IMAGES}, \"size\": \"2MP\"}}")
     refuse_unknown(body, ("images", "size", "recipe", "preset"))
-    count = body.get("images", 100)
+    count = body.get("images", DEFAULT_IMAGES)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_IMAGES:
         raise Problem(400, "Invalid spike", f"images must be 1..{MAX_IMAGES}", field="images")
     size = body.get("size", "2MP")
