@@ -30,15 +30,13 @@ DONE = "bench:thin:done"
 settings = Settings.from_env()
 # The worker is started with REDIS_URL set; the benchmark imports only the names above.
 app = make_celery(settings, broker_url=settings.redis_url or "redis://127.0.0.1:6379/14")
-_done: list[redis.Redis] = []
+done = redis.Redis.from_url(app.conf.broker_url)  # its pool starts anew in each process
 
 
 @worker_process_init.connect(weak=False)
-def _prepare(**_kwargs: object) -> None:
-    """Every advantage our pool processes have (their image block cache), and the one
-    Redis client the tasks record with."""
+def _keep_image_memory(**_kwargs: object) -> None:
+    """Every advantage our pool processes have: their image block cache too."""
     imaging.keep_freed_blocks(settings.worker_image_blocks)
-    _done.append(redis.Redis.from_url(app.conf.broker_url))
 
 
 @app.task(name=TASK, acks_late=True)
@@ -48,4 +46,4 @@ def thin(path: str, offset: int, size: int) -> None:
     with open(path, "rb", buffering=0) as body:
         data = os.pread(body.fileno(), size, offset)
     imaging.process(data, DEFAULT_RECIPE)
-    _done[0].rpush(DONE, time.time())
+    done.rpush(DONE, time.time())
