@@ -251,14 +251,17 @@ def main() -> None:
                 cpu[key].append(a - b)
             stored_times.append(stack.run_from_storage("photos/"))
 
+        def thin_cpu() -> tuple[float, float]:
+            """CPU-seconds so far: the thinnest service's pool; its sink and client."""
+            return cpu_of([thin_worker.pid]), cpu_of([sink.pid]) + client_cpu()
+
         def thinnest() -> None:
-            pool, rest = (lambda: cpu_of([thin_worker.pid])), (
-                lambda: cpu_of([sink.pid]) + client_cpu())
-            before = pool(), rest()
+            pool, rest = thin_cpu()
             thin_times.append(run_thinnest(sink_url, sink_folder, paths, args.batches, thin,
                                            broker))
-            cpu["thin pool"].append(pool() - before[0])
-            cpu["thin rest"].append(rest() - before[1])
+            pool_after, rest_after = thin_cpu()
+            cpu["thin pool"].append(pool_after - pool)
+            cpu["thin rest"].append(rest_after - rest)
 
         for round_no in range(1, args.rounds + 1):
             # Odd rounds run the baseline first, even rounds it last: neither side always

@@ -100,11 +100,11 @@ class Scaler:
                                      busy=bool(beat and beat.busy),
                                      idle_since=beat.idle_since if beat else None))
             self._milestones(item.name, item.created_at, item.running_at, beat, now)
-        work = waiting(self.client), in_flight(self.client)
-        return Observation(now=now, waiting=work[0], in_flight=work[1],
+        queued, taken = waiting(self.client), in_flight(self.client)
+        return Observation(now=now, waiting=queued, in_flight=taken,
                            base_workers=len(base), burst=tuple(burst),
                            base_slots=sum(w.concurrency for w in base),
-                           job_s=recent_job_s(self.client, now) if any(work) else None)
+                           job_s=recent_job_s(self.client, now) if queued or taken else None)
 
     def _milestones(self, name: str, created_at: float, running_at: float | None,
                     beat: WorkerInfo | None, now: float) -> None:
