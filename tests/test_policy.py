@@ -8,9 +8,11 @@ from imgburst.vk.policy import (
     DRAINING,
     PENDING,
     RUNNING,
+    TERMINATING,
     BurstWorker,
     Observation,
     Policy,
+    backoff_delay,
     decide,
     desired_burst,
 )
@@ -190,3 +192,52 @@ def test_activation_only_gates_the_first_burst_worker():
 ])
 def test_no_activation_wait(policy, obs):
     assert decide(policy, obs, None).start == 4
+
+
+def test_backoff_doubles_from_its_base_to_its_cap():
+    policy = Policy(backoff_s=10, backoff_max_s=300)
+    assert [backoff_delay(policy, n) for n in range(8)] == [0, 10, 20, 40, 80, 160, 300, 300]
+    assert backoff_delay(policy, 10_000) == 300  # no overflow after a week of failures
+
+
+def test_a_backoff_starts_nothing_and_says_why():
+    obs = Observation(now=1000, waiting=50, in_flight=0, base_workers=1,
+                      backoff_until=1030, backoff_reason="ErrImagePull")
+    d = decide(P, obs, None)
+    assert d.start == 0 and d.desired == 10
+    assert d.reason == "backing off: burst workers failed (ErrImagePull); next try in 30 s"
+    later = decide(P, Observation(now=1030, waiting=50, in_flight=0, base_workers=1,
+                                  backoff_until=1030), None)
+    assert later.start == 4
+
+
+def test_draining_and_terminating_workers_count_against_the_maximum():
+    """3 of 4 still exist (two draining, one being deleted): one more may start, not four."""
+    four = Policy(slots_per_worker=1, max_burst=4, max_step=4)
+    burst = (BurstWorker("d1", DRAINING, 1, busy=True), BurstWorker("d2", DRAINING, 2),
+             BurstWorker("t1", TERMINATING, 3))
+    d = decide(four, Observation(now=1000, waiting=40, in_flight=0, base_workers=0,
+                                 burst=burst), None)
+    assert d.current == 0 and d.start == 1
+    full = burst + (BurstWorker("t2", TERMINATING, 4),)
+    d = decide(four, Observation(now=1000, waiting=40, in_flight=0, base_workers=0,
+                                 burst=full), None)
+    assert d.start == 0 and d.reason.startswith("at the maximum: 4 burst workers exist")
+
+
+def test_a_pending_worker_that_holds_a_task_is_never_reaped():
+    """It stopped consuming (a drain the last scaler began) yet still runs a job."""
+    busy = BurstWorker("busy", PENDING, created_at=0, busy=True)
+    idle = BurstWorker("idle", PENDING, created_at=0)
+    d = decide(P, Observation(now=1000, waiting=9, in_flight=1, base_workers=0,
+                              burst=(busy, idle)), None)
+    assert d.reap == ("idle",)
+
+
+def test_reaped_pods_count_until_gone():
+    """Two stuck pods are reaped while two run: the replacements wait for room."""
+    two = Policy(slots_per_worker=1, max_burst=4, max_step=4, pending_timeout_s=100)
+    burst = pending(2, created_at=800) + running(2, True)
+    d = decide(two, Observation(now=1000, waiting=40, in_flight=2, base_workers=0,
+                                burst=burst), None)
+    assert set(d.reap) == {"burst@p0", "burst@p1"} and d.start == 0

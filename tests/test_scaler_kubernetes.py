@@ -27,7 +27,7 @@ TEMPLATE = ROOT / "k8s" / "base" / "burst-pod-template.yaml"
 SCALER = ScalerSettings(
     backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0, max_burst=5,
     max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30, activation_s=0,
-    namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+    namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False, backoff_s=0.5)
 
 
 @pytest.fixture
@@ -128,11 +128,19 @@ def test_scale_up_pending_reconcile_and_drain(fake, redis_url):
     kinds = [e["kind"] for e in EventLog(broker).recent(100)]
     assert kinds.count("burst-running") == 5 and kinds.count("burst-consuming") == 5
 
-    # The scaler restarts; one pod has failed meanwhile: it is deleted, the rest adopted.
-    fake.set_phase(pods[0], "Failed")
+    # The scaler restarts; one pod has failed meanwhile: it is recorded and deleted, the
+    # rest adopted; its replacement waits for the backoff, not for the next tick.
+    fake.set_phase(pods[0], "Failed", reason="ProviderFailed", message="ACI said no")
     second = scaler()
     decision = second.tick()
-    assert pods[0] not in fake.names()
+    assert decision.current == 4 and decision.start == 0
+    wait_until(lambda: pods[0] not in fake.names(), 10, "the failed pod to be deleted")
+    failed = [e for e in EventLog(broker).recent(100) if e["kind"] == "burst-failed"]
+    assert [(e["worker"], e["reason"], e["message"]) for e in failed] == [
+        (f"burst@{pods[0]}", "ProviderFailed", "ACI said no")]
+    assert second.tick().reason.startswith("backing off: burst workers failed (ProviderFailed)")
+    time.sleep(settings.backoff_s)
+    decision = second.tick()
     assert decision.current == 4 and decision.start == 1
     replacement = (set(fake.names()) - set(pods)).pop()
     fake.set_phase(replacement, "Running")
@@ -246,20 +254,21 @@ def test_watch_keeps_the_pod_cache_without_listing_every_tick(fake):
             return any(w.name == name and w.running_at for w in backend.workers())
 
         wait_until(running, 10, "the watch to report the pod Running")
-        fake.set_phase(stale.removeprefix("burst@"), "Failed")
+        fake.set_phase(stale.removeprefix("burst@"), "Succeeded")
 
-        def failed_pod_reaped() -> bool:
+        def finished_pod_removed() -> bool:
             names = [w.name for w in backend.workers()]  # a tick: finished pods are deleted
             return stale not in names and stale.removeprefix("burst@") not in fake.names()
 
-        wait_until(failed_pod_reaped, 10, "the failed pod to be deleted")
+        wait_until(finished_pod_removed, 10, "the finished pod to be deleted")
         with fake.lock:  # someone else deletes our pod: the watch sees it go
             del fake.pods[("imgburst", pod)]
             fake._event("imgburst", "DELETED", {"metadata": {"name": pod, "labels": {
-                "app.kubernetes.io/name": "imgburst", "imgburst.io/pool": "burst"}}})
+                "app.kubernetes.io/name": "imgburst", "imgburst.io/pool": "burst",
+                "imgburst.io/install": "imgburst"}}})
         wait_until(lambda: backend.workers() == [], 10, "the watch to report the deletion")
         lists = [path for method, path in fake.requests
-                 if method == "GET" and "watch=" not in path and path.endswith("pool%3Dburst")]
+                 if method == "GET" and "watch=" not in path and "pool%3Dburst" in path]
         assert len(lists) == 1, f"listed {len(lists)} times; the watch should keep the cache"
     finally:
         backend.close()

@@ -43,6 +43,12 @@ def test_defaults_are_embedded(tmp_path):
     ({"SCALER_COOLDOWN_S": "-1"}, "SCALER_COOLDOWN_S", "must be 0..86400"),
     ({"SCALER_MAX_BURST": "2.5"}, "SCALER_MAX_BURST", "whole number"),
     ({"SCALER_VIRTUAL_NODE_V2": "perhaps"}, "SCALER_VIRTUAL_NODE_V2", "true or false"),
+    ({"SCALER_INSTALL": "Team_A"}, "SCALER_INSTALL", "DNS label"),
+    ({"SCALER_OWNER": "my scaler"}, "SCALER_OWNER", "Deployment"),
+    ({"SCALER_LEASE_S": "1"}, "SCALER_LEASE_S", "must be 2..300"),
+    ({"SCALER_BACKOFF_S": "60", "SCALER_BACKOFF_MAX_S": "30"}, "SCALER_BACKOFF_MAX_S",
+     "at least SCALER_BACKOFF_S (60)"),
+    ({"IMGBURST_ORPHAN_AFTER_S": "-5"}, "IMGBURST_ORPHAN_AFTER_S", "0..604800"),
 ])
 def test_bad_values_name_the_variable(env, variable, words):
     with pytest.raises(SettingsError) as info:

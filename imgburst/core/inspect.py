@@ -7,8 +7,9 @@
 - workers: each worker's heartbeat hash (`worker/heartbeat.py` writes it every second),
   with its pool, whether it consumes, active and reserved counts, processed total.
 
-The API (stats), the scaler and the tests share these readers; nothing here writes
-except `nudge` and the heartbeat helpers.
+The API (stats), the scaler, the workers and the tests share these readers; the few
+writers here (`nudge`, the heartbeat helpers, `record_ended`, `write_leader`) are the
+ones several layers share.
 """
 
 from __future__ import annotations
@@ -121,6 +122,29 @@ SAMPLES_STREAM = "imgburst:scaler:samples"
 SCALED_KEY = "imgburst:scaler:scaled"  # hash: up / down -> burst workers started / stopped
 STATE_TTL_S = 10
 MAX_SAMPLES = 1800  # 30 minutes at one sample a second
+
+
+FAILURES_KEY = "imgburst:scaler:failures"  # hash: reason -> burst workers that failed so
+LEADER_KEY = "imgburst:scaler:leader"  # the acting scaler's heartbeat (JSON, expires)
+LEADER_TTL_S = 30
+
+
+def burst_failures(client: redis.Redis) -> dict[str, int]:
+    """Burst workers that never started or died on their own, by reason, ever."""
+    return {_decode(k): int(v) for k, v in client.hgetall(FAILURES_KEY).items()}
+
+
+def write_leader(client: redis.Redis, identity: str, backend: str, now: float) -> None:
+    """The acting scaler says it is alive (every tick)."""
+    client.set(LEADER_KEY, json.dumps({"identity": identity, "backend": backend, "at": now}),
+               ex=LEADER_TTL_S)
+
+
+def leader(client: redis.Redis) -> dict[str, Any] | None:
+    """The acting scaler (identity, backend, last tick), or None when none ticked lately:
+    burst workers read it to leave once the install that started them is gone."""
+    raw = client.get(LEADER_KEY)
+    return json.loads(raw) if raw else None
 
 
 def _decode(value: bytes | str) -> str:

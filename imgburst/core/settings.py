@@ -17,6 +17,8 @@ from imgburst import __version__
 from imgburst.core.keys import ApiKey, parse_keys
 from imgburst.core.recipes import PresetError, Recipe, load_presets
 
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -64,6 +66,11 @@ class ScalerSettings:
     namespace: str
     pod_template: Path | None
     virtual_node_v2: bool
+    install: str = "imgburst"  # names the Lease and labels the burst pods of this install
+    owner: str = "imgburst-scaler"  # the Deployment that owns burst pods ("" = none)
+    lease_s: float = 15.0  # leader election: a standby takes over within twice this
+    backoff_s: float = 10.0  # after a burst failure; doubles per failure in a row
+    backoff_max_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class Settings:
     in_kubernetes: bool
     hostname: str
     scaler: ScalerSettings
+    orphan_after_s: float = 600.0  # a burst worker with no scaler this long leaves when idle
 
     @property
     def sqlite_path(self) -> Path:
@@ -208,6 +216,7 @@ class Settings:
             in_kubernetes=bool(env.get("KUBERNETES_SERVICE_HOST")),
             hostname=env.get("HOSTNAME", ""),
             scaler=_scaler(env),
+            orphan_after_s=_float(env, "IMGBURST_ORPHAN_AFTER_S", 600.0, 0, 7 * 86400),
         )
 
 
@@ -281,6 +290,19 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
     if backend not in ("local", "kubernetes"):
         raise SettingsError("SCALER_BACKEND", f"must be local or kubernetes, got {backend!r}")
     template = env.get("SCALER_POD_TEMPLATE")
+    install = env.get("SCALER_INSTALL", "imgburst")
+    if not DNS_LABEL.fullmatch(install) or len(install) > 40:
+        raise SettingsError("SCALER_INSTALL", "must be a DNS label of at most 40 characters "
+                            f"(a-z, 0-9, '-'; it names the Lease and a pod label), got {install!r}")
+    owner = env.get("SCALER_OWNER", "imgburst-scaler")
+    if owner and not DNS_SUBDOMAIN.fullmatch(owner):
+        raise SettingsError("SCALER_OWNER", "must name the scaler's Deployment (a DNS "
+                            f"subdomain), or be empty for no owner, got {owner!r}")
+    backoff = _float(env, "SCALER_BACKOFF_S", 10.0, 0.1, 3600)
+    backoff_max = _float(env, "SCALER_BACKOFF_MAX_S", 300.0, 0.1, 86400)
+    if backoff_max < backoff:
+        raise SettingsError("SCALER_BACKOFF_MAX_S", f"must be at least SCALER_BACKOFF_S "
+                            f"({backoff:g}), got {backoff_max:g}")
     return ScalerSettings(
         backend=backend,
         poll_s=_float(env, "SCALER_POLL_S", 1.0, 0.05, 60),
@@ -295,6 +317,11 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
         namespace=env.get("SCALER_NAMESPACE", "imgburst"),
         pod_template=Path(template) if template else None,
         virtual_node_v2=_bool(env, "SCALER_VIRTUAL_NODE_V2", False),
+        install=install,
+        owner=owner,
+        lease_s=_float(env, "SCALER_LEASE_S", 15.0, 2, 300),
+        backoff_s=backoff,
+        backoff_max_s=backoff_max,
     )
 
 

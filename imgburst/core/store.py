@@ -293,10 +293,29 @@ class JobStore:
         if before is not None and before.status == "running" and before.attempts:
             last_error = before.error or (f"the worker running attempt {before.attempts} was "
                                           "lost (killed, or out of memory)")
+        elif before is not None and before.attempts and before.error:  # handed back
+            last_error = before.error
         return StartedJob(id=row.id, batch_id=row.batch_id, input_container=row.input_container,
                           input_path=row.input_path, recipe=json.loads(row.recipe),
                           attempts=row.attempts, created_at=row.created_at,
                           started_at=row.started_at, last_error=last_error)
+
+    def running_on(self, worker: str) -> list[str]:
+        """Jobs the store says `worker` is running: the broker can't tell which worker
+        holds a message, the claim records it."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Job.id).where(
+                Job.status == "running", Job.worker == worker[:255])).scalars())
+
+    def hand_back(self, job_id: str, worker: str, error: str) -> bool:
+        """A running job whose worker is gone goes back to `queued`, keeping why (its next
+        attempt reports it, and the attempt it lost stays counted). Only if `worker` still
+        holds it: False when another worker claimed it or it ended meanwhile."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(
+                update(Job).where(Job.id == job_id, Job.status == "running",
+                                  Job.worker == worker[:255])
+                .values(status="queued", worker=None, error=error[:4000])).rowcount)
 
     def note_error(self, job_id: str, error: str) -> None:
         """Keep why a running attempt is being retried (the next attempt reports it)."""

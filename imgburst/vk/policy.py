@@ -18,6 +18,13 @@ recent jobs' processing time. Counted in jobs, as KEDA's activation threshold is
 thumbnails and 8 36 MP photos weigh the same; counted in seconds, a batch the base pool
 clears in a second doesn't start workers that would be ready after it. With no recent
 job to go by, it waits for one, at most `activation_s`.
+
+Failure is a state, not a loop: burst workers that never start (an image that can't be
+pulled, an ACI quota, a bad spec) set a backoff, and while it lasts no burst worker is
+started (10 s doubling to 5 min by default; the scaler resets it when a burst worker
+consumes). Whatever the work, no more than `max_burst` burst workers exist at once,
+counting pending, running, draining and terminating ones; and a pending worker is
+replaced only if it has never held a task.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-PENDING, RUNNING, DRAINING = "pending", "running", "draining"
+PENDING, RUNNING, DRAINING, TERMINATING = "pending", "running", "draining", "terminating"
 
 
 @dataclass(frozen=True)
@@ -37,12 +44,21 @@ class Policy:
     cooldown_s: float = 60.0
     pending_timeout_s: float = 180.0
     activation_s: float = 0.0
+    backoff_s: float = 10.0
+    backoff_max_s: float = 300.0
+
+
+def backoff_delay(policy: Policy, failures: int) -> float:
+    """Seconds to wait before starting burst workers again after `failures` in a row."""
+    if failures <= 0:
+        return 0.0
+    return min(policy.backoff_max_s, policy.backoff_s * 2.0 ** min(failures - 1, 32))
 
 
 @dataclass(frozen=True)
 class BurstWorker:
     name: str
-    phase: str  # pending | running | draining
+    phase: str  # pending | running | draining | terminating
     created_at: float
     busy: bool = False
     idle_since: float | None = None
@@ -57,6 +73,8 @@ class Observation:
     burst: tuple[BurstWorker, ...] = ()
     base_slots: int | None = None  # processes of the base pool; None: slots_per_worker each
     job_s: float | None = None  # recent jobs' processing time; None: no job ended lately
+    backoff_until: float | None = None  # burst workers failed: start none before this
+    backoff_reason: str = ""  # the last failure, for the decision's reason
 
     @property
     def work(self) -> int:
@@ -133,15 +151,25 @@ def decide(policy: Policy, obs: Observation, below_since: float | None,
 def _decide(policy: Policy, obs: Observation, below_since: float | None, slots: int,
             desired: int, wanted_since: float | None) -> Decision:
     reap = tuple(w.name for w in obs.burst
-                 if w.phase == PENDING and obs.now - w.created_at > policy.pending_timeout_s)
+                 if w.phase == PENDING and not w.busy
+                 and obs.now - w.created_at > policy.pending_timeout_s)
     capacity = [w for w in obs.burst if w.phase in (PENDING, RUNNING) and w.name not in reap]
     current = len(capacity)
+    existing = len(obs.burst)  # a reaped or draining pod still runs (and bills) a while
     pending = sum(1 for w in capacity if w.phase == PENDING)
     if desired > current == 0 and wanted_since is not None and (
             hold := activation_hold(policy, obs, slots, wanted_since)):
         return replace(hold, reap=reap)
+    if desired > current and obs.backoff_until is not None and obs.now < obs.backoff_until:
+        return Decision(desired, current, reap=reap, reason=(
+            f"backing off: burst workers failed ({obs.backoff_reason or 'unknown'}); "
+            f"next try in {obs.backoff_until - obs.now:.0f} s"))
     if desired > current:
-        start = min(desired - current, policy.max_step, policy.max_burst - current)
+        start = max(0, min(desired - current, policy.max_step, policy.max_burst - existing))
+        if not start:
+            return Decision(desired, current, reap=reap, reason=(
+                f"at the maximum: {existing} burst workers exist (of {policy.max_burst}), "
+                "some still draining or terminating"))
         return Decision(desired, current, start=start, reap=reap, reason=(
             f"scale up: {obs.work} jobs need {desired} burst workers, have {current}"
             + (f" ({pending} pending)" if pending else "")))

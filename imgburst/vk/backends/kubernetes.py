@@ -8,13 +8,34 @@ needs: nodeSelector `type: virtual-kubelet` + `kubernetes.io/os: linux`, tolerat
 nodes v2's `virtualization: virtualnode2`. ACI rules are checked when the template is
 loaded: requests must equal limits, and no hostPath or PVC volumes.
 
-Permissions needed (namespaced): pods create, get, list, watch, delete.
+How pods fail there, and what the scaler reads (it records the reason and backs off;
+it never recreates failed pods in a loop):
+- any provider error (image pull, ACI quota or region capacity, a spec ACI refuses):
+  virtual-kubelet sets phase `Failed` (with `restartPolicy: Never`, else `Pending`),
+  reason `ProviderFailed` and the provider's error as message (virtual-kubelet
+  node/pod.go, `handleProviderError`);
+- a container ACI can't start: the ACI container state becomes the container's
+  `waiting.reason` and its detail status the message (virtual-kubelet/azure-aci
+  pkg/provider/containergroup_to_pod.go), so `ErrImagePull` may be in either;
+- a namespace ResourceQuota: the create itself is refused, 403 "exceeded quota";
+- deletion: ACI deletes the container group at once, with no grace period and no
+  preStop (virtual-kubelet/azure-aci#28), hence the drain before every delete.
+
+Each install labels its pods `imgburst.io/install=<SCALER_INSTALL>` and sees only its
+own; each pod carries an ownerReference to the scaler's Deployment (`SCALER_OWNER`), so
+deleting the install deletes the burst pods too (the garbage collector's background
+cascade). Not the template ConfigMap: its name changes with every edit (kustomize's hash
+suffix), and the old one's deletion would delete busy pods.
+
+Permissions needed (namespaced): pods create, get, list, watch, delete; `get` on the
+owner Deployment.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -23,10 +44,15 @@ from typing import Any
 import yaml
 
 from imgburst.core.settings import Settings
-from imgburst.vk.backends import BackendWorker
+from imgburst.vk.backends import BackendWorker, Failure, StartRefused
 
 LABELS = {"app.kubernetes.io/name": "imgburst", "imgburst.io/pool": "burst"}
-SELECTOR = ",".join(f"{k}={v}" for k, v in LABELS.items())
+INSTALL_LABEL = "imgburst.io/install"
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# Container states that mean the pod will never consume: kubelet's image and container
+# creation errors (ACI reports the same words in waiting.message).
+NEVER_STARTS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 NODE_SELECTOR = {"type": "virtual-kubelet", "kubernetes.io/os": "linux"}
 TOLERATIONS = [
     {"key": "virtual-kubelet.io/provider", "operator": "Exists"},
@@ -70,9 +96,22 @@ def check_template(template: Any, where: str = "template") -> None:
                 raise TemplateError(f"{where}: spec.volumes[{i}].{kind} can't be used on "
                                     "ACI (burst pods must be stateless)")
     for i, container in enumerate(spec["containers"]):
+        if not isinstance(container, dict):
+            raise TemplateError(f"{where}: spec.containers[{i}] must be a mapping")
+        name = container.get("name")
+        if not isinstance(name, str) or not DNS_LABEL.fullmatch(name) or len(name) > 63:
+            raise TemplateError(f"{where}: spec.containers[{i}].name must be a DNS label "
+                                f"(a-z, 0-9, '-'), got {name!r}")
+        if not isinstance(container.get("image"), str) or not container["image"].strip():
+            raise TemplateError(f"{where}: spec.containers[{i}].image is required")
         resources = container.get("resources") or {}
         requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
         field = f"{where}: spec.containers[{i}].resources"
+        for part, values in (("requests", requests), ("limits", limits)):
+            for resource, quantity in values.items():
+                if not _quantity(quantity):
+                    raise TemplateError(f"{field}.{part}.{resource} is not a quantity "
+                                        f"(e.g. 2, 500m, 2Gi), got {quantity!r}")
         if not requests:
             raise TemplateError(f"{field}.requests is required (ACI sizes the pod from it)")
         if limits and limits != requests:
@@ -81,14 +120,34 @@ def check_template(template: Any, where: str = "template") -> None:
                                 f"limits {limits})")
 
 
-def build_pod(template: dict[str, Any], pod_name: str, virtual_node_v2: bool) -> dict[str, Any]:
+def labels(install: str) -> dict[str, str]:
+    return {**LABELS, INSTALL_LABEL: install}
+
+
+def selector(install: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels(install).items())
+
+
+def _quantity(value: Any) -> bool:
+    from kubernetes.utils import parse_quantity
+
+    try:
+        return parse_quantity(value) > 0
+    except (ValueError, TypeError):
+        return False
+
+
+def build_pod(template: dict[str, Any], pod_name: str, virtual_node_v2: bool,
+              install: str = "imgburst", owner: dict[str, Any] | None = None) -> dict[str, Any]:
     """A pod manifest for one burst worker named `burst@<pod_name>`."""
     pod = copy.deepcopy(template)
     pod["apiVersion"], pod["kind"] = "v1", "Pod"
     meta = pod.setdefault("metadata", {})
     meta["name"] = pod_name
     meta.pop("generateName", None)
-    meta["labels"] = {**(meta.get("labels") or {}), **LABELS}
+    meta["labels"] = {**(meta.get("labels") or {}), **labels(install)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
     spec = pod["spec"]
     spec["restartPolicy"] = "Never"
     spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **NODE_SELECTOR}
@@ -117,11 +176,15 @@ class KubernetesBackend:
     name = "kubernetes"
 
     def __init__(self, api: Any, namespace: str, template: dict[str, Any],
-                 virtual_node_v2: bool = False) -> None:
+                 virtual_node_v2: bool = False, install: str = "imgburst",
+                 owner: dict[str, Any] | None = None) -> None:
         self.api = api  # kubernetes.client.CoreV1Api
         self.namespace = namespace
         self.template = template
         self.virtual_node_v2 = virtual_node_v2
+        self.install = install
+        self.selector = selector(install)
+        self.owner = owner  # an ownerReference (the scaler's Deployment), or None
         self.cache: dict[str, Any] | None = None  # pod name -> V1Pod while watching
         self.resource_version: str | None = None
         self.lock = threading.Lock()
@@ -140,8 +203,10 @@ class KubernetesBackend:
         except config.ConfigException as exc:
             raise BackendConfigError(f"no Kubernetes configuration ({exc}): run the scaler in "
                                      "the cluster, or point KUBECONFIG at a kubeconfig") from None
-        backend = cls(client.CoreV1Api(), settings.scaler.namespace, template,
-                      settings.scaler.virtual_node_v2)
+        scaler = settings.scaler
+        owner = owner_reference(client.AppsV1Api(), scaler.namespace, scaler.owner)
+        backend = cls(client.CoreV1Api(), scaler.namespace, template, scaler.virtual_node_v2,
+                      scaler.install, owner)
         backend.start_watching()
         return backend
 
@@ -151,7 +216,7 @@ class KubernetesBackend:
         threading.Thread(target=self._watch_loop, name="pod-watch", daemon=True).start()
 
     def _relist(self) -> None:
-        result = self.api.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
+        result = self.api.list_namespaced_pod(self.namespace, label_selector=self.selector)
         with self.lock:
             self.cache = {p.metadata.name: p for p in result.items}
             self.resource_version = result.metadata.resource_version
@@ -164,7 +229,7 @@ class KubernetesBackend:
             stream = watch.Watch()
             try:
                 for event in stream.stream(self.api.list_namespaced_pod, self.namespace,
-                                           label_selector=SELECTOR,
+                                           label_selector=self.selector,
                                            resource_version=self.resource_version,
                                            timeout_seconds=WATCH_TIMEOUT_S):
                     self._apply(event["type"], event["object"])
@@ -201,16 +266,15 @@ class KubernetesBackend:
         with self.lock:
             if self.cache is not None:
                 return list(self.cache.values())
-        return self.api.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+        return self.api.list_namespaced_pod(self.namespace, label_selector=self.selector).items
 
     def workers(self) -> list[BackendWorker]:
-        """Our burst pods; finished or failed ones are deleted (reconcile), not reported."""
+        """Our burst pods, terminating and failed ones included (with why); pods whose
+        worker exited cleanly (it left on its own, idle) are deleted, not reported."""
         found = []
         for pod in self._pods():
             phase = pod.status.phase if pod.status else None
-            if pod.metadata.deletion_timestamp is not None:
-                continue
-            if phase in ("Succeeded", "Failed"):
+            if phase == "Succeeded" and pod.metadata.deletion_timestamp is None:
                 self._delete(pod.metadata.name)
                 continue
             running_at = None
@@ -221,15 +285,25 @@ class KubernetesBackend:
             found.append(BackendWorker(
                 name=f"burst@{pod.metadata.name}",
                 created_at=created.timestamp() if created else 0.0,
-                detail=phase or "Unknown", running_at=running_at))
+                detail=phase or "Unknown", running_at=running_at,
+                terminating=pod.metadata.deletion_timestamp is not None,
+                failure=pod_failure(pod)))
         return found
 
     def start(self, count: int) -> list[str]:
-        names = []
+        from kubernetes.client.rest import ApiException
+
+        names: list[str] = []
         for _ in range(count):
             pod_name = f"imgburst-burst-{uuid.uuid4().hex[:8]}"
-            created = self.api.create_namespaced_pod(
-                self.namespace, build_pod(self.template, pod_name, self.virtual_node_v2))
+            pod = build_pod(self.template, pod_name, self.virtual_node_v2, self.install,
+                            self.owner)
+            try:
+                created = self.api.create_namespaced_pod(self.namespace, pod)
+            except ApiException as exc:
+                if exc.status in (403, 422):  # a ResourceQuota, an admission webhook, a spec
+                    raise StartRefused(refusal(exc), names) from None
+                raise
             with self.lock:  # seen at the next tick even before the watch reports it
                 if self.cache is not None:
                     self.cache[pod_name] = created
@@ -254,3 +328,72 @@ class KubernetesBackend:
     def close(self) -> None:
         """Stop watching; leave the pods: a restarted scaler adopts them."""
         self.stopping.set()
+
+
+def pod_failure(pod: Any) -> Failure | None:
+    """Why a pod will never consume, read from its status (None while it may still)."""
+    status = pod.status
+    if status is None:
+        return None
+    if status.phase == "Failed":
+        reason, message = status.reason, status.message or ""
+        for container in status.container_statuses or []:
+            ended = container.state.terminated if container.state else None
+            if ended is not None and not reason:
+                reason = ended.reason or f"exit code {ended.exit_code}"
+                message = message or ended.message or ""
+        return Failure(reason or "Failed", message)
+    if status.phase != "Pending":
+        return None
+    if status.reason == "ProviderFailed":  # restartPolicy other than Never keeps it Pending
+        return Failure("ProviderFailed", status.message or "")
+    for container in status.container_statuses or []:
+        waiting = container.state.waiting if container.state else None
+        if waiting is None:
+            continue
+        said = f"{waiting.reason or ''} {waiting.message or ''}"
+        for word in NEVER_STARTS:
+            if word in said:
+                return Failure(word, (waiting.message or waiting.reason or "").strip())
+    for condition in status.conditions or []:
+        if (condition.type == "PodScheduled" and condition.status == "False"
+                and condition.reason == "Unschedulable"):
+            return Failure("Unschedulable", condition.message or "")
+    return None
+
+
+def refusal(exc: Any) -> Failure:
+    """The API server's reason for refusing a create (a kubernetes ApiException)."""
+    import json
+
+    try:
+        message = json.loads(exc.body).get("message") or ""
+    except (TypeError, ValueError, AttributeError):
+        message = str(exc.body or exc.reason)
+    if exc.status == 403 and "exceeded quota" in message:
+        return Failure("QuotaExceeded", message)
+    return Failure("Forbidden" if exc.status == 403 else "Invalid", message)
+
+
+def owner_reference(apps: Any, namespace: str, owner: str) -> dict[str, Any] | None:
+    """The ownerReference burst pods carry: the scaler's Deployment (None: no owner)."""
+    from kubernetes.client.rest import ApiException
+
+    if not owner:
+        log.warning("SCALER_OWNER is empty: burst pods have no owner and outlive the install")
+        return None
+    try:
+        deployment = apps.read_namespaced_deployment(owner, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise BackendConfigError(
+                f"SCALER_OWNER: no Deployment {owner!r} in namespace {namespace!r} to own the "
+                "burst pods; name the scaler's Deployment, or set it empty") from None
+        if exc.status == 403:
+            raise BackendConfigError(
+                f"SCALER_OWNER: the scaler may not read Deployment {owner!r}: its Role needs "
+                "`get` on that deployment (k8s/base/scaler.yaml)") from None
+        raise
+    # blockOwnerDeletion false: the owner is deleted at once, its pods right after.
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner,
+            "uid": deployment.metadata.uid, "controller": False, "blockOwnerDeletion": False}
