@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -331,9 +333,13 @@ class VirtualNode:
         self.thread.start()
 
     def _kill(self, name: str) -> None:
+        """The whole container goes: every process of its group (`run` starts each in a
+        session of its own), as ACI deleting a container group does."""
         proc = self.procs.pop(name, None)
         if proc is not None and proc.poll() is None:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
             self.killed.append(name)
 
     def _loop(self) -> None:

@@ -209,14 +209,23 @@ def test_scaler_rbac_is_namespaced_and_minimal():
     assert not [o for o in docs if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     role = named("aks-virtual-nodes", "Role", "imgburst-scaler")
     assert role["metadata"]["namespace"] == "imgburst"
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
-                              "verbs": ["create", "get", "list", "watch", "delete"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"],
+         "verbs": ["create", "get", "list", "watch", "delete"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["imgburst-scaler"], "verbs": ["get", "update"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"],
+         "resourceNames": ["imgburst-scaler"], "verbs": ["get"]}]
+    config = named("aks-virtual-nodes", "ConfigMap", "imgburst-config")["data"]
+    assert f"{config['SCALER_INSTALL']}-scaler" == "imgburst-scaler"  # the Lease's name
+    assert config["SCALER_OWNER"] == "imgburst-scaler"
     binding = named("aks-virtual-nodes", "RoleBinding", "imgburst-scaler")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "imgburst-scaler"}
     scaler = named("aks-virtual-nodes", "Deployment", "imgburst-scaler")
     assert scaler["spec"]["template"]["spec"]["serviceAccountName"] == "imgburst-scaler"
-    assert scaler["spec"]["replicas"] == 1 and scaler["spec"]["strategy"]["type"] == "Recreate"
+    assert scaler["spec"]["replicas"] == 2  # one leads, one stands by (the Lease)
     others = [d for d in objects("aks-virtual-nodes", "Deployment") if d is not scaler]
     assert all("serviceAccountName" not in d["spec"]["template"]["spec"] for d in others)
 

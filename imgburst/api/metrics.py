@@ -24,7 +24,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from imgburst.core.inspect import in_flight, scaled_totals, scaler_state, waiting
+from imgburst.core.inspect import (
+    burst_failures,
+    in_flight,
+    scaled_totals,
+    scaler_state,
+    waiting,
+)
 
 log = logging.getLogger("imgburst.api")
 DURATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -68,6 +74,13 @@ class ServiceCollector(Collector):
             for direction, count in scaled_totals(svc.redis).items():
                 scaled.add_metric([direction], count)
             yield scaled
+            failures = CounterMetricFamily(
+                "imgburst_burst_failures", "Burst workers that failed to start or died, by "
+                "reason (ErrImagePull, ProviderFailed, QuotaExceeded, PendingTimeout, ...)",
+                labels=["reason"])
+            for reason, count in sorted(burst_failures(svc.redis).items()):
+                failures.add_metric([reason], count)
+            yield failures
         except Exception as exc:  # a scrape must not fail because Redis hiccups
             log.warning("redis metrics skipped: %s", exc)
         try:

@@ -110,8 +110,8 @@ def snapshot(svc: Services) -> dict[str, Any]:
         },
         "jobs": counts,
         "batches": [batch_json(v) for v in batches],
-        "scaler": None if state is None else {k: state[k] for k in (
-            "at", "backend", "desired", "max_burst", "reason")},
+        "scaler": None if state is None else {k: state.get(k) for k in (
+            "at", "backend", "desired", "max_burst", "reason", "leader", "backoff_until")},
         "events": scaling_events(svc.redis, EVENTS),
         "gallery": gallery,
     }

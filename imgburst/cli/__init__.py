@@ -211,6 +211,12 @@ def worker(pool: str, concurrency: int | None, name: str | None, loglevel: str,
         from imgburst.worker.lifeline import exit_with_parent
 
         exit_with_parent(parent_pid)
+    if pool == "burst" and settings.orphan_after_s > 0:
+        from imgburst.worker.lifeline import exit_when_orphaned
+        from imgburst.worker.tasks import holds_a_job
+
+        exit_when_orphaned(settings.redis_url or "", settings.orphan_after_s, holds_a_job,
+                           check_s=min(5.0, max(0.5, settings.orphan_after_s / 4)))
     # Celery's worker class itself, not its command line (`worker_main`), which loads every
     # `celery` subcommand (its REPLs bring prompt_toolkit and pygments): ~0.3 s of CPU
     # less before a burst worker, started because a spike is waiting, takes its first job.
@@ -239,8 +245,10 @@ def scaler() -> None:
     import redis
 
     from imgburst.core.celery_app import make_celery
+    from imgburst.core.store import JobStore
     from imgburst.vk.backends import backend_from_settings
     from imgburst.vk.backends.kubernetes import BackendConfigError
+    from imgburst.vk.leadership import leadership_for
     from imgburst.vk.scaler import Scaler
 
     setup_logging()
@@ -255,14 +263,18 @@ def scaler() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    runner = Scaler(settings.scaler, backend, redis.Redis.from_url(settings.redis_url),
-                    make_celery(settings))
-    console.print(f"scaler: backend {backend.name}, max burst {settings.scaler.max_burst}, "
-                  f"cooldown {settings.scaler.cooldown_s:g} s")
+    client = redis.Redis.from_url(settings.redis_url)
+    leadership = leadership_for(settings.scaler, backend, client, settings.hostname)
+    runner = Scaler(settings.scaler, backend, client, make_celery(settings),
+                    store=JobStore.from_settings(settings), leadership=leadership)
+    console.print(f"scaler {leadership.identity}: backend {backend.name}, max burst "
+                  f"{settings.scaler.max_burst}, cooldown {settings.scaler.cooldown_s:g} s; "
+                  "acts while it holds the lease")
     try:
         runner.run(stop)
-    finally:
+    finally:  # drains in progress are recorded: the next scaler finishes them
         runner.wait_for_drains(timeout=5)
+        leadership.release()
         backend.close()
 
 

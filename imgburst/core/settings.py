@@ -68,7 +68,7 @@ class ScalerSettings:
     virtual_node_v2: bool
     install: str = "imgburst"  # names the Lease and labels the burst pods of this install
     owner: str = "imgburst-scaler"  # the Deployment that owns burst pods ("" = none)
-    lease_s: float = 15.0  # leader election: a standby takes over within twice this
+    lease_s: int = 15  # leader election: a standby takes over within twice this
     backoff_s: float = 10.0  # after a burst failure; doubles per failure in a row
     backoff_max_s: float = 300.0
 
@@ -319,7 +319,7 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
         virtual_node_v2=_bool(env, "SCALER_VIRTUAL_NODE_V2", False),
         install=install,
         owner=owner,
-        lease_s=_float(env, "SCALER_LEASE_S", 15.0, 2, 300),
+        lease_s=_int(env, "SCALER_LEASE_S", 15, 2, 300),  # a Lease counts whole seconds
         backoff_s=backoff,
         backoff_max_s=backoff_max,
     )

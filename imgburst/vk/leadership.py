@@ -25,6 +25,9 @@ from typing import Any, Protocol
 import redis
 from redis.exceptions import LockError
 
+from imgburst.core.settings import ScalerSettings
+from imgburst.vk.backends import Backend
+
 log = logging.getLogger("imgburst.scaler")
 LOCK_KEY = "imgburst:scaler:lock:{install}"
 
@@ -37,6 +40,21 @@ class Leadership(Protocol):
 
     def holder(self) -> str | None:
         """Who leads, as last seen."""
+
+    def release(self) -> None:
+        """Stop leading (a clean stop)."""
+
+
+def leadership_for(settings: ScalerSettings, backend: Backend, client: redis.Redis,
+                   hostname: str = "") -> Leadership:
+    """A Lease named `<install>-scaler` beside the kubernetes backend's pods; a Redis lock
+    per install for the local backend."""
+    identity = new_identity(hostname)
+    api = getattr(backend, "api", None)
+    if settings.backend == "kubernetes" and api is not None:
+        return KubeLeadership(api.api_client, settings.namespace, f"{settings.install}-scaler",
+                              identity, settings.lease_s)
+    return RedisLeadership(client, settings.install, identity, settings.lease_s)
 
 
 def new_identity(hostname: str = "") -> str:
@@ -117,8 +135,8 @@ class KubeLeadership(_Renewing):
         super().__init__(identity, lease_s)
         lock = LeaseLock(name, namespace, identity)
         lock.api_instance = client.CoordinationV1Api(api_client)
-        config = electionconfig.Config(
-            lock, lease_duration=lease_s, renew_deadline=self.renew_deadline_s,
+        config = electionconfig.Config(  # leaseDurationSeconds is an integer
+            lock, lease_duration=max(2, round(lease_s)), renew_deadline=self.renew_deadline_s,
             retry_period=self.retry_s, onstarted_leading=lambda: None,
             onstopped_leading=lambda: None)
         self.election = leaderelection.LeaderElection(config)

@@ -244,6 +244,13 @@ def create_worker_app(settings: Settings) -> Celery:
     return app
 
 
+def holds_a_job() -> bool:
+    """Whether this worker (its main process) has a task running or reserved."""
+    from celery.worker import state
+
+    return bool(state.active_requests or state.reserved_requests)
+
+
 def prepare_process(settings: Settings) -> None:
     """Ready a new pool process: keep image memory between jobs, and connect to the job
     store now so that its first job does not wait for the connection."""

@@ -204,7 +204,19 @@
       return `${change} ${e.reason}`.trim();
     }
     if (e.kind === "burst-consuming") return `${e.worker} consuming after ${e.start_latency_s} s`;
-    if (e.kind === "drained") return `${e.worker} drained in ${e.drain_s} s`;
+    if (e.kind === "drained") {
+      const back = (e.handed_back || []).length;
+      return `${e.worker} drained in ${e.drain_s} s` +
+        (back ? `: removed busy, ${back} job${back > 1 ? "s" : ""} handed back` : "");
+    }
+    if (e.kind === "burst-failed") {
+      const who = e.worker ? `${e.worker} failed` : "burst workers refused";
+      return `${who}: ${e.reason}${e.message ? ` (${e.message})` : ""}; ` +
+        `backing off ${e.backoff_s} s`;
+    }
+    if (e.kind === "burst-recovered") return `burst workers start again after ${e.after_failures} failures`;
+    if (e.kind === "scaler-leading") return `scaler ${e.identity} leads`;
+    if (e.kind === "scaler-standby") return `scaler ${e.identity} stands by (${e.holder || "no"} leader)`;
     if (e.kind === "burst-first-task") return `${e.worker} first task after ${e.first_task_s} s`;
     return e.worker ? `${e.kind} ${e.worker}` : e.kind;
   }
@@ -278,7 +290,9 @@
       events(stats.events);
       gallery(stats.gallery);
       $("live").classList.remove("stale");
-      $("live").textContent = stats.scaler ? `live · scaler ${stats.scaler.backend}` : "live · no scaler";
+      $("live").textContent = stats.scaler
+        ? `live · scaler ${stats.scaler.backend}` + (stats.scaler.leader ? ` · led by ${stats.scaler.leader}` : "")
+        : "live · no scaler";
     } catch (error) {
       $("live").classList.add("stale");
       $("live").textContent = "reconnecting";
