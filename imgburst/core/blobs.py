@@ -205,10 +205,21 @@ class LocalBlobStore(BlobStore):
         base = self.root / (container or self.container)
         if not base.is_dir():
             raise BlobNotFound(f"container {container or self.container!r} not found")
-        for file in sorted(base.rglob("*")):
-            name = file.relative_to(base).as_posix()
-            if file.is_file() and name.startswith(prefix) and not file.name.startswith(".tmp-"):
-                yield BlobInfo(name=name, size=file.stat().st_size)
+        # os.walk from the prefix's folder: it skips folders removed while it walks (a job
+        # that releases its input prunes empty ones), where Path.rglob raised.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if folder.startswith("/") or ".." in PurePosixPath(folder).parts:
+            return  # no blob's name starts so
+        top = base / folder
+        found = []
+        for folder, _dirs, files in os.walk(top):
+            for file in files:
+                path = Path(folder) / file
+                name = path.relative_to(base).as_posix()
+                if name.startswith(prefix) and not file.startswith(".tmp-"):
+                    with contextlib.suppress(FileNotFoundError):
+                        found.append(BlobInfo(name=name, size=path.stat().st_size))
+        yield from sorted(found, key=lambda blob: blob.name)
 
     def ping(self) -> None:
         try:
