@@ -241,3 +241,21 @@ def test_reaped_pods_count_until_gone():
     d = decide(two, Observation(now=1000, waiting=40, in_flight=2, base_workers=0,
                                 burst=burst), None)
     assert set(d.reap) == {"burst@p0", "burst@p1"} and d.start == 0
+
+
+def test_scale_down_goes_to_the_highest_size_wanted_within_the_cooldown():
+    """Poisson arrivals dip for a moment: draining to that moment's size would start the
+    same pods again a second later, each a 20-110 s ACI start (the HPA's stabilization
+    window does the same)."""
+    policy = Policy(slots_per_worker=1, max_burst=10, max_step=10, cooldown_s=60)
+    below, window = None, ()
+    decisions = []
+    for t, work in [(0, 4), (10, 0), (50, 2), (71, 0), (111, 0)]:  # 3 burst running
+        obs = Observation(now=1000 + t, waiting=work, in_flight=0, base_workers=0,
+                          base_slots=1, burst=running(3))
+        d = decide(policy, obs, below, None, window)
+        below, window = d.below_since, d.window
+        decisions.append((len(d.stop), d.reason.split(":")[0]))
+    assert decisions == [(0, "steady"), (0, "below capacity (0 jobs)"),
+                         (0, "below capacity"), (2, "scale down"), (3, "scale down")]
+    assert window == ((1111, 0),), "a run of one size is one entry"

@@ -9,8 +9,9 @@ and the base slots are the processes the live base workers run, as their heartbe
 Pending burst workers (asked for, not yet consuming) count as capacity on the way until
 their pending timeout, so slow ACI starts don't trigger more and more pods. Scale-up is
 immediate (at most `max_step` per tick); scale-down waits until the work stayed below
-the capacity for the whole cooldown, removes pending workers first, then idle ones
-(most recently idle first), and never touches the base pool.
+the capacity for the whole cooldown, goes to the highest size wanted within it (the
+HPA's stabilization window), removes pending workers first, then idle ones (most
+recently idle first), and never touches the base pool.
 
 Activation (KEDA's word for leaving zero): the first burst worker starts only when the
 base pool alone would take longer than `activation_s` over the work, reckoned from the
@@ -93,6 +94,7 @@ class Decision:
     wanted_since: float | None = None  # since when the work has asked for burst workers
     held: bool = False  # burst workers wanted, none started: the base pool is enough soon
     recheck_soon: bool = False  # held until a job's time is known: look again before the poll
+    window: tuple[tuple[float, int], ...] = ()  # (last time, desired) over the cooldown
 
     @property
     def acts(self) -> bool:
@@ -138,18 +140,36 @@ def activation_hold(policy: Policy, obs: Observation, slots: int,
 
 
 def decide(policy: Policy, obs: Observation, below_since: float | None,
-           wanted_since: float | None = None) -> Decision:
+           wanted_since: float | None = None,
+           window: tuple[tuple[float, int], ...] = ()) -> Decision:
     """What to do now; `below_since` is when the work first fell below the capacity,
-    `wanted_since` when it first asked for burst workers (the last decision's)."""
+    `wanted_since` when it first asked for burst workers, `window` the desired sizes of
+    the cooldown (all three the last decision's)."""
     slots = base_slots(policy, obs)
     desired = desired_burst(policy, obs.work, slots)
     wanted_since = (wanted_since or obs.now) if desired else None
-    return replace(_decide(policy, obs, below_since, slots, desired, wanted_since),
-                   wanted_since=wanted_since)
+    window = stabilization_window(window, obs.now, desired, policy.cooldown_s)
+    return replace(_decide(policy, obs, below_since, slots, desired, wanted_since, window),
+                   wanted_since=wanted_since, window=window)
+
+
+def stabilization_window(window: tuple[tuple[float, int], ...], now: float, desired: int,
+                         span_s: float) -> tuple[tuple[float, int], ...]:
+    """The desired sizes of the last `span_s`, each with the last time it was wanted (a
+    run of one size is one entry): scale-down goes to their highest, as the HPA's
+    stabilization window does, so one quiet moment of Poisson arrivals doesn't drain
+    workers the next second wants back (each a 20-110 s ACI start)."""
+    kept = [(t, d) for t, d in window if t > now - span_s]
+    if kept and kept[-1][1] == desired:
+        kept[-1] = (now, desired)
+    else:
+        kept.append((now, desired))
+    return tuple(kept)
 
 
 def _decide(policy: Policy, obs: Observation, below_since: float | None, slots: int,
-            desired: int, wanted_since: float | None) -> Decision:
+            desired: int, wanted_since: float | None,
+            window: tuple[tuple[float, int], ...]) -> Decision:
     reap = tuple(w.name for w in obs.burst
                  if w.phase == PENDING and not w.busy
                  and obs.now - w.created_at > policy.pending_timeout_s)
@@ -182,8 +202,13 @@ def _decide(policy: Policy, obs: Observation, below_since: float | None, slots: 
     if obs.now - below_since < policy.cooldown_s:
         return Decision(desired, current, reap=reap, below_since=below_since,
                         reason="below capacity: in cooldown")
-    count = min(current - desired, policy.max_step)
+    keep = max(d for _, d in window)
+    if keep >= current:
+        return Decision(desired, current, reap=reap, below_since=below_since, reason=(
+            f"below capacity: {keep} burst workers wanted within the last "
+            f"{policy.cooldown_s:g} s"))
+    count = min(current - keep, policy.max_step)
     stop = tuple(w.name for w in _removal_order(capacity)[:count])
     return Decision(desired, current, stop=stop, reap=reap, below_since=below_since, reason=(
-        f"scale down: {obs.work} jobs need {desired} burst workers after "
-        f"{policy.cooldown_s:g} s below capacity"))
+        f"scale down: {obs.work} jobs need {desired} burst workers, at most {keep} in the "
+        f"last {policy.cooldown_s:g} s"))

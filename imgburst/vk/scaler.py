@@ -94,6 +94,7 @@ class Scaler:
         self.events = EventLog(client)
         self.below_since: float | None = None
         self.wanted_since: float | None = None
+        self.window: tuple[tuple[float, int], ...] = ()
         self.last_reason: str | None = None
         self.draining: dict[str, threading.Thread] = {}
         self.milestones: dict[str, set[str]] = {}
@@ -204,8 +205,9 @@ class Scaler:
 
     def tick(self) -> Decision:
         obs = self.observe()
-        decision = decide(self.policy, obs, self.below_since, self.wanted_since)
+        decision = decide(self.policy, obs, self.below_since, self.wanted_since, self.window)
         self.below_since, self.wanted_since = decision.below_since, decision.wanted_since
+        self.window = decision.window
         for name in decision.reap:  # never consumed: nothing to drain
             self._failed(name, Failure("PendingTimeout", (
                 f"not consuming {self.policy.pending_timeout_s:g} s after it was created")))
