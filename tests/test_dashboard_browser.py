@@ -57,8 +57,13 @@ def test_dashboard_shows_a_burst_live(live_stack, base_env):
     from playwright.sync_api import sync_playwright
 
     held = "held: the base pool clears this work within 2 s"  # a small batch, before it
-    EventLog(redis.Redis.from_url(base_env["REDIS_URL"])).record(
-        "decision", reason=held, held=True, work=3, started=[], stopping=[], reaped=[])
+    events = EventLog(redis.Redis.from_url(base_env["REDIS_URL"]))
+    events.record("decision", reason=held, held=True, work=3, started=[], stopping=[],
+                  reaped=[])
+    events.record("burst-failed", worker="burst@imgburst-burst-0a1b2c3d",
+                  reason="ErrImagePull", message="manifest unknown", failures=1, backoff_s=10)
+    failed = ("burst@imgburst-burst-0a1b2c3d failed: ErrImagePull (manifest unknown); "
+              "backing off 10 s")
 
     ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
@@ -115,6 +120,9 @@ def test_dashboard_shows_a_burst_live(live_stack, base_env):
         assert max(s["burst"] + s["pending"] for s in samples) > 0, "no burst worker shown"
         assert any("+" in e and "burst" in e for e in samples[-1]["events"]), samples[-1]
         assert any(e.endswith(held) for e in samples[-1]["events"])  # why none started
+        assert any(e.endswith(failed) for e in samples[-1]["events"])  # why pods failed
+        assert re.search(r"led by \S+-\d+-[0-9a-f]{4}$", page.text_content("#live")), \
+            page.text_content("#live")  # which scaler acts
         assert page.locator("#chart-workers g.marker title").count() > 0  # marked on the axis
         for chart in ("#chart-work", "#chart-workers"):  # a scale to read the counts by
             ticks = page.eval_on_selector_all(f"{chart} + .scale .tick",

@@ -210,5 +210,6 @@ def _decide(policy: Policy, obs: Observation, below_since: float | None, slots: 
     count = min(current - keep, policy.max_step)
     stop = tuple(w.name for w in _removal_order(capacity)[:count])
     return Decision(desired, current, stop=stop, reap=reap, below_since=below_since, reason=(
-        f"scale down: {obs.work} jobs need {desired} burst workers, at most {keep} in the "
-        f"last {policy.cooldown_s:g} s"))
+        f"scale down: {obs.work} jobs need {desired} burst workers after "
+        f"{policy.cooldown_s:g} s below capacity"
+        + (f", {keep} at most within it" if keep > desired else "")))
