@@ -173,3 +173,43 @@ class Gate:
 
     def reopen(self) -> None:
         self.open.set()
+
+
+def start_scaler(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`imgburst scaler` as its own process, logging to `log`."""
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "imgburst.cli", "scaler"], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def draining_with_a_job(broker: Any) -> Any:
+    """A burst worker the scaler is draining while its heartbeat shows a job in hand
+    (its WorkerInfo), or None."""
+    from imgburst.core.inspect import live_workers, scaler_state
+
+    beats = {w.name: w for w in live_workers(broker)}
+    for name, phase in ((scaler_state(broker) or {}).get("burst") or {}).items():
+        beat = beats.get(name)
+        if phase == "draining" and beat is not None and beat.active:
+            return beat
+    return None
+
+
+def submit_until_a_busy_drain(client: FlaskClient, broker: Any, files: list[tuple[str, bytes]],
+                              recipe: dict[str, Any], why: str) -> tuple[dict[str, int], Any]:
+    """Submit `files` as a batch, again (3 batches at most) until the scaler drains a burst
+    worker with a job in hand; returns the accepted batches' job counts and that worker."""
+    accepted: dict[str, int] = {}
+    while True:
+        assert len(accepted) < 3, f"3 batches and no burst worker drained with a job: {why}"
+        batch = submit(client, files, recipe)
+        accepted[batch["id"]] = len(files)
+        deadline = time.monotonic() + 180
+        while client.get(f"/api/v1/batches/{batch['id']}").get_json()["status"] not in FINAL:
+            assert time.monotonic() < deadline, f"the batch did not finish: {why}"
+            victim = draining_with_a_job(broker)
+            if victim is not None:
+                return accepted, victim
+            time.sleep(0.05)
+

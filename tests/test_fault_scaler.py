@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +15,17 @@ from pathlib import Path
 import redis
 from conftest import settings_for, wait_until
 from flask.testing import FlaskClient
-from helpers import FINAL, reconcile, submit, wait_batch
+from helpers import (
+    FINAL,
+    reconcile,
+    start_scaler,
+    submit,
+    submit_until_a_busy_drain,
+    wait_batch,
+)
 
 from imgburst.api import create_app
-from imgburst.core.inspect import WorkerInfo, live_workers, scaler_state
+from imgburst.core.inspect import live_workers
 from imgburst.core.synthetic import photo_bytes
 from imgburst.vk.events import EventLog
 
@@ -42,11 +48,6 @@ def burst_processes(home: str) -> list[int]:
             ppid = int(next(x for x in status.splitlines() if x.startswith("PPid:")).split()[1])
             found[int(proc.name)] = ppid
     return [pid for pid, ppid in found.items() if ppid not in found]
-
-
-def start_scaler(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "imgburst.cli", "scaler"], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
 def scaler_env(base_env: dict[str, str], cooldown: str) -> dict[str, str]:
@@ -119,16 +120,6 @@ def test_scaler_killed_mid_scale_up_leaves_no_orphans_and_no_double_pool(
     assert not burst_processes(env["IMGBURST_HOME"])
 
 
-def draining_with_a_job(broker: redis.Redis) -> WorkerInfo | None:
-    """A burst worker the scaler is draining while its heartbeat shows a job in hand."""
-    beats = {w.name: w for w in live_workers(broker)}
-    for name, phase in ((scaler_state(broker) or {}).get("burst") or {}).items():
-        beat = beats.get(name)
-        if phase == "draining" and beat is not None and beat.active:
-            return beat
-    return None
-
-
 def test_burst_worker_killed_during_its_drain_loses_nothing(base_env, start_worker,
                                                             tmp_path):
     """A burst worker is SIGKILLed while the scaler drains it with a job in hand: the job
@@ -145,18 +136,8 @@ def test_burst_worker_killed_during_its_drain_loses_nothing(base_env, start_work
     try:
         slow = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
         big = photo_bytes(9, 4000, 3000)
-        accepted: dict[str, int] = {}
-        victim = None
-        while victim is None:
-            assert len(accepted) < 3, f"3 batches and no burst worker drained with a job: {log}"
-            batch = submit(client, [(f"big{i}.jpg", big) for i in range(12)], slow)
-            accepted[batch["id"]] = 12
-            deadline = time.monotonic() + 120
-            while victim is None and client.get(
-                    f"/api/v1/batches/{batch['id']}").get_json()["status"] not in FINAL:
-                assert time.monotonic() < deadline, "the batch did not finish"
-                victim = draining_with_a_job(broker)
-                time.sleep(0.05)
+        accepted, victim = submit_until_a_busy_drain(
+            client, broker, [(f"big{i}.jpg", big) for i in range(12)], slow, str(log))
         os.kill(victim.pid, signal.SIGKILL)
         for batch_id in accepted:
             batch = wait_batch(client, batch_id, timeout=180)

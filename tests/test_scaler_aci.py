@@ -19,7 +19,14 @@ import redis
 import yaml
 from conftest import ROOT, settings_for, wait_until
 from fake_kube import FakeKube, VirtualNode
-from helpers import FINAL, jobs_of, reconcile, submit, wait_batch
+from helpers import (
+    jobs_of,
+    reconcile,
+    start_scaler,
+    submit,
+    submit_until_a_busy_drain,
+    wait_batch,
+)
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
@@ -192,20 +199,6 @@ def kubeconfig(fake: FakeKube, path: Path) -> Path:
     return path
 
 
-def start_scaler(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "imgburst.cli", "scaler"], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-def draining_busy(broker: redis.Redis) -> str | None:
-    beats = {w.name: w for w in live_workers(broker)}
-    for name, phase in ((scaler_state(broker) or {}).get("burst") or {}).items():
-        beat = beats.get(name)
-        if phase == "draining" and beat is not None and beat.active:
-            return name
-    return None
-
-
 def test_a_scaler_killed_mid_drain_and_restarted_loses_and_repeats_no_job(
         fake, base_env, start_worker, tmp_path):
     """The scaler drains a burst worker holding a job and is SIGKILLed. The next one (a
@@ -228,20 +221,11 @@ def test_a_scaler_killed_mid_drain_and_restarted_loses_and_repeats_no_job(
     log = tmp_path / "scaler.log"
     first = start_scaler(env, log)
     second = None
-    accepted: dict[str, int] = {}
     try:
-        victim = None
         big = photo_bytes(9, 4000, 3000)
-        while victim is None:
-            assert len(accepted) < 3, f"3 batches, no busy drain: {log.read_text()}"
-            batch = submit(api, [(f"big{i}.jpg", big) for i in range(10)], SLOW)
-            accepted[batch["id"]] = 10
-            deadline = time.monotonic() + 180
-            while victim is None and api.get(
-                    f"/api/v1/batches/{batch['id']}").get_json()["status"] not in FINAL:
-                assert time.monotonic() < deadline, log.read_text()
-                victim = draining_busy(broker)
-                time.sleep(0.05)
+        accepted, busy = submit_until_a_busy_drain(
+            api, broker, [(f"big{i}.jpg", big) for i in range(10)], SLOW, str(log))
+        victim = busy.name
         first.kill()  # mid-drain, busy: no goodbye, its Lease left to expire
         first.wait()
         second = start_scaler(env, log)

@@ -98,7 +98,7 @@ class Scaler:
         self.last_reason: str | None = None
         self.draining: dict[str, threading.Thread] = {}
         self.milestones: dict[str, set[str]] = {}
-        self.failed: set[str] = set()  # failed workers already recorded and being removed
+        self.failed: dict[str, threading.Thread] = {}  # recorded failures: their removal
         self.leading = False
         self.backoff = restart_state.load_backoff(client)
 
@@ -113,7 +113,7 @@ class Scaler:
         names = {item.name for item in items}
         for gone in set(self.milestones) - names:
             del self.milestones[gone]  # forget removed workers: the scaler runs for months
-        self.failed &= names
+        self.failed = {name: t for name, t in self.failed.items() if name in names}
         drains = restart_state.drains(self.client)
         restart_state.forget_drains(self.client, names)
         for item in items:
@@ -136,8 +136,11 @@ class Scaler:
     def _phase(self, item: BackendWorker, beat: WorkerInfo | None,
                drains: dict[str, float]) -> str:
         if item.failure is not None:
-            if item.name not in self.failed:
+            removal = self.failed.get(item.name)
+            if removal is None:
                 self._failed(item.name, item.failure)
+            elif not removal.is_alive():  # its removal failed: try again, record it once
+                self._remove(item.name)
             return TERMINATING
         if item.terminating:
             return TERMINATING
@@ -149,12 +152,15 @@ class Scaler:
             return DRAINING  # it stopped consuming after work: a drain begun before a restart
         return PENDING
 
-    def _failed(self, name: str, failure: Failure, remove: bool = True) -> None:
+    def _failed(self, name: str, failure: Failure) -> None:
         """Record a burst worker that will never consume, back off, and remove it."""
-        self.failed.add(name)
         self._record_failure(failure, worker=name)
-        if remove:
-            threading.Thread(target=self._stop_quietly, args=(name,), daemon=True).start()
+        self._remove(name)
+
+    def _remove(self, name: str) -> None:
+        thread = threading.Thread(target=self._stop_quietly, args=(name,), daemon=True)
+        self.failed[name] = thread
+        thread.start()
 
     def _record_failure(self, failure: Failure, **fields: object) -> None:
         failures = self.backoff.failures + 1
@@ -180,7 +186,7 @@ class Scaler:
     def _stop_quietly(self, name: str) -> None:
         try:
             self.backend.stop(name)
-        except Exception as exc:  # still listed at the next tick if it is still there
+        except Exception as exc:  # still listed at the next tick: removed again then
             log.warning("removing %s failed: %s: %s", name, type(exc).__name__, exc)
 
     def _milestones(self, name: str, created_at: float, running_at: float | None,
