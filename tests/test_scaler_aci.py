@@ -48,7 +48,7 @@ SCALER = ScalerSettings(
     backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0, max_burst=3,
     max_step=3, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=120, activation_s=0,
     namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False, lease_s=2,
-    backoff_s=1, backoff_max_s=4)
+    backoff_s=1, backoff_max_s=4, base_wait_s=0)
 
 
 @pytest.fixture

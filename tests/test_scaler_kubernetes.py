@@ -27,7 +27,8 @@ TEMPLATE = ROOT / "k8s" / "base" / "burst-pod-template.yaml"
 SCALER = ScalerSettings(
     backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0, max_burst=5,
     max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=30, activation_s=0,
-    namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False, backoff_s=0.5)
+    namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False, backoff_s=0.5,
+    base_wait_s=0)
 
 
 @pytest.fixture
@@ -281,7 +282,8 @@ def test_scaler_survives_an_unreachable_api_server(fake, redis_url, caplog):
     settings = ScalerSettings(
         backend="kubernetes", poll_s=0.1, slots_per_worker=1, target_per_slot=1.0,
         max_burst=2, max_step=2, cooldown_s=0, pending_timeout_s=300, drain_timeout_s=5,
-        activation_s=0, namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False)
+        activation_s=0, namespace="imgburst", pod_template=TEMPLATE, virtual_node_v2=False,
+        base_wait_s=0)
     backend = backend_for(fake)
     fake.close()  # the API server goes away
     scaler = Scaler(settings, backend, broker,
@@ -331,3 +333,44 @@ def test_a_scaler_restarted_mid_scale_up_adopts_pending_pods_and_never_doubles(f
     assert decisions[0].current == 2 and decisions[0].start == 2  # the two were adopted
     assert [d.start for d in decisions] == [2, 1, 0, 0]
     assert len(fake.names()) == 5 and set(asked) <= set(fake.names())
+
+
+def test_at_boot_the_scaler_decides_nothing_until_the_base_pool_registers(fake, redis_url):
+    """Work left by a stack that stopped: no burst pod before the base worker is there to
+    take it, unless none registers within SCALER_BASE_WAIT_S."""
+    import threading
+
+    from imgburst.core.inspect import remove_heartbeat
+
+    broker = redis.Redis.from_url(redis_url)
+    celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))
+    broker.rpush("images", *[b"job"] * 6)
+
+    def run(wait_s: float) -> tuple[threading.Event, threading.Thread]:
+        scaler = Scaler(dataclasses.replace(SCALER, base_wait_s=wait_s), backend_for(fake),
+                        broker, celery)
+        stop = threading.Event()
+        thread = threading.Thread(target=scaler.run, args=(stop,))
+        thread.start()
+        return stop, thread
+
+    stop, thread = run(30)
+    try:
+        time.sleep(1.5)
+        assert fake.names() == [], "burst pods before the base pool registered"
+        beat(broker, "base@node-1", pool="base")
+        wait_until(lambda: len(fake.names()) == 5, 5, "the pods once the base pool is there")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    for pod in fake.names():
+        backend_for(fake).stop(f"burst@{pod}")
+    remove_heartbeat(broker, "base@node-1")
+    stop, thread = run(1)
+    try:
+        wait_until(lambda: len(fake.names()) == 5, 5, "the pods after the wait")
+        missing = [e for e in EventLog(broker).recent(50) if e["kind"] == "base-pool-missing"]
+        assert len(missing) == 1 and missing[0]["waited_s"] >= 1
+    finally:
+        stop.set()
+        thread.join(timeout=10)

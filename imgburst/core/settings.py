@@ -71,6 +71,7 @@ class ScalerSettings:
     lease_s: int = 15  # leader election: a standby takes over within twice this
     backoff_s: float = 10.0  # after a burst failure; doubles per failure in a row
     backoff_max_s: float = 300.0
+    base_wait_s: float = 30.0  # at boot, no decision before a base worker registers (or this)
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,7 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
         lease_s=_int(env, "SCALER_LEASE_S", 15, 2, 300),  # a Lease counts whole seconds
         backoff_s=backoff,
         backoff_max_s=backoff_max,
+        base_wait_s=_float(env, "SCALER_BASE_WAIT_S", 30.0, 0, 3600),
     )
 
 

@@ -100,6 +100,7 @@ class Scaler:
         self.milestones: dict[str, set[str]] = {}
         self.failed: dict[str, threading.Thread] = {}  # recorded failures: their removal
         self.leading = False
+        self.base_seen = False  # a base worker has registered since this scaler started
         self.backoff = restart_state.load_backoff(client)
 
     # -- observe ------------------------------------------------------------------------
@@ -340,11 +341,14 @@ class Scaler:
         pubsub.subscribe(NUDGE_CHANNEL)
         self.events.record("scaler-started", backend=self.backend.name,
                            identity=self.identity, policy=self.policy.__dict__)
+        booted = time.monotonic()
         try:
             while not stop.is_set():
                 wait = self.settings.poll_s
                 try:
-                    if self.leads() and self.tick().recheck_soon:  # a spike's first job
+                    if not self.base_pool_ready(time.monotonic() - booted):
+                        wait = min(wait, 0.2)
+                    elif self.leads() and self.tick().recheck_soon:  # a spike's first job
                         wait = min(wait, RECHECK_S)  # ends in moments: look again soon
                 except Exception as exc:  # Redis or the cluster API hiccups: try next tick
                     log.warning("scaler tick failed: %s: %s", type(exc).__name__, exc)
@@ -356,6 +360,21 @@ class Scaler:
                     stop.wait(self.settings.poll_s)
         finally:
             pubsub.close()
+
+    def base_pool_ready(self, up_s: float) -> bool:
+        """At boot, no decision until a base worker has registered (or `base_wait_s` has
+        passed): work left in flight by a stack that stopped must not start burst
+        workers before the base pool is even there to take it."""
+        if self.base_seen:
+            return True
+        if any(w.pool == "base" for w in live_workers(self.client)):
+            self.base_seen = True
+        elif up_s >= self.settings.base_wait_s:
+            self.base_seen = True
+            self.events.record("base-pool-missing", waited_s=round(up_s, 1), reason=(
+                f"no base worker registered within {self.settings.base_wait_s:g} s: "
+                "deciding without one"))
+        return self.base_seen
 
     def wait_for_drains(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

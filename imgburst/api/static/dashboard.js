@@ -214,6 +214,7 @@
       return `${who}: ${e.reason}${e.message ? ` (${e.message})` : ""}; ` +
         `backing off ${e.backoff_s} s`;
     }
+    if (e.kind === "base-pool-missing") return e.reason;
     if (e.kind === "burst-recovered") return `burst workers start again after ${e.after_failures} failures`;
     if (e.kind === "scaler-leading") return `scaler ${e.identity} leads`;
     if (e.kind === "scaler-standby") return `scaler ${e.identity} stands by (${e.holder || "no"} leader)`;
