@@ -216,3 +216,20 @@ def test_the_migrations_build_the_schema_the_code_declares(store):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_a_claim_refuses_a_job_a_live_worker_holds_and_two_claims_never_both_win(store):
+    """A re-queued or redelivered message must never run a job twice at once: the claim
+    checks the holder's heartbeat, and is guarded by the holder it read."""
+    _batch, (a, b) = make_batch(store)
+    assert store.start_job(a, "base@one").attempts == 1
+    assert store.start_job(a, "burst@two", holder_alive=lambda name: name == "base@one") is None
+    again = store.start_job(a, "base@one", holder_alive=lambda name: True)  # its own retry
+    assert again is not None and again.attempts == 2
+    taken = store.start_job(a, "burst@two", holder_alive=lambda name: False)  # holder dead
+    assert taken is not None and taken.attempts == 3
+    assert "was lost" in taken.last_error
+    with ThreadPoolExecutor(8) as pool:  # eight messages for one queued job, at once
+        claims = list(pool.map(lambda i: store.start_job(b, f"w@{i}", lambda _: True),
+                               range(8)))
+    assert sum(c is not None for c in claims) == 1

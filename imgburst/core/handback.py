@@ -57,10 +57,13 @@ def unacked_tags(celery: Celery, job_ids: set[str]) -> dict[str, str]:
     return tags
 
 
-def hand_back(store: JobStore, celery: Celery, worker: str, why: str) -> list[str]:
-    """Queue again the jobs the store says `worker` runs; returns their ids. Call it only
-    once the worker is dead: a live one would run its job twice."""
-    jobs = [job for job in store.running_on(worker) if store.hand_back(job, worker, why)]
+def hand_back(store: JobStore, celery: Celery, worker: str, why: str,
+              only: set[str] | None = None) -> list[str]:
+    """Queue again the jobs the store says `worker` runs (of `only`, when given); returns
+    their ids. Only for jobs the worker no longer runs (it is dead, or its task is gone):
+    the claim refuses a job a live worker holds, yet a job it still ran would end twice."""
+    jobs = [job for job in store.running_on(worker)
+            if (only is None or job in only) and store.hand_back(job, worker, why)]
     if not jobs:
         return []
     tags = unacked_tags(celery, set(jobs))

@@ -46,6 +46,7 @@ class WorkerInfo:
     started_at: float
     heartbeat_at: float
     idle_since: float | None
+    jobs: tuple[str, ...] = ()  # the jobs its active tasks run (the reconciler checks them)
 
     @property
     def busy(self) -> bool:
@@ -91,6 +92,11 @@ def remove_heartbeat(client: redis.Redis, name: str) -> None:
         pipe.execute()
 
 
+def is_alive(client: redis.Redis, name: str) -> bool:
+    """Whether worker `name` has beaten within the heartbeat's TTL."""
+    return bool(client.exists(WORKER_KEY.format(name=name)))
+
+
 def live_workers(client: redis.Redis, now: float | None = None) -> list[WorkerInfo]:
     """Workers whose heartbeat is fresh; stale entries are dropped from the index."""
     now = time.time() if now is None else now
@@ -105,6 +111,7 @@ def live_workers(client: redis.Redis, now: float | None = None) -> list[WorkerIn
         if not row:
             continue
         data = {k.decode() if isinstance(k, bytes) else k: json.loads(v) for k, v in row.items()}
+        data["jobs"] = tuple(data.get("jobs") or ())
         workers.append(WorkerInfo(**data))
     return sorted(workers, key=lambda w: w.name)
 

@@ -12,7 +12,7 @@ import fcntl
 import json
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,10 +199,12 @@ def batch_status(counts: dict[str, int], cancelled: bool, started: bool) -> str:
 # The statements of a job's run, built once: on SQLite, building a statement (and its
 # ORM-aware parts) cost several times what running it did, twice per job, in every worker.
 _jobs, _batches, _outputs = Job.__table__, Batch.__table__, Output.__table__
-_JOB_BEFORE = select(_jobs.c.status, _jobs.c.error, _jobs.c.attempts).where(
+_JOB_BEFORE = select(_jobs.c.status, _jobs.c.error, _jobs.c.attempts, _jobs.c.worker).where(
     _jobs.c.id == bindparam("job_id"))
+# Guarded by the holder read just before: of two claims racing for one job, one wins.
 _CLAIM = (update(_jobs)
-          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(("queued", "running")))
+          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(("queued", "running")),
+                 _jobs.c.worker.is_not_distinct_from(bindparam("holder")))
           .values(status="running", attempts=_jobs.c.attempts + 1,
                   worker=bindparam("worker_name"), error=None,
                   started_at=func.coalesce(_jobs.c.started_at, bindparam("now"))))
@@ -277,28 +279,57 @@ class JobStore:
                     for i, j in enumerate(jobs)
                 ])
 
-    def start_job(self, job_id: str, worker: str) -> StartedJob | None:
-        """Claim a job for a run; None when it is final (already done, failed or cancelled).
+    def start_job(self, job_id: str, worker: str,
+                  holder_alive: Callable[[str], bool] | None = None) -> StartedJob | None:
+        """Claim a job for a run; None when it is final (already done, failed or cancelled),
+        or running on another worker that `holder_alive` says still lives: a second message
+        for it (a re-queue, a redelivery) must never run it twice at once.
 
         `last_error` says why the previous attempt ended without a final state: the error
         it noted before a retry, or, when it noted none, that its worker was lost."""
         with self.engine.begin() as conn:
             before = conn.execute(_JOB_BEFORE, {"job_id": job_id}).first()
+            if before is None:
+                return None
+            if (before.status == "running" and before.worker and before.worker != worker[:255]
+                    and holder_alive is not None and holder_alive(before.worker)):
+                return None
             claimed = conn.execute(_CLAIM, {"job_id": job_id, "worker_name": worker[:255],
-                                            "now": utcnow()}).rowcount
+                                            "now": utcnow(), "holder": before.worker}).rowcount
             if not claimed:
                 return None
             row = conn.execute(_CLAIMED, {"job_id": job_id}).one()
         last_error = None
-        if before is not None and before.status == "running" and before.attempts:
+        if before.status == "running" and before.attempts:
             last_error = before.error or (f"the worker running attempt {before.attempts} was "
                                           "lost (killed, or out of memory)")
-        elif before is not None and before.attempts and before.error:  # handed back
+        elif before.attempts and before.error:  # handed back
             last_error = before.error
         return StartedJob(id=row.id, batch_id=row.batch_id, input_container=row.input_container,
                           input_path=row.input_path, recipe=json.loads(row.recipe),
                           attempts=row.attempts, created_at=row.created_at,
                           started_at=row.started_at, last_error=last_error)
+
+    def running_workers(self) -> list[str]:
+        """The workers the store says run jobs now (read from the status index)."""
+        with self.engine.connect() as conn:
+            return [w for w in conn.execute(select(Job.worker).distinct().where(
+                Job.status == "running")).scalars() if w]
+
+    def queued_jobs(self, before: datetime, after: str, limit: int) -> list[str]:
+        """Jobs `queued` since before `before`, a page at a time (ids above `after`)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(Job.id).where(Job.status == "queued", Job.created_at < before,
+                                     Job.id > after).order_by(Job.id).limit(limit)).scalars())
+
+    def job_statuses(self, job_ids: set[str]) -> dict[str, str]:
+        """The status of each of `job_ids` the store knows."""
+        if not job_ids:
+            return {}
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(Job.id, Job.status).where(
+                Job.id.in_(sorted(job_ids)))).all())
 
     def running_on(self, worker: str) -> list[str]:
         """Jobs the store says `worker` is running: the broker can't tell which worker

@@ -11,6 +11,8 @@ once (`core.handback`), each counted as an attempt.
 A burst worker that fails (its pod Failed, stuck pulling its image, refused by a quota,
 or pending past the timeout) is recorded as a `burst-failed` event and counted by
 reason, removed, and starts a backoff; the first burst worker that consumes ends it.
+
+The leading scaler also runs the reconciler (`core.reconcile`) every few seconds.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from imgburst.core.inspect import (
     waiting,
     write_leader,
 )
+from imgburst.core.reconcile import Reconciler
 from imgburst.core.settings import ScalerSettings
 from imgburst.core.store import JobStore
 from imgburst.vk import restart_state
@@ -81,7 +84,8 @@ def recent_job_s(client: redis.Redis, now: float) -> float | None:
 class Scaler:
     def __init__(self, settings: ScalerSettings, backend: Backend, client: redis.Redis,
                  celery: Celery, clock: Callable[[], float] = time.time,
-                 store: JobStore | None = None, leadership: Leadership | None = None) -> None:
+                 store: JobStore | None = None, leadership: Leadership | None = None,
+                 reserve_s: float = 300.0) -> None:
         self.settings = settings
         self.policy = policy_from(settings)
         self.backend = backend
@@ -92,6 +96,8 @@ class Scaler:
         self.leadership = leadership  # None: no election, this scaler acts
         self.identity = leadership.identity if leadership else "scaler"
         self.events = EventLog(client)
+        self.reconciler = None if store is None else Reconciler(
+            store, celery, client, self.events.record, reserve_s=reserve_s)
         self.below_since: float | None = None
         self.wanted_since: float | None = None
         self.window: tuple[tuple[float, int], ...] = ()
@@ -348,8 +354,11 @@ class Scaler:
                 try:
                     if not self.base_pool_ready(time.monotonic() - booted):
                         wait = min(wait, 0.2)
-                    elif self.leads() and self.tick().recheck_soon:  # a spike's first job
-                        wait = min(wait, RECHECK_S)  # ends in moments: look again soon
+                    elif self.leads():
+                        if self.reconciler is not None:
+                            self.reconciler.maybe_run()
+                        if self.tick().recheck_soon:  # a spike's first job ends in moments:
+                            wait = min(wait, RECHECK_S)  # look again soon
                 except Exception as exc:  # Redis or the cluster API hiccups: try next tick
                     log.warning("scaler tick failed: %s: %s", type(exc).__name__, exc)
                 try:

@@ -19,7 +19,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state
 
-from imgburst.core.celery_app import QUEUE
+from imgburst.core.celery_app import PROCESS_IMAGE, QUEUE
 from imgburst.core.inspect import WorkerInfo, remove_heartbeat, write_heartbeat
 
 log = logging.getLogger("imgburst.worker")
@@ -56,6 +56,8 @@ class Heartbeat(threading.Thread):
             concurrency=int(getattr(pool, "num_processes", 0) or 1), consuming=consuming,
             active=active, reserved=reserved, processed=sum(state.total_count.values()),
             started_at=self.started_at, heartbeat_at=now, idle_since=self.idle_since,
+            jobs=tuple(str(r.args[0]) for r in list(state.active_requests)
+                       if r.name == PROCESS_IMAGE and r.args),
         )
 
     def beat(self) -> None:

@@ -39,7 +39,7 @@ from imgburst.core.celery_app import (
     PROCESS_IMAGE,
     make_celery,
 )
-from imgburst.core.inspect import record_ended
+from imgburst.core.inspect import is_alive, record_ended
 from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobInput, JobStore, OutputRecord, StartedJob
@@ -62,6 +62,16 @@ class Runtime:
     blobs: BlobStore
     asset_cache: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     redis: redis.Redis | None = None  # live telemetry for the dashboard (best effort)
+
+    def holder_alive(self, worker: str) -> bool:
+        """Whether another worker that holds a job still beats; unknown counts as alive
+        (a job runs late rather than twice)."""
+        if self.redis is None:
+            return False
+        try:
+            return is_alive(self.redis, worker)
+        except redis.RedisError:
+            return True
 
     def ended(self, job: StartedJob) -> None:
         if self.redis is not None:
@@ -116,7 +126,7 @@ def backoff(retries: int) -> float:
 
 def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     """Do one job; returns its final status, or raises a TRANSIENT error to retry."""
-    job = rt.store.start_job(job_id, worker)
+    job = rt.store.start_job(job_id, worker, rt.holder_alive)
     if job is None:
         known = rt.store.job_input(job_id)
         if known is None:  # not final: unknown. Say so, loudly

@@ -215,6 +215,12 @@
         `backing off ${e.backoff_s} s`;
     }
     if (e.kind === "base-pool-missing") return e.reason;
+    if (e.kind === "handed-back") {
+      const n = (e.jobs || []).length;
+      return `${n} job${n > 1 ? "s" : ""} of ${e.worker} handed back: ${e.reason}`;
+    }
+    if (e.kind === "requeued") return `${e.jobs} jobs sent again: ${e.reason}`;
+    if (e.kind === "restored") return `${e.entries} messages restored: ${e.reason}`;
     if (e.kind === "burst-recovered") return `burst workers start again after ${e.after_failures} failures`;
     if (e.kind === "scaler-leading") return `scaler ${e.identity} leads`;
     if (e.kind === "scaler-standby") return `scaler ${e.identity} stands by (${e.holder || "no"} leader)`;

@@ -1,0 +1,148 @@
+"""The reconciler: the job store is the truth, the broker only delivers.
+
+It runs inside the scaler's loop, every `INTERVAL_S` while that scaler leads: the scaler
+already holds the one lease of the install (so exactly one reconciler acts), reads the
+heartbeats and the broker, and runs wherever imgburst runs (`imgburst up`, the cluster);
+a process of its own would need a lease of its own. Each pass compares the store with
+the broker and the live workers, and acts; every action is idempotent (the claim refuses
+a job a live worker holds, so a job queued twice never runs twice at once) and reported
+to `record` (the scaler's event log, which the dashboard lists):
+
+- the broker lost its data (a Redis without persistence restarted, a failover that lost
+  writes): the epoch key the reconciler writes is gone, so every job `queued` in the
+  store is sent again, read from the store's status index, never by scanning queues;
+- a job the store says runs on a worker that no longer runs it (its heartbeat stopped,
+  or lists its active jobs without it: Celery cancels running tasks when the broker
+  connection drops), on two passes in a row: handed back at once (`core.handback`:
+  queued again, counted as an attempt), not after the broker's visibility timeout;
+- the broker's unacknowledged entries that no live worker can still be holding (their
+  job ended, is unknown, or is `queued` and was delivered longer ago than any reserved
+  message waits) go back to the queue (kombu's `restore_by_tag`; a worker acks an ended
+  job's message at once), so `in_flight` counts only work live workers hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery import Celery
+
+from imgburst.core.celery_app import QUEUE, enqueue_jobs
+from imgburst.core.handback import UNACKED, hand_back, message_job
+from imgburst.core.inspect import HEARTBEAT_TTL_S, live_workers
+from imgburst.core.store import JobStore, utcnow
+
+log = logging.getLogger("imgburst.reconcile")
+INTERVAL_S = 5.0
+EPOCH_KEY = "imgburst:epoch"
+UNACKED_INDEX = "unacked_index"  # kombu's Redis transport: delivery tag -> delivered at
+PAGE = 1000
+
+Record = Callable[..., Any]
+
+
+class Reconciler:
+    def __init__(self, store: JobStore, celery: Celery, client: redis.Redis, record: Record,
+                 reserve_s: float) -> None:
+        self.store = store
+        self.celery = celery
+        self.client = client
+        self.record = record
+        self.reserve_s = reserve_s  # longest a reserved message waits: the task time limit
+        self.orphans: set[tuple[str, str]] = set()  # (worker, job) unrun at the last pass
+        self.next_pass = 0.0
+
+    def maybe_run(self) -> None:
+        """A pass every `INTERVAL_S` (called every tick)."""
+        if time.monotonic() < self.next_pass:
+            return
+        self.next_pass = time.monotonic() + INTERVAL_S
+        try:
+            self.run_once()
+        except Exception as exc:  # the store or Redis hiccups: the next pass tries again
+            log.warning("reconcile failed: %s: %s", type(exc).__name__, exc)
+
+    def run_once(self) -> None:
+        self.broker_epoch()
+        self.dead_holders()
+        self.stale_unacked()
+
+    def broker_epoch(self) -> None:
+        """Send every queued job again when the broker has lost its data."""
+        if self.client.get(EPOCH_KEY) is not None:
+            return
+        if not self.client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True):
+            return  # another pass wrote it first
+        sent, after = 0, ""  # all of them, even one still being sent: a copy is harmless
+        while page := self.store.queued_jobs(utcnow(), after, PAGE):
+            sent += enqueue_jobs(self.celery, page)
+            after = page[-1]
+        if sent:
+            self.record("requeued", jobs=sent, reason=(
+                "the broker had lost its data (no epoch key): every job queued in the job "
+                "store was sent again"))
+
+    def dead_holders(self) -> None:
+        """Hand back the jobs no worker runs any more, seen so on two passes in a row: those
+        of workers that stopped beating, and those a live worker's heartbeat doesn't list
+        (its task was cancelled when its broker connection dropped)."""
+        beats = {w.name: w for w in live_workers(self.client)}
+        orphans: set[tuple[str, str]] = set()
+        for worker in self.store.running_workers():
+            beat = beats.get(worker)
+            for job in self.store.running_on(worker):
+                if beat is None or job not in beat.jobs:
+                    orphans.add((worker, job))
+        confirmed = orphans & self.orphans
+        for worker in sorted({w for w, _ in confirmed}):
+            why = (f"its worker {worker} stopped beating (killed, or its machine was lost)"
+                   if worker not in beats else f"its worker {worker} no longer runs it")
+            jobs = hand_back(self.store, self.celery, worker, why,
+                             only={j for w, j in confirmed if w == worker})
+            if jobs:
+                self.record("handed-back", worker=worker, jobs=jobs, reason=why)
+        self.orphans = orphans
+
+    def stale_unacked(self) -> None:
+        """Restore unacknowledged entries no live worker can still hold."""
+        entries = {}
+        now = time.time()
+        delivered = {_text(tag): score for tag, score in
+                     self.client.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
+        for tag, raw in self.client.hscan_iter(UNACKED):
+            try:
+                payload, _exchange, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            job = message_job(payload) if routing_key == QUEUE else None
+            if job is not None:
+                entries[_text(tag)] = job
+        if not entries:
+            return
+        statuses = self.store.job_statuses(set(entries.values()))
+        stale = []
+        for tag, job in entries.items():
+            status = statuses.get(job)
+            age = now - delivered.get(tag, now)
+            if status in (None, "succeeded", "failed", "cancelled") and age > HEARTBEAT_TTL_S:
+                stale.append(tag)  # ended: its worker died before acking, or lost the ack
+            elif status == "queued" and age > self.reserve_s + HEARTBEAT_TTL_S:
+                stale.append(tag)  # reserved by a worker long gone
+        if not stale:
+            return
+        with self.celery.connection_for_write() as conn:
+            qos = conn.default_channel.qos
+            for tag in stale:
+                qos.restore_by_tag(tag, leftmost=False)
+        self.record("restored", entries=len(stale), reason=(
+            "unacknowledged messages no live worker holds went back to the queue"))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

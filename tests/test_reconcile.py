@@ -1,0 +1,121 @@
+"""The reconciler (in the scaler's loop) with real processes: a worker killed whole and a
+broker that loses its data mid-batch. Each ends with every accepted job final exactly
+once and nothing left in flight, long before the broker's visibility timeout (an hour)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import redis
+from conftest import free_port, settings_for, wait_until
+from helpers import jobs_of, reconcile, start_scaler, submit, wait_batch
+
+from imgburst.api import create_app
+from imgburst.core.inspect import in_flight, live_workers, waiting
+from imgburst.core.synthetic import photo_bytes
+from imgburst.vk.events import EventLog
+
+SLOW = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
+
+
+def scaler_env(env: dict[str, str]) -> dict[str, str]:
+    """No burst workers: the scaler runs for its reconciler."""
+    return env | {"SCALER_MAX_BURST": "0", "SCALER_POLL_S": "0.5"}
+
+
+def kinds(broker: redis.Redis, kind: str) -> list[dict]:
+    return [e for e in EventLog(broker).recent(500) if e["kind"] == kind]
+
+
+def test_a_worker_killed_whole_has_its_job_handed_back_at_once(base_env, start_worker,
+                                                               tmp_path):
+    env = scaler_env(base_env)
+    settings = settings_for(env)
+    assert settings.visibility_timeout_s == 3600
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    api = create_app(settings).test_client()
+    doomed = start_worker(env, concurrency=1)
+    scaler = start_scaler(env, tmp_path / "scaler.log")
+    try:
+        big = photo_bytes(7, 4000, 3000)
+        batch = submit(api, [(f"big{i}.jpg", big) for i in range(4)], SLOW)
+        wait_until(lambda: any(w.jobs for w in live_workers(broker)), 60, "a job running")
+        (running,) = [j for w in live_workers(broker) for j in w.jobs]
+        doomed.kill()  # the whole worker, main process and pool, at once
+        killed = time.monotonic()
+        start_worker(env, concurrency=1)
+        done = wait_batch(api, batch["id"], timeout=120)
+        took = time.monotonic() - killed
+        assert done["status"] == "succeeded", done
+        assert reconcile(settings, {batch["id"]: 4}, outputs_per_job=1) == {"succeeded": 4}
+        attempts = {j["id"]: j["attempts"] for j in jobs_of(api, batch["id"])}
+        assert attempts[running] == 2 and sum(attempts.values()) == 5, attempts
+        (handed,) = kinds(broker, "handed-back")
+        assert handed["jobs"] == [running] and "stopped beating" in handed["reason"]
+        wait_until(lambda: in_flight(broker) == 0 == waiting(broker), 20, "nothing in flight")
+        print(f"worker killed whole -> every job final: {took:.1f} s")
+        assert took < 90, took
+    finally:
+        scaler.send_signal(signal.SIGTERM)
+        scaler.wait(timeout=60)
+
+
+def test_a_broker_that_loses_its_data_mid_batch_strands_nothing(base_env, start_worker,
+                                                                tmp_path):
+    """A Redis without persistence, SIGKILLed and started again empty with jobs waiting,
+    running and reserved: the reconciler sends the queued ones again from the job store
+    and hands back those whose task the worker cancelled when its connection dropped."""
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no", "--dir", str(data)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, socket_timeout=1)
+        wait_until(lambda: _pings(client), 10, "the broker to answer")
+        return proc
+
+    server = start_redis()
+    env = scaler_env(base_env | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    settings = settings_for(env)
+    broker = redis.Redis(port=port, socket_timeout=2)
+    api = create_app(settings).test_client()
+    start_worker(env, concurrency=2)
+    scaler = start_scaler(env, tmp_path / "scaler.log")
+    try:
+        big = photo_bytes(8, 3000, 2000)
+        batch = submit(api, [(f"p{i}.jpg", big) for i in range(16)], SLOW)
+
+        def under_way() -> bool:
+            counts = api.get(f"/api/v1/batches/{batch['id']}").get_json()["counts"]
+            return counts.get("succeeded", 0) >= 2
+
+        wait_until(under_way, 60, "the batch to be under way")
+        server.send_signal(signal.SIGKILL)  # no persistence: the queue is gone
+        server.wait()
+        lost = time.monotonic()
+        server = start_redis()
+        done = wait_batch(api, batch["id"], timeout=180)
+        took = time.monotonic() - lost
+        assert done["status"] == "succeeded", done
+        assert reconcile(settings, {batch["id"]: 16}, outputs_per_job=1) == {"succeeded": 16}
+        assert kinds(broker, "requeued"), "the reconciler saw no loss"
+        wait_until(lambda: in_flight(broker) == 0 == waiting(broker), 30, "nothing in flight")
+        print(f"broker data lost -> every job final: {took:.1f} s")
+        assert took < 120, took
+    finally:
+        scaler.send_signal(signal.SIGTERM)
+        scaler.wait(timeout=60)
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
