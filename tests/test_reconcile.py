@@ -8,8 +8,10 @@ import signal
 import subprocess
 import time
 
+import pytest
 import redis
-from conftest import free_port, settings_for, wait_until
+import requests
+from conftest import free_port, http_ok, settings_for, wait_until
 from helpers import jobs_of, reconcile, start_scaler, submit, wait_batch
 
 from imgburst.api import create_app
@@ -119,3 +121,42 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+@pytest.mark.parametrize("point", ["after-record", "mid-enqueue", "after-enqueue"])
+def test_an_api_killed_mid_submission_leaves_a_batch_the_reconciler_completes(
+        point, base_env, start_worker, start_service):
+    """The API SIGKILLs itself (an OOM kill) after recording the batch, halfway through
+    sending its jobs, or right after: the client gets no answer, and the batch still ends,
+    each job run once."""
+    port = free_port()
+    env = scaler_env(base_env) | {"IMGBURST_PORT": str(port),
+                                  "IMGBURST_RECONCILE_GRACE_S": "2"}
+    settings = settings_for(env)
+    url = f"http://127.0.0.1:{port}"
+    start_service(env, "scaler")
+    start_worker(env, concurrency=1)
+    api = start_service(env | {"IMGBURST_FAIL_POINT": point}, "api", "--host", "127.0.0.1")
+    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be ready")
+    photos = [("files", (f"p{i}.jpg", photo_bytes(i, 320, 240), "image/jpeg"))
+              for i in range(20)]
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"{url}/api/v1/batches", files=photos, timeout=60)
+    killed = time.monotonic()
+    assert api.wait(timeout=10) == -signal.SIGKILL
+    start_service(env, "api", "--host", "127.0.0.1")
+    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be up again")
+    (batch,) = requests.get(f"{url}/api/v1/batches", timeout=5).json()["items"]
+
+    def final() -> bool:
+        status = requests.get(f"{url}/api/v1/batches/{batch['id']}", timeout=5).json()
+        return status["status"] in ("succeeded", "failed", "partial", "cancelled")
+
+    wait_until(final, 60, f"the batch cut short at {point} to finish")
+    took = time.monotonic() - killed
+    assert reconcile(settings, {batch["id"]: 20}, outputs_per_job=2) == {"succeeded": 20}
+    jobs = requests.get(f"{url}/api/v1/batches/{batch['id']}/jobs", timeout=5).json()["items"]
+    assert {j["attempts"] for j in jobs} == {1}, "a job ran twice"
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    wait_until(lambda: in_flight(broker) == 0 == waiting(broker), 20, "nothing in flight")
+    print(f"API killed at {point} -> every job final: {took:.1f} s")

@@ -7,7 +7,9 @@ recorded, and enqueued. The recipe is validated whole before anything is stored.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 from io import BytesIO
 from typing import Any
 
@@ -145,7 +147,14 @@ def create_batch() -> Response:
     except BlobError as exc:
         raise Problem(503, "Blob store unavailable", f"{exc}; try again shortly",
                       headers={"Retry-After": "5"}) from None
+    fail_point(svc, "after-inputs")
     return accept_batch(svc, batch_id, recipe, source, jobs, name)
+
+
+def fail_point(svc: Services, where: str) -> None:
+    """Die here, as an OOM kill would, when a test armed this point (IMGBURST_FAIL_POINT)."""
+    if svc.settings.fail_point == where:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def batch_name(raw: Any) -> str | None:
@@ -194,9 +203,15 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
                     with contextlib.suppress(BlobError):
                         svc.blobs.delete(job.input_path)
         raise
+    fail_point(svc, "after-record")
     queued = [j.id for j in jobs if j.error is None]
-    try:
+    try:  # cut short here (the process dies), the reconciler sends the rest
+        if svc.settings.fail_point == "mid-enqueue":
+            enqueue_jobs(svc.celery, queued[:len(queued) // 2])
+            fail_point(svc, "mid-enqueue")
         enqueue_jobs(svc.celery, queued)
+        svc.store.mark_queued(batch_id)
+        fail_point(svc, "after-enqueue")
         nudge(svc.redis)
     except Exception as exc:  # broker down: nothing may stay "queued" without a task
         for job_id in queued:

@@ -267,7 +267,8 @@ def scaler() -> None:
     leadership = leadership_for(settings.scaler, backend, client, settings.hostname)
     runner = Scaler(settings.scaler, backend, client, make_celery(settings),
                     store=JobStore.from_settings(settings), leadership=leadership,
-                    reserve_s=settings.task_time_limit_s)
+                    reserve_s=settings.task_time_limit_s,
+                    grace_s=settings.reconcile_grace_s)
     console.print(f"scaler {leadership.identity}: backend {backend.name}, max burst "
                   f"{settings.scaler.max_burst}, cooldown {settings.scaler.cooldown_s:g} s; "
                   "acts while it holds the lease")

@@ -11,6 +11,9 @@ to `record` (the scaler's event log, which the dashboard lists):
 - the broker lost its data (a Redis without persistence restarted, a failover that lost
   writes): the epoch key the reconciler writes is gone, so every job `queued` in the
   store is sent again, read from the store's status index, never by scanning queues;
+- a batch recorded more than `IMGBURST_RECONCILE_GRACE_S` ago whose jobs were never all
+  sent (the API died mid-submission; it marks a batch once all are): its queued jobs are
+  sent (a copy of one already sent is harmless);
 - a job the store says runs on a worker that no longer runs it (its heartbeat stopped,
   or lists its active jobs without it: Celery cancels running tasks when the broker
   connection drops), on two passes in a row: handed back at once (`core.handback`:
@@ -28,6 +31,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -49,7 +53,8 @@ Record = Callable[..., Any]
 
 class Reconciler:
     def __init__(self, store: JobStore, celery: Celery, client: redis.Redis, record: Record,
-                 reserve_s: float) -> None:
+                 reserve_s: float, grace_s: float = 60.0) -> None:
+        self.grace_s = grace_s  # longer than any API takes to send a batch's jobs
         self.store = store
         self.celery = celery
         self.client = client
@@ -70,8 +75,21 @@ class Reconciler:
 
     def run_once(self) -> None:
         self.broker_epoch()
+        self.unsent_batches()
         self.dead_holders()
         self.stale_unacked()
+
+    def unsent_batches(self) -> None:
+        """Send the queued jobs of batches whose submission was cut short: recorded more
+        than the grace ago, never marked all sent (the API died mid-enqueue)."""
+        before = utcnow() - timedelta(seconds=self.grace_s)
+        for batch_id in self.store.unsent_batches(before):
+            jobs = self.store.queued_in(batch_id)
+            for start in range(0, len(jobs), PAGE):
+                enqueue_jobs(self.celery, jobs[start:start + PAGE])
+            self.store.mark_queued(batch_id)
+            self.record("requeued", batch=batch_id, jobs=len(jobs), reason=(
+                "its submission was cut short before all its jobs were sent"))
 
     def broker_epoch(self) -> None:
         """Send every queued job again when the broker has lost its data."""

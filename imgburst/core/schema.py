@@ -32,7 +32,8 @@ class Base(DeclarativeBase):
 
 class Batch(Base):
     __tablename__ = "batches"
-    __table_args__ = (Index("ix_batches_owner_created", "owner", "created_at"),)
+    __table_args__ = (Index("ix_batches_owner_created", "owner", "created_at"),
+                      Index("ix_batches_queued_at", "queued_at"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
@@ -42,6 +43,8 @@ class Batch(Base):
     job_count: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str | None] = mapped_column(String(64))  # API key owner; None: auth off
     name: Mapped[str | None] = mapped_column(String(MAX_BATCH_NAME))  # a person's label
+    queued_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When all its jobs were sent to the broker; None: not yet (or the API died first)."""
 
 
 class Job(Base):

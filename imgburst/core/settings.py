@@ -110,6 +110,8 @@ class Settings:
     hostname: str
     scaler: ScalerSettings
     orphan_after_s: float = 600.0  # a burst worker with no scaler this long leaves when idle
+    reconcile_grace_s: float = 60.0  # a batch not all sent this long after it was recorded
+    fail_point: str | None = None  # tests only: SIGKILL the process there (FAIL_POINTS)
 
     @property
     def sqlite_path(self) -> Path:
@@ -218,6 +220,8 @@ class Settings:
             hostname=env.get("HOSTNAME", ""),
             scaler=_scaler(env),
             orphan_after_s=_float(env, "IMGBURST_ORPHAN_AFTER_S", 600.0, 0, 7 * 86400),
+            reconcile_grace_s=_float(env, "IMGBURST_RECONCILE_GRACE_S", 60.0, 1, 86400),
+            fail_point=_fail_point(env),
         )
 
 
@@ -325,6 +329,18 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
         backoff_max_s=backoff_max,
         base_wait_s=_float(env, "SCALER_BASE_WAIT_S", 30.0, 0, 3600),
     )
+
+
+# Where a test may have the API die as an OOM kill would (SIGKILL: no cleanup runs).
+FAIL_POINTS = ("after-inputs", "after-record", "mid-enqueue", "after-enqueue")
+
+
+def _fail_point(env: Mapping[str, str]) -> str | None:
+    raw = env.get("IMGBURST_FAIL_POINT") or None
+    if raw is not None and raw not in FAIL_POINTS:
+        raise SettingsError("IMGBURST_FAIL_POINT", f"must be one of {', '.join(FAIL_POINTS)} "
+                            f"(for tests only), got {raw!r}")
+    return raw
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -310,6 +310,24 @@ class JobStore:
                           attempts=row.attempts, created_at=row.created_at,
                           started_at=row.started_at, last_error=last_error)
 
+    def mark_queued(self, batch_id: str) -> None:
+        """All the batch's jobs were sent to the broker."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Batch).where(Batch.id == batch_id, Batch.queued_at.is_(None))
+                         .values(queued_at=utcnow()))
+
+    def unsent_batches(self, before: datetime, limit: int = 100) -> list[str]:
+        """Batches recorded before `before` whose jobs were never all sent."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Batch.id).where(
+                Batch.queued_at.is_(None), Batch.created_at < before).limit(limit)).scalars())
+
+    def queued_in(self, batch_id: str) -> list[str]:
+        """The batch's jobs still `queued`."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Job.id).where(
+                Job.batch_id == batch_id, Job.status == "queued")).scalars())
+
     def running_workers(self) -> list[str]:
         """The workers the store says run jobs now (read from the status index)."""
         with self.engine.connect() as conn:
