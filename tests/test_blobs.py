@@ -43,6 +43,25 @@ def test_put_get_head_list(blobs):
     assert [b.name for b in blobs.list("inputs/b/k")] == ["inputs/b/k/b.png"]
 
 
+def test_list_page_goes_round_a_folder_a_page_at_a_time(blobs):
+    """The reconciler's sweep of uploaded inputs: a cursor, never the whole folder at once."""
+    import time
+
+    names = [f"inputs/b{i // 3}/j{i}/input.jpg" for i in range(7)]
+    for name in names:
+        blobs.put(name, b"x")
+    blobs.put("outputs/b0/j0/thumb.webp", b"y")
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = blobs.list_page("inputs/", cursor, 3)
+        seen += page
+        pages += 1
+        if cursor is None:
+            break
+    assert [b.name for b in seen] == sorted(names) and pages == 3
+    assert all(b.modified is not None and abs(b.modified - time.time()) < 120 for b in seen)
+
+
 def test_a_large_blob_from_a_view_comes_back_byte_for_byte(tmp_path):
     """Local writes go in WRITE_CHUNK pieces: every piece, the short last one included."""
     from imgburst.core.blobs import WRITE_CHUNK

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -160,3 +161,30 @@ def test_an_api_killed_mid_submission_leaves_a_batch_the_reconciler_completes(
     broker = redis.Redis.from_url(env["REDIS_URL"])
     wait_until(lambda: in_flight(broker) == 0 == waiting(broker), 20, "nothing in flight")
     print(f"API killed at {point} -> every job final: {took:.1f} s")
+
+
+def test_inputs_stored_by_a_submission_that_died_are_removed_after_the_grace(
+        base_env, start_service):
+    """The API dies after storing the inputs, before recording the batch: no batch, and
+    the inputs go once older than IMGBURST_INPUT_GRACE_S."""
+    port = free_port()
+    env = scaler_env(base_env) | {"IMGBURST_PORT": str(port), "IMGBURST_INPUT_GRACE_S": "3"}
+    url = f"http://127.0.0.1:{port}"
+    inputs = Path(env["IMGBURST_HOME"]) / "blobs" / "imgburst" / "inputs"
+    api = start_service(env | {"IMGBURST_FAIL_POINT": "after-inputs"}, "api", "--host",
+                        "127.0.0.1")
+    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be ready")
+    photos = [("files", (f"p{i}.jpg", photo_bytes(i, 64, 48), "image/jpeg"))
+              for i in range(10)]
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"{url}/api/v1/batches", files=photos, timeout=60)
+    assert api.wait(timeout=10) == -signal.SIGKILL
+    stored = sorted(p for p in inputs.rglob("*") if p.is_file())
+    assert len(stored) == 10
+    start_service(env, "scaler")
+    time.sleep(1)
+    assert all(p.exists() for p in stored), "removed within the grace"
+    wait_until(lambda: not any(p.exists() for p in stored), 30, "the orphan inputs to go")
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    (removed,) = kinds(broker, "removed-inputs")
+    assert removed["count"] == 10

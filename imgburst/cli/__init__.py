@@ -244,10 +244,13 @@ def scaler() -> None:
 
     import redis
 
+    from imgburst.core.blobs import blob_store_from_settings
     from imgburst.core.celery_app import make_celery
+    from imgburst.core.reconcile import Reconciler
     from imgburst.core.store import JobStore
     from imgburst.vk.backends import backend_from_settings
     from imgburst.vk.backends.kubernetes import BackendConfigError
+    from imgburst.vk.events import EventLog
     from imgburst.vk.leadership import leadership_for
     from imgburst.vk.scaler import Scaler
 
@@ -265,10 +268,14 @@ def scaler() -> None:
         signal.signal(sig, lambda *_: stop.set())
     client = redis.Redis.from_url(settings.redis_url)
     leadership = leadership_for(settings.scaler, backend, client, settings.hostname)
-    runner = Scaler(settings.scaler, backend, client, make_celery(settings),
-                    store=JobStore.from_settings(settings), leadership=leadership,
-                    reserve_s=settings.task_time_limit_s,
-                    grace_s=settings.reconcile_grace_s)
+    celery, store = make_celery(settings), JobStore.from_settings(settings)
+    reconciler = Reconciler(store, celery, client, EventLog(client).record,
+                            reserve_s=settings.task_time_limit_s,
+                            grace_s=settings.reconcile_grace_s,
+                            blobs=blob_store_from_settings(settings),
+                            input_grace_s=settings.input_grace_s)
+    runner = Scaler(settings.scaler, backend, client, celery, store=store,
+                    leadership=leadership, reconciler=reconciler)
     console.print(f"scaler {leadership.identity}: backend {backend.name}, max burst "
                   f"{settings.scaler.max_burst}, cooldown {settings.scaler.cooldown_s:g} s; "
                   "acts while it holds the lease")

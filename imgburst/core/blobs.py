@@ -45,6 +45,7 @@ class BlobUnavailable(BlobError):
 class BlobInfo:
     name: str
     size: int
+    modified: float | None = None  # epoch seconds of its last write, where the store says
 
 
 def safe_name(filename: str) -> str:
@@ -119,6 +120,12 @@ class BlobStore(ABC):
 
     @abstractmethod
     def list(self, prefix: str, container: str | None = None) -> Iterator[BlobInfo]: ...
+
+    @abstractmethod
+    def list_page(self, prefix: str, cursor: str | None,
+                  limit: int) -> tuple[list[BlobInfo], str | None]:
+        """One page of the service's own container under `prefix`, from `cursor` (None:
+        the first), and the cursor of the next page (None: that was the last)."""
 
     def signed_url(self, path: str, expires: datetime) -> str | None:
         """A URL that reads this blob without credentials until `expires`; None when the
@@ -218,8 +225,14 @@ class LocalBlobStore(BlobStore):
                 name = path.relative_to(base).as_posix()
                 if name.startswith(prefix) and not file.startswith(".tmp-"):
                     with contextlib.suppress(FileNotFoundError):
-                        found.append(BlobInfo(name=name, size=path.stat().st_size))
+                        stat = path.stat()
+                        found.append(BlobInfo(name, stat.st_size, stat.st_mtime))
         yield from sorted(found, key=lambda blob: blob.name)
+
+    def list_page(self, prefix: str, cursor: str | None,
+                  limit: int) -> tuple[list[BlobInfo], str | None]:
+        page = [b for b in self.list(prefix) if b.name > (cursor or "")][:limit]
+        return page, page[-1].name if len(page) == limit else None
 
     def ping(self) -> None:
         try:
@@ -329,7 +342,19 @@ class AzureBlobStore(BlobStore):
         blobs = self._call(f"list {prefix!r}", lambda: list(
             client.list_blobs(name_starts_with=prefix or None)))
         for blob in blobs:
-            yield BlobInfo(name=blob.name, size=blob.size)
+            yield _info(blob)
+
+    def list_page(self, prefix: str, cursor: str | None,
+                  limit: int) -> tuple[list[BlobInfo], str | None]:
+        client = self._container(None, create=False)
+
+        def one_page() -> tuple[list[BlobInfo], str | None]:
+            pages = client.list_blobs(name_starts_with=prefix or None,
+                                      results_per_page=limit).by_page(continuation_token=cursor)
+            page = [_info(blob) for blob in next(pages, [])]
+            return page, pages.continuation_token or None
+
+        return self._call(f"list {prefix!r}", one_page)
 
     def signed_url(self, path: str, expires: datetime) -> str | None:
         """A read-only service SAS for the blob, when the client holds the account key."""
@@ -355,3 +380,10 @@ def blob_store_from_settings(settings: Settings) -> BlobStore:
     if settings.uses_azure:
         return AzureBlobStore.from_settings(settings)
     return LocalBlobStore(settings.local_blob_root, settings.blob_container)
+
+
+def _info(blob: Any) -> BlobInfo:
+    """An Azure BlobProperties as a BlobInfo."""
+    modified = blob.last_modified.timestamp() if blob.last_modified else None
+    return BlobInfo(blob.name, blob.size, modified)
+

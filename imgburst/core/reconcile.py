@@ -37,6 +37,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from imgburst.core.blobs import BlobStore
 from imgburst.core.celery_app import QUEUE, enqueue_jobs
 from imgburst.core.handback import UNACKED, hand_back, message_job
 from imgburst.core.inspect import HEARTBEAT_TTL_S, live_workers
@@ -47,14 +48,20 @@ INTERVAL_S = 5.0
 EPOCH_KEY = "imgburst:epoch"
 UNACKED_INDEX = "unacked_index"  # kombu's Redis transport: delivery tag -> delivered at
 PAGE = 1000
+INPUTS = "inputs/"  # blobs.input_path: inputs/<batch>/<job>/input.<ext>
+SWEEP_PAGE = 1000
 
 Record = Callable[..., Any]
 
 
 class Reconciler:
     def __init__(self, store: JobStore, celery: Celery, client: redis.Redis, record: Record,
-                 reserve_s: float, grace_s: float = 60.0) -> None:
+                 reserve_s: float, grace_s: float = 60.0, blobs: BlobStore | None = None,
+                 input_grace_s: float = 3600.0) -> None:
         self.grace_s = grace_s  # longer than any API takes to send a batch's jobs
+        self.blobs = blobs
+        self.input_grace_s = input_grace_s  # longer than the slowest upload
+        self.sweep_cursor: str | None = None
         self.store = store
         self.celery = celery
         self.client = client
@@ -78,6 +85,28 @@ class Reconciler:
         self.unsent_batches()
         self.dead_holders()
         self.stale_unacked()
+        self.orphan_inputs()
+
+    def orphan_inputs(self) -> None:
+        """One page of uploaded inputs a pass (a cursor goes round the folder): those
+        older than the input grace whose job the store doesn't know (the API died after
+        storing them, before recording its batch) are removed."""
+        if self.blobs is None:
+            return
+        page, self.sweep_cursor = self.blobs.list_page(INPUTS, self.sweep_cursor, SWEEP_PAGE)
+        jobs = {blob.name: parts[2] for blob in page
+                if len(parts := blob.name.split("/")) >= 4}
+        known = self.store.job_statuses(set(jobs.values()))
+        before = time.time() - self.input_grace_s
+        orphans = [blob.name for blob in page if blob.name in jobs
+                   and jobs[blob.name] not in known
+                   and blob.modified is not None and blob.modified < before]
+        for name in orphans:
+            self.blobs.delete(name)
+        if orphans:
+            self.record("removed-inputs", count=len(orphans), reason=(
+                f"uploaded inputs with no job after {self.input_grace_s:g} s (their "
+                "submission died before it was recorded)"))
 
     def unsent_batches(self) -> None:
         """Send the queued jobs of batches whose submission was cut short: recorded more

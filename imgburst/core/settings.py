@@ -111,6 +111,7 @@ class Settings:
     scaler: ScalerSettings
     orphan_after_s: float = 600.0  # a burst worker with no scaler this long leaves when idle
     reconcile_grace_s: float = 60.0  # a batch not all sent this long after it was recorded
+    input_grace_s: float = 3600.0  # an uploaded input with no job this long is removed
     fail_point: str | None = None  # tests only: SIGKILL the process there (FAIL_POINTS)
 
     @property
@@ -221,6 +222,7 @@ class Settings:
             scaler=_scaler(env),
             orphan_after_s=_float(env, "IMGBURST_ORPHAN_AFTER_S", 600.0, 0, 7 * 86400),
             reconcile_grace_s=_float(env, "IMGBURST_RECONCILE_GRACE_S", 60.0, 1, 86400),
+            input_grace_s=_float(env, "IMGBURST_INPUT_GRACE_S", 3600.0, 1, 30 * 86400),
             fail_point=_fail_point(env),
         )
 

@@ -85,7 +85,7 @@ class Scaler:
     def __init__(self, settings: ScalerSettings, backend: Backend, client: redis.Redis,
                  celery: Celery, clock: Callable[[], float] = time.time,
                  store: JobStore | None = None, leadership: Leadership | None = None,
-                 reserve_s: float = 300.0, grace_s: float = 60.0) -> None:
+                 reconciler: Reconciler | None = None) -> None:
         self.settings = settings
         self.policy = policy_from(settings)
         self.backend = backend
@@ -96,8 +96,7 @@ class Scaler:
         self.leadership = leadership  # None: no election, this scaler acts
         self.identity = leadership.identity if leadership else "scaler"
         self.events = EventLog(client)
-        self.reconciler = None if store is None else Reconciler(
-            store, celery, client, self.events.record, reserve_s=reserve_s, grace_s=grace_s)
+        self.reconciler = reconciler  # runs while this scaler leads
         self.below_since: float | None = None
         self.wanted_since: float | None = None
         self.window: tuple[tuple[float, int], ...] = ()
