@@ -124,10 +124,13 @@ def reconcile(settings: Any, accepted: dict[str, int],
 
 
 class Gate:
-    """A TCP forwarder in front of MariaDB that can be shut, as an outage would."""
+    """A TCP forwarder (in front of MariaDB, or an API) that can be shut, as an outage
+    would; with `drop_posts`, that many POSTs are cut as their answer begins (the request
+    went through, the client never hears back: a dropped connection)."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], drop_posts: int = 0) -> None:
         self.target = target
+        self.drop_posts = drop_posts
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -149,13 +152,20 @@ class Gate:
                 continue
             upstream = socket.create_connection(self.target)
             self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            posted: list[bool] = [False]  # this connection's latest request is a POST
+            for a, b, asks in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, posted, asks),
+                                 daemon=True).start()
 
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
+    def _pipe(self, a: socket.socket, b: socket.socket, posted: list[bool] | None = None,
+              asks: bool = True) -> None:
         try:
             while data := a.recv(65536):
+                if posted is not None and asks and data[:5] in (b"POST ", b"GET /"):
+                    posted[0] = data.startswith(b"POST ")
+                elif posted is not None and not asks and posted[0] and self.drop_posts > 0:
+                    self.drop_posts -= 1
+                    break
                 b.sendall(data)
         except OSError:
             pass

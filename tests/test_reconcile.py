@@ -129,7 +129,7 @@ def test_an_api_killed_mid_submission_leaves_a_batch_the_reconciler_completes(
         point, base_env, start_worker, start_service):
     """The API SIGKILLs itself (an OOM kill) after recording the batch, halfway through
     sending its jobs, or right after: the client gets no answer, and the batch still ends,
-    each job run once."""
+    each job run once; the client's retry with its Idempotency-Key gets that batch."""
     port = free_port()
     env = scaler_env(base_env) | {"IMGBURST_PORT": str(port),
                                   "IMGBURST_RECONCILE_GRACE_S": "2"}
@@ -141,13 +141,18 @@ def test_an_api_killed_mid_submission_leaves_a_batch_the_reconciler_completes(
     wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be ready")
     photos = [("files", (f"p{i}.jpg", photo_bytes(i, 320, 240), "image/jpeg"))
               for i in range(20)]
+    key = {"Idempotency-Key": f"retry-{point}"}
     with pytest.raises(requests.ConnectionError):
-        requests.post(f"{url}/api/v1/batches", files=photos, timeout=60)
+        requests.post(f"{url}/api/v1/batches", files=photos, headers=key, timeout=60)
     killed = time.monotonic()
     assert api.wait(timeout=10) == -signal.SIGKILL
     start_service(env, "api", "--host", "127.0.0.1")
     wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API to be up again")
     (batch,) = requests.get(f"{url}/api/v1/batches", timeout=5).json()["items"]
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - killed)))  # the grace: the first is dead
+    retry = requests.post(f"{url}/api/v1/batches", files=photos, headers=key, timeout=60)
+    assert retry.status_code == 202 and retry.json()["id"] == batch["id"], retry.text
+    assert requests.get(f"{url}/api/v1/batches", timeout=5).json()["total"] == 1
 
     def final() -> bool:
         status = requests.get(f"{url}/api/v1/batches/{batch['id']}", timeout=5).json()

@@ -19,6 +19,7 @@ from werkzeug.datastructures import FileStorage
 
 from imgburst.api import auth
 from imgburst.api.errors import Problem, refuse_unknown
+from imgburst.api.idempotency import idempotent
 from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
 from imgburst.api.uploads import BodyPart, refuse_unknown_parts
@@ -116,7 +117,10 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
 def create_batch() -> Response:
     svc = services()
     svc.submissions.hit(auth.current())
-    batch_id = new_id()
+    return idempotent(lambda batch_id: _create_batch(svc, batch_id))
+
+
+def _create_batch(svc: Services, batch_id: str) -> Response:
     if request.mimetype == "multipart/form-data":
         refuse_unknown_parts(("files", "recipe", "preset", "name"))
         name = batch_name(request.form.get("name"))

@@ -15,10 +15,11 @@ from flask import Blueprint, Response, request
 from imgburst.api import auth
 from imgburst.api.batches import accept_batch, admit, store_input
 from imgburst.api.errors import Problem, refuse_unknown
+from imgburst.api.idempotency import idempotent
 from imgburst.api.recipe_args import recipe_from
-from imgburst.api.services import services
+from imgburst.api.services import Services, services
 from imgburst.core.blobs import BlobError
-from imgburst.core.store import new_id
+from imgburst.core.recipes import Recipe
 from imgburst.core.synthetic import photo_bytes
 
 bp = Blueprint("demo", __name__, url_prefix="/api/v1/demo")
@@ -51,7 +52,10 @@ def spike() -> Response:
                       field="size")
     recipe = recipe_from(svc, body.get("recipe"), body.get("preset"))
     admit(svc, count)
-    batch_id = new_id()
+    return idempotent(lambda batch_id: _spike(svc, batch_id, count, size, recipe))
+
+
+def _spike(svc: Services, batch_id: str, count: int, size: str, recipe: Recipe) -> Response:
     photos = [_photo(seed, size) for seed in range(min(count, DISTINCT))]
     try:
         jobs = list(svc.uploads.map(

@@ -14,6 +14,13 @@ from imgburst.core.schema import MAX_BATCH_NAME
 
 bp = Blueprint("openapi", __name__)
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Retry safely: the same key and request within a day answer as the first "
+                   "did (`Idempotent-Replayed: true`), never a second batch; the same key "
+                   "with another request: 422; while the first is at work: 409",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+               "pattern": "^[\\x20-\\x7e]+$"}}
 PROBLEM = {"description": "Problem details", "content": {"application/problem+json": {
     "schema": {"$ref": "#/components/schemas/Problem"}}}}
 
@@ -104,6 +111,7 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/batches": {
             "post": {
                 "summary": "Submit a batch (multipart upload, or blobs already in storage)",
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
                         "files": {"type": "array", "items": {"type": "string",
@@ -124,8 +132,8 @@ DOCUMENT: dict[str, Any] = {
                               "403": {"description": "A source in the service's own "
                                       "container, without an admin key",
                                       "content": PROBLEM["content"]},
-                              "404": PROBLEM, "413": PROBLEM, "415": PROBLEM,
-                              "503": PROBLEM}},
+                              "404": PROBLEM, "409": PROBLEM, "413": PROBLEM,
+                              "415": PROBLEM, "422": PROBLEM, "503": PROBLEM}},
             "get": {"summary": "List batches, newest first", "parameters": PAGE,
                     "responses": {"200": _json("Page", "A page of batches"), "400": PROBLEM}},
         },
@@ -201,6 +209,7 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/demo/spike": {
             "post": {
                 "summary": "Submit N synthetic photos as one batch (the dashboard's demo form)",
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"type": "object", "properties": {
                         "images": {"type": "integer", "minimum": 1, "maximum": 1000},
@@ -208,7 +217,7 @@ DOCUMENT: dict[str, Any] = {
                         "recipe": {"$ref": "#/components/schemas/Recipe"},
                         "preset": {"type": "string"}}}}}},
                 "responses": {"202": _json("Batch", "Accepted"), "400": PROBLEM,
-                              "503": PROBLEM}},
+                              "409": PROBLEM, "422": PROBLEM, "503": PROBLEM}},
         },
         "/api/v1/login-links": {
             "post": {"summary": "A one-time dashboard link for the caller's own key: "

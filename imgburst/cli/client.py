@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -288,21 +289,31 @@ def post_part(client: Client, fields: dict[str, str], part: list[LocalImage],
               on_read: Callable[[int], None],
               on_turned_away: Callable[[ApiError], None]) -> dict[str, Any]:
     """One part as a batch. A 429 (the queue's bound, the key's rate: nothing was stored)
-    sends it again after the Retry-After the API gives, up to MAX_TURNED_AWAY times."""
+    sends it again after the Retry-After the API gives, up to MAX_TURNED_AWAY times. It
+    carries an Idempotency-Key, so a connection dropped before the answer is sent again
+    once, safely: the API answers a repeat with the batch the first one made."""
     from imgburst.cli.multipart import MultipartFiles
 
-    turned_away = 0
+    turned_away, dropped = 0, 0
+    key = uuid.uuid4().hex
     while True:
         body = MultipartFiles(fields, part, on_read=on_read)
         try:
             with body:
                 return client.json("POST", "/api/v1/batches", data=body, timeout=600,
-                                   headers={"Content-Type": body.content_type})
+                                   headers={"Content-Type": body.content_type,
+                                            "Idempotency-Key": key})
         except ApiError as exc:
+            if exc.status is None and not dropped:  # no answer: the same request, once
+                dropped += 1
+                time.sleep(1)
+                continue
             turned_away += 1
-            if exc.status != 429 or exc.retry_after is None or turned_away > MAX_TURNED_AWAY:
-                raise
-            on_turned_away(exc)
+            waits = exc.status == 429 or (exc.status == 409 and dropped > 0)  # 409: the first
+            if not waits or exc.retry_after is None or turned_away > MAX_TURNED_AWAY:
+                raise  # is still at work (or died): its answer comes once it ends
+            if exc.status == 429:
+                on_turned_away(exc)
             time.sleep(exc.retry_after)
 
 

@@ -86,6 +86,7 @@ class Reconciler:
         self.dead_holders()
         self.stale_unacked()
         self.orphan_inputs()
+        self.store.purge_keys(utcnow() - timedelta(days=1))  # idempotency keys, expired
 
     def orphan_inputs(self) -> None:
         """One page of uploaded inputs a pass (a cursor goes round the folder): those

@@ -88,3 +88,16 @@ class Output(Base):
     height: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
     blob_path: Mapped[str] = mapped_column(String(1024))
+
+
+class IdempotencyKey(Base):
+    """A creating request's key, per owner: what it asked (digest) and what it got."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" when auth is off
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str] = mapped_column(String(32))  # the batch it creates, or created
+    created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    response: Mapped[str | None] = mapped_column(Text)  # the answer (JSON); None: running

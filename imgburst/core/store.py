@@ -14,7 +14,7 @@ import ssl
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
-from imgburst.core.schema import JOB_STATUSES, Batch, Job, Output
+from imgburst.core.schema import JOB_STATUSES, Batch, IdempotencyKey, Job, Output
 from imgburst.core.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -309,6 +310,62 @@ class JobStore:
                           input_path=row.input_path, recipe=json.loads(row.recipe),
                           attempts=row.attempts, created_at=row.created_at,
                           started_at=row.started_at, last_error=last_error)
+
+    def claim_key(self, owner: str, key: str, digest: str, batch_id: str,
+                  stale_s: float) -> tuple[str, str | None]:
+        """Take an idempotency key for a request. Returns what to do:
+        ("new", batch id): go on, creating `batch_id`; ("done", answer JSON): replay it;
+        ("mismatch", None): the key came with another body; ("running", None): its first
+        request is still at work; ("resumed", batch id): its first request died more than
+        `stale_s` ago, the key is now this request's, creating the batch named (which the
+        first may have recorded already). A key older than a day is free again."""
+        now = utcnow()
+        for _ in range(3):
+            with self.engine.begin() as conn:
+                row = conn.execute(select(IdempotencyKey.__table__).where(
+                    IdempotencyKey.owner == owner, IdempotencyKey.key == key)).first()
+                if row is None:
+                    try:
+                        conn.execute(insert(IdempotencyKey).values(
+                            owner=owner, key=key, digest=digest, batch_id=batch_id,
+                            created_at=now))
+                    except IntegrityError:  # another request took it just now: read it
+                        continue
+                    return "new", batch_id
+                if row.created_at < now - timedelta(days=1):
+                    conn.execute(delete(IdempotencyKey).where(
+                        IdempotencyKey.owner == owner, IdempotencyKey.key == key))
+                    continue
+                if row.digest != digest:
+                    return "mismatch", None
+                if row.response is not None:
+                    return "done", row.response
+                if row.created_at > now - timedelta(seconds=stale_s):
+                    return "running", None
+                taken = conn.execute(update(IdempotencyKey).where(
+                    IdempotencyKey.owner == owner, IdempotencyKey.key == key,
+                    IdempotencyKey.created_at == row.created_at).values(created_at=now))
+                return ("resumed", row.batch_id) if taken.rowcount else ("running", None)
+        return "running", None
+
+    def purge_keys(self, before: datetime) -> int:
+        """Forget idempotency keys taken before `before` (a day ago: they are free again)."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(IdempotencyKey).where(
+                IdempotencyKey.created_at < before)).rowcount
+
+    def finish_key(self, owner: str, key: str, response: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(IdempotencyKey).where(
+                IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+                .values(response=response))
+
+    def drop_key(self, owner: str, key: str) -> None:
+        """The request failed before it created anything: its retry may go on."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(IdempotencyKey).where(
+                IdempotencyKey.owner == owner, IdempotencyKey.key == key,
+                IdempotencyKey.response.is_(None)))
 
     def mark_queued(self, batch_id: str) -> None:
         """All the batch's jobs were sent to the broker."""
