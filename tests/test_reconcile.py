@@ -4,6 +4,7 @@ once and nothing left in flight, long before the broker's visibility timeout (an
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -193,3 +194,45 @@ def test_inputs_stored_by_a_submission_that_died_are_removed_after_the_grace(
     broker = redis.Redis.from_url(env["REDIS_URL"])
     (removed,) = kinds(broker, "removed-inputs")
     assert removed["count"] == 10
+
+
+def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(base_env):
+    """What a stack stopped by kill -9 leaves: a message delivered to a worker that is
+    gone. A live worker holds only what came after it started, so the reconciler gives
+    it back at once (no phantom in flight), and leaves a live worker's own alone."""
+    from imgburst.core.celery_app import make_celery
+    from imgburst.core.inspect import WorkerInfo, write_heartbeat
+    from imgburst.core.reconcile import Reconciler
+    from imgburst.core.store import JobStore
+
+    settings = settings_for(base_env)
+    broker = redis.Redis.from_url(base_env["REDIS_URL"])
+    api = create_app(settings).test_client()
+    submit(api, [("a.jpg", photo_bytes(1, 64, 48))])
+    celery = make_celery(settings)
+    # A worker takes it and is SIGKILLed before acking: kombu's Redis transport moved the
+    # message from the list to its `unacked` hash, indexed by delivery time (QoS.append).
+    raw = broker.rpop("images")
+    payload = json.loads(raw)
+    tag = payload["properties"]["delivery_tag"]
+    broker.hset("unacked", tag, json.dumps([payload, "images", "images"]))
+    broker.zadd("unacked_index", {tag: time.time()})
+    assert (waiting(broker), in_flight(broker)) == (0, 1)
+    events: list[dict] = []
+    reconciler = Reconciler(JobStore.from_settings(settings), celery, broker,
+                            lambda kind, **f: events.append({"kind": kind, **f}),
+                            reserve_s=300)
+
+    def beat(started_at: float) -> None:
+        write_heartbeat(broker, WorkerInfo(
+            name="base@w", pool="base", host="w", pid=1, concurrency=1, consuming=True,
+            active=0, reserved=1, processed=0, started_at=started_at,
+            heartbeat_at=time.time(), idle_since=None))
+
+    beat(started_at=time.time() - 60)  # it could be this worker's reservation: kept
+    reconciler.stale_unacked()
+    assert (waiting(broker), in_flight(broker)) == (0, 1) and not events
+    beat(started_at=time.time() + 5)  # every live worker started after the delivery
+    reconciler.stale_unacked()
+    assert (waiting(broker), in_flight(broker)) == (1, 0)
+    assert events[0]["kind"] == "restored" and events[0]["entries"] == 1

@@ -18,10 +18,14 @@ to `record` (the scaler's event log, which the dashboard lists):
   or lists its active jobs without it: Celery cancels running tasks when the broker
   connection drops), on two passes in a row: handed back at once (`core.handback`:
   queued again, counted as an attempt), not after the broker's visibility timeout;
-- the broker's unacknowledged entries that no live worker can still be holding (their
-  job ended, is unknown, or is `queued` and was delivered longer ago than any reserved
-  message waits) go back to the queue (kombu's `restore_by_tag`; a worker acks an ended
-  job's message at once), so `in_flight` counts only work live workers hold.
+- the broker's unacknowledged entries that no live worker can still be holding (delivered
+  before every live worker started, or their job ended, is unknown, or is `queued` and
+  was delivered longer ago than any reserved message waits) go back to the queue
+  (kombu's `restore_by_tag`; a worker acks an ended job's message at once), so
+  `in_flight` counts only work live workers hold;
+- uploaded inputs with no job, older than `IMGBURST_INPUT_GRACE_S` (the API died after
+  storing them, before recording their batch), one page of the inputs folder a pass;
+- idempotency keys older than a day.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ UNACKED_INDEX = "unacked_index"  # kombu's Redis transport: delivery tag -> deli
 PAGE = 1000
 INPUTS = "inputs/"  # blobs.input_path: inputs/<batch>/<job>/input.<ext>
 SWEEP_PAGE = 1000
+CLOCK_SKEW_S = 2  # between the machines of the workers and of the broker
 
 Record = Callable[..., Any]
 
@@ -174,11 +179,17 @@ class Reconciler:
         if not entries:
             return
         statuses = self.store.job_statuses(set(entries.values()))
+        # A worker holds only what was delivered after it started: an entry older than
+        # every live worker is nobody's (the stack stopped uncleanly: kill -9, a crash).
+        oldest = min((w.started_at for w in live_workers(self.client)), default=now)
         stale = []
         for tag, job in entries.items():
             status = statuses.get(job)
-            age = now - delivered.get(tag, now)
-            if status in (None, "succeeded", "failed", "cancelled") and age > HEARTBEAT_TTL_S:
+            at = delivered.get(tag, now)
+            age = now - at
+            if at < oldest - CLOCK_SKEW_S:
+                stale.append(tag)
+            elif status in (None, "succeeded", "failed", "cancelled") and age > HEARTBEAT_TTL_S:
                 stale.append(tag)  # ended: its worker died before acking, or lost the ack
             elif status == "queued" and age > self.reserve_s + HEARTBEAT_TTL_S:
                 stale.append(tag)  # reserved by a worker long gone
