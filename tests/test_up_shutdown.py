@@ -63,6 +63,7 @@ def test_ctrl_c_under_load_stops_in_order_and_a_restart_finishes_the_work(tmp_pa
     wait_until(some_done, 60, "the batch to be under way")
     before = len(log.read_text().splitlines())
     os.killpg(up.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+    interrupted = time.monotonic()
     assert up.wait(timeout=90) == 0, log.read_text()
     said = log.read_text().splitlines()[before:]
     assert not [line for line in said if "Traceback" in line or "Couldn't ack" in line
@@ -76,6 +77,8 @@ def test_ctrl_c_under_load_stops_in_order_and_a_restart_finishes_the_work(tmp_pa
     try:
         wait_until(lambda: batch_status(url, batch["id"]) in FINAL, 120,
                    "the batch to finish after the restart")
+        print(f"Ctrl-C under load, then up again -> every job final: "
+              f"{time.monotonic() - interrupted:.1f} s")
         done = requests.get(f"{url}/api/v1/batches/{batch['id']}", timeout=5).json()
         assert done["status"] == "succeeded" and done["counts"]["succeeded"] == 40, done
         wait_until(lambda: requests.get(f"{url}/api/v1/stats", timeout=5).json()["queue"]
