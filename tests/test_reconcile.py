@@ -45,8 +45,12 @@ def test_a_worker_killed_whole_has_its_job_handed_back_at_once(base_env, start_w
     try:
         big = photo_bytes(7, 4000, 3000)
         batch = submit(api, [(f"big{i}.jpg", big) for i in range(4)], SLOW)
-        wait_until(lambda: any(w.jobs for w in live_workers(broker)), 60, "a job running")
-        (running,) = [j for w in live_workers(broker) for j in w.jobs]
+        def running_jobs() -> list[str]:
+            return [j["id"] for j in jobs_of(api, batch["id"]) if j["status"] == "running"]
+
+        wait_until(lambda: any(running_jobs() and w.jobs for w in live_workers(broker)), 60,
+                   "a job running")
+        (running,) = running_jobs()
         doomed.kill()  # the whole worker, main process and pool, at once
         killed = time.monotonic()
         start_worker(env, concurrency=1)

@@ -46,7 +46,7 @@ class WorkerInfo:
     started_at: float
     heartbeat_at: float
     idle_since: float | None
-    jobs: tuple[str, ...] = ()  # the jobs its active tasks run (the reconciler checks them)
+    jobs: tuple[str, ...] = ()  # jobs in hand: running, prefetched, awaiting a retry
 
     @property
     def busy(self) -> bool:

@@ -56,7 +56,8 @@ class Heartbeat(threading.Thread):
             concurrency=int(getattr(pool, "num_processes", 0) or 1), consuming=consuming,
             active=active, reserved=reserved, processed=sum(state.total_count.values()),
             started_at=self.started_at, heartbeat_at=now, idle_since=self.idle_since,
-            jobs=tuple(str(r.args[0]) for r in list(state.active_requests)
+            # every job in hand: running, prefetched, or waiting for a retry's countdown
+            jobs=tuple(str(r.args[0]) for r in list(state.reserved_requests)
                        if r.name == PROCESS_IMAGE and r.args),
         )
 
