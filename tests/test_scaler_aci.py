@@ -141,12 +141,12 @@ def test_a_failing_image_backs_off_within_the_maximum_says_why_and_spares_the_ba
 
         # The image is fixed: after the backoff a pod starts, consumes, and ends it.
         node.failing_images.clear()
-        batch = submit(api, [(f"q{i}.jpg", photo_bytes(i, 4000, 3000)) for i in range(8)],
+        batch = submit(api, [(f"q{i}.jpg", photo_bytes(i, 4000, 3000)) for i in range(4)],
                        SLOW)
         wait_until(lambda: events_of(broker, "burst-recovered"), 60,
                    "a burst worker to consume and end the backoff")
         assert wait_batch(api, batch["id"], timeout=180)["status"] == "succeeded"
-        assert reconcile(settings, {batch["id"]: 8}) == {"succeeded": 8}
+        assert reconcile(settings, {batch["id"]: 4}) == {"succeeded": 4}
     finally:
         stop.set()
         thread.join(timeout=10)

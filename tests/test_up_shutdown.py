@@ -51,7 +51,7 @@ def test_ctrl_c_under_load_stops_in_order_and_a_restart_finishes_the_work(tmp_pa
     up = start_up(env, log)
     children = descendants(up.pid)
     photos = [("files", (f"p{i}.jpg", photo_bytes(i, 2400, 1800), "image/jpeg"))
-              for i in range(40)]
+              for i in range(24)]
     slow = '{"outputs": [{"name": "full", "format": "png", "ops": []}]}'  # ~0.3 s a job
     batch = requests.post(f"{url}/api/v1/batches", files=photos, data={"recipe": slow},
                           timeout=60).json()
@@ -80,7 +80,7 @@ def test_ctrl_c_under_load_stops_in_order_and_a_restart_finishes_the_work(tmp_pa
         print(f"Ctrl-C under load, then up again -> every job final: "
               f"{time.monotonic() - interrupted:.1f} s")
         done = requests.get(f"{url}/api/v1/batches/{batch['id']}", timeout=5).json()
-        assert done["status"] == "succeeded" and done["counts"]["succeeded"] == 40, done
+        assert done["status"] == "succeeded" and done["counts"]["succeeded"] == 24, done
         wait_until(lambda: requests.get(f"{url}/api/v1/stats", timeout=5).json()["queue"]
                    == {"waiting": 0, "in_flight": 0}, 20, "nothing left in flight")
     finally:
