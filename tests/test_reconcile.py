@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -78,16 +79,7 @@ def test_a_broker_that_loses_its_data_mid_batch_strands_nothing(base_env, start_
     port = free_port()
     data = tmp_path / "redis"
     data.mkdir()
-
-    def start_redis() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                 "--save", "", "--appendonly", "no", "--dir", str(data)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port, socket_timeout=1)
-        wait_until(lambda: _pings(client), 10, "the broker to answer")
-        return proc
-
-    server = start_redis()
+    server = start_redis(port, data)
     env = scaler_env(base_env | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     settings = settings_for(env)
     broker = redis.Redis(port=port, socket_timeout=2)
@@ -106,7 +98,7 @@ def test_a_broker_that_loses_its_data_mid_batch_strands_nothing(base_env, start_
         server.send_signal(signal.SIGKILL)  # no persistence: the queue is gone
         server.wait()
         lost = time.monotonic()
-        server = start_redis()
+        server = start_redis(port, data)
         done = wait_batch(api, batch["id"], timeout=180)
         took = time.monotonic() - lost
         assert done["status"] == "succeeded", done
@@ -120,6 +112,16 @@ def test_a_broker_that_loses_its_data_mid_batch_strands_nothing(base_env, start_
         scaler.wait(timeout=60)
         server.terminate()
         server.wait(timeout=10)
+
+
+def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
+    """A Redis of the test's own, without persistence (nothing else shares it)."""
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_timeout=1)
+    wait_until(lambda: _pings(client), 10, "the broker to answer")
+    return proc
 
 
 def _pings(client: redis.Redis) -> bool:
@@ -200,7 +202,18 @@ def test_inputs_stored_by_a_submission_that_died_are_removed_after_the_grace(
     assert removed["count"] == 10
 
 
-def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(base_env):
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[int]:
+    """The port of a Redis of the test's own: no consumer of an earlier test shares it."""
+    port = free_port()
+    server = start_redis(port, tmp_path)
+    yield port
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(
+        base_env, private_redis):
     """What a stack stopped by kill -9 leaves: a message delivered to a worker that is
     gone. A live worker holds only what came after it started, so the reconciler gives
     it back at once (no phantom in flight), and leaves a live worker's own alone."""
@@ -209,17 +222,19 @@ def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(
     from imgburst.core.reconcile import Reconciler
     from imgburst.core.store import JobStore
 
-    settings = settings_for(base_env)
-    broker = redis.Redis.from_url(base_env["REDIS_URL"])
+    env = base_env | {"REDIS_URL": f"redis://127.0.0.1:{private_redis}/0"}
+    settings = settings_for(env)
+    broker = redis.Redis(port=private_redis)
     api = create_app(settings).test_client()
     submit(api, [("a.jpg", photo_bytes(1, 64, 48))])
     celery = make_celery(settings)
     # A worker takes it and is SIGKILLed before acking: kombu's Redis transport moved the
     # message from the list to its `unacked` hash, indexed by delivery time (QoS.append).
+    broker.delete("_kombu.binding.images")  # as after the broker lost its data
     raw = broker.rpop("images")
     payload = json.loads(raw)
-    tag = payload["properties"]["delivery_tag"]
-    broker.hset("unacked", tag, json.dumps([payload, "images", "images"]))
+    tag, info = payload["properties"]["delivery_tag"], payload["properties"]["delivery_info"]
+    broker.hset("unacked", tag, json.dumps([payload, info["exchange"], info["routing_key"]]))
     broker.zadd("unacked_index", {tag: time.time()})
     assert (waiting(broker), in_flight(broker)) == (0, 1)
     events: list[dict] = []

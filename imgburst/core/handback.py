@@ -57,6 +57,21 @@ def unacked_tags(celery: Celery, job_ids: set[str]) -> dict[str, str]:
     return tags
 
 
+def restore(celery: Celery, tags: list[str]) -> None:
+    """Put these unacknowledged messages back at the head of the queue (the next to be
+    delivered), as kombu does when a visibility timeout expires. The queue's binding is
+    declared first: kombu routes a restored message by the bindings in Redis, which a
+    broker that lost its data no longer has (a process declares a queue once, then
+    trusts its own memory)."""
+    if not tags:
+        return
+    with celery.connection_for_write() as conn:
+        channel = conn.default_channel
+        celery.amqp.queues[QUEUE](channel).declare()
+        for tag in tags:
+            channel.qos.restore_by_tag(tag, leftmost=False)
+
+
 def hand_back(store: JobStore, celery: Celery, worker: str, why: str,
               only: set[str] | None = None) -> list[str]:
     """Queue again the jobs the store says `worker` runs (of `only`, when given); returns
@@ -67,11 +82,7 @@ def hand_back(store: JobStore, celery: Celery, worker: str, why: str,
     if not jobs:
         return []
     tags = unacked_tags(celery, set(jobs))
-    with celery.connection_for_write() as conn:
-        qos = conn.default_channel.qos
-        for job in jobs:
-            if job in tags:
-                qos.restore_by_tag(tags[job], leftmost=False)  # the next to be delivered
+    restore(celery, [tags[job] for job in jobs if job in tags])
     lost = [job for job in jobs if job not in tags]
     if lost:  # the broker lost them (or never had them): send them anew
         enqueue_jobs(celery, lost)

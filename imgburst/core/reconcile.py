@@ -43,7 +43,7 @@ from celery import Celery
 
 from imgburst.core.blobs import BlobStore
 from imgburst.core.celery_app import QUEUE, enqueue_jobs
-from imgburst.core.handback import UNACKED, hand_back, message_job
+from imgburst.core.handback import UNACKED, hand_back, message_job, restore
 from imgburst.core.inspect import HEARTBEAT_TTL_S, live_workers
 from imgburst.core.store import JobStore, utcnow
 
@@ -195,10 +195,7 @@ class Reconciler:
                 stale.append(tag)  # reserved by a worker long gone
         if not stale:
             return
-        with self.celery.connection_for_write() as conn:
-            qos = conn.default_channel.qos
-            for tag in stale:
-                qos.restore_by_tag(tag, leftmost=False)
+        restore(self.celery, stale)
         self.record("restored", entries=len(stale), reason=(
             "unacknowledged messages no live worker holds went back to the queue"))
 
