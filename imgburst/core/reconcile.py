@@ -146,12 +146,8 @@ class Reconciler:
         of workers that stopped beating, and those a live worker's heartbeat doesn't list
         (its task was cancelled when its broker connection dropped)."""
         beats = {w.name: w for w in live_workers(self.client)}
-        orphans: set[tuple[str, str]] = set()
-        for worker in self.store.running_workers():
-            beat = beats.get(worker)
-            for job in self.store.running_on(worker):
-                if beat is None or job not in beat.jobs:
-                    orphans.add((worker, job))
+        orphans = {(worker, job) for worker, job in self.store.running_jobs()
+                   if worker not in beats or job not in beats[worker].jobs}
         confirmed = orphans & self.orphans
         for worker in sorted({w for w, _ in confirmed}):
             why = (f"its worker {worker} stopped beating (killed, or its machine was lost)"

@@ -385,11 +385,11 @@ class JobStore:
             return list(conn.execute(select(Job.id).where(
                 Job.batch_id == batch_id, Job.status == "queued")).scalars())
 
-    def running_workers(self) -> list[str]:
-        """The workers the store says run jobs now (read from the status index)."""
+    def running_jobs(self) -> list[tuple[str, str]]:
+        """(worker, job) of every job the store says runs now (from the status index)."""
         with self.engine.connect() as conn:
-            return [w for w in conn.execute(select(Job.worker).distinct().where(
-                Job.status == "running")).scalars() if w]
+            return [(w, j) for j, w in conn.execute(select(Job.id, Job.worker).where(
+                Job.status == "running")).all() if w]
 
     def queued_jobs(self, before: datetime, after: str, limit: int) -> list[str]:
         """Jobs `queued` since before `before`, a page at a time (ids above `after`)."""

@@ -35,9 +35,9 @@ def end_drain(client: redis.Redis, name: str) -> None:
     client.hdel(DRAINS_KEY, name)
 
 
-def forget_drains(client: redis.Redis, keep: set[str]) -> None:
-    """Drop records of workers that no longer exist (removed by anyone)."""
-    gone = set(drains(client)) - keep
+def forget_drains(client: redis.Redis, recorded: dict[str, float], keep: set[str]) -> None:
+    """Drop records (as just read) of workers that no longer exist (removed by anyone)."""
+    gone = set(recorded) - keep
     if gone:
         client.hdel(DRAINS_KEY, *gone)
 

@@ -121,7 +121,7 @@ class Scaler:
             del self.milestones[gone]  # forget removed workers: the scaler runs for months
         self.failed = {name: t for name, t in self.failed.items() if name in names}
         drains = restart_state.drains(self.client)
-        restart_state.forget_drains(self.client, names)
+        restart_state.forget_drains(self.client, drains, names)
         for item in items:
             beat = beats.get(item.name)
             phase = self._phase(item, beat, drains)
