@@ -188,11 +188,29 @@ def test_only_an_admin_key_reads_the_services_own_container(app):
                    {"container": "imgburst", "prefix": "outputs/"}):
         refused = keyed(app, ALICE).post("/api/v1/batches", json={"source": source})
         assert refused.status_code == 403, source
-        assert "own container (imgburst) needs an admin key" in refused.get_json()["detail"]
+        assert "IMGBURST_SOURCE_CONTAINERS (none)" in refused.get_json()["detail"]
     assert keyed(app, ALICE).get("/api/v1/batches").get_json()["items"] == []
     allowed = keyed(app, ADMIN).post("/api/v1/batches", json={
         "source": {"container": "imgburst", "prefix": "inputs/"}})
     assert allowed.status_code == 202 and allowed.get_json()["jobs"] == 1
+
+
+def test_a_non_admin_reads_only_listed_containers_and_learns_nothing_of_others(auth_env):
+    """Not listed: the same 403 whether the container exists or not (no probing)."""
+    app = create_app(settings_for(auth_env | {"IMGBURST_SOURCE_CONTAINERS": "photos"}))
+    refusals = set()
+    for container in ("imgburst", "nothere", "other-one"):
+        refused = keyed(app, ALICE).post("/api/v1/batches",
+                                         json={"source": {"container": container}})
+        assert refused.status_code == 403, container
+        refusals.add(refused.get_json()["detail"])
+    assert refusals == {"this key may read source containers listed in "
+                        "IMGBURST_SOURCE_CONTAINERS (photos); ask an operator to add it, or "
+                        "upload the images"}
+    listed = keyed(app, ALICE).post("/api/v1/batches", json={"source": {"container": "photos"}})
+    assert listed.status_code == 404, listed.get_json()  # listed: it may learn it is missing
+    with pytest.raises(SettingsError, match="IMGBURST_SOURCE_CONTAINERS"):
+        settings_for(auth_env | {"IMGBURST_SOURCE_CONTAINERS": "imgburst"})
 
 
 def test_on_azure_outputs_are_read_only_sas_urls(base_env, mysql_env, azurite, start_worker):

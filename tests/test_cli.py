@@ -66,9 +66,12 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         key = key_file.read_text().strip()
         assert key_file.stat().st_mode & 0o777 == 0o600
         assert key not in banner  # made on first run, never printed: the link has a code
-        code = re.search(rf"dashboard: {re.escape(url)}/#login=([\w-]+)", banner)
-        assert code, banner
+        assert "#login=" not in banner  # and the link is not written to a log either
+        assert f"dashboard: {url}/ (to sign in, run `imgburst login` in a terminal" in banner
         login = f"{url}/api/v1/login"
+        first = imgburst("login", env=env)
+        code = re.fullmatch(rf"{re.escape(url)}/#login=([\w-]+)\n", first.stdout)
+        assert code, first.stdout + first.stderr
         assert requests.post(login, json={"code": code[1]}, timeout=5).json() == {"key": key}
         assert requests.post(login, json={"code": code[1]}, timeout=5).status_code == 404
         another = imgburst("login", env=env)

@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
     app.config["MAX_FORM_PARTS"] = settings.max_files + 16
+    app.config["MAX_FORM_MEMORY_SIZE"] = 500_000  # a text part (a recipe: a few KB)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = JobStore.from_settings(settings)
     migrate(store.engine)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 from io import BytesIO
 from typing import Any
@@ -30,11 +29,11 @@ from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.inspect import nudge, waiting
 from imgburst.core.recipes import Recipe
 from imgburst.core.schema import MAX_BATCH_NAME
+from imgburst.core.settings import CONTAINER_RE
 from imgburst.core.store import NewJob, new_id
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 
-CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 
 def store_input(svc: Services, batch_id: str, name: str, data: bytes | memoryview) -> NewJob:
@@ -81,8 +80,14 @@ def _source_jobs(svc: Services, source: Any) -> tuple[list[NewJob], str]:
     if not isinstance(prefix, str) or len(prefix) > 1024:
         raise Problem(400, "Invalid source", "source.prefix must be a string of at most 1024 "
                       "characters", field="source.prefix")
-    if container == svc.blobs.container:  # every owner's uploads and outputs live there
-        auth.require_admin(f"reading the service's own container ({container})")
+    caller = auth.current()
+    if not caller.admin and container not in svc.settings.source_containers:
+        # The same answer whether or not the container exists: a key learns nothing of
+        # the account's containers (the service's own holds every owner's uploads)
+        allowed = ", ".join(svc.settings.source_containers) or "none"
+        raise Problem(403, "Container not allowed", f"this key may read source containers "
+                      f"listed in IMGBURST_SOURCE_CONTAINERS ({allowed}); ask an operator to "
+                      "add it, or upload the images", field="source.container")
     try:
         blobs = [b for b in svc.blobs.list(prefix, container=container)]
     except BlobNotFound:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -64,19 +64,38 @@ def problem_response(status: int, title: str, detail: str, field: str | None = N
     return response
 
 
+def log_refusal(status: int, title: str, detail: str) -> None:
+    """One line per refused request, never a traceback: whatever a client sends, the log
+    grows by a line, and the line says which request and why (details name fields, never
+    keys or secrets)."""
+    if request:
+        log.info("%d %s %s: %s: %s", status, request.method, request.path, title, detail[:200])
+
+
 def register_error_handlers(app: Flask) -> None:
     max_mb = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
 
     @app.errorhandler(Problem)
     def _problem(exc: Problem) -> Response:
+        log_refusal(exc.status, exc.title, exc.detail)
         return problem_response(exc.status, exc.title, exc.detail, exc.field, exc.headers)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_exc: RequestEntityTooLarge) -> Response:
-        return problem_response(413, "Request too large", upload_too_large(max_mb))
+        """Werkzeug raises the same exception for a body too large, too many form parts
+        and a text field too large: say which it was."""
+        if (request.content_length or 0) > max_mb << 20:
+            detail = upload_too_large(max_mb)
+        else:
+            detail = (f"the form has too many parts (at most {app.config['MAX_FORM_PARTS']}) "
+                      f"or a text field over {app.config['MAX_FORM_MEMORY_SIZE'] >> 10} KB; "
+                      "nothing was stored")
+        log_refusal(413, "Request too large", detail)
+        return problem_response(413, "Request too large", detail)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
+        log_refusal(exc.code or 500, exc.name, exc.description or exc.name)
         response = problem_response(exc.code or 500, exc.name, exc.description or exc.name)
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]

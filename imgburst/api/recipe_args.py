@@ -6,12 +6,12 @@ whole, and the watermark assets it names must exist, before anything is stored.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import request
 
 from imgburst.api.errors import Problem
+from imgburst.api.json_body import MAX_JSON_BYTES, parse_json
 from imgburst.api.services import Services
 from imgburst.core.blobs import BlobError, BlobNotFound, asset_path
 from imgburst.core.recipes import DEFAULT_RECIPE, Recipe, RecipeError, Watermark, parse_recipe
@@ -42,14 +42,14 @@ def recipe_from_form(svc: Services) -> Recipe:
     """The recipe of a multipart request (a `recipe` part holding JSON, or `preset`)."""
     text = request.form.get("recipe")
     if text is None and "recipe" in request.files:
-        text = request.files["recipe"].read().decode("utf-8", errors="replace")
+        data = request.files["recipe"].read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise Problem(413, "Recipe too large", f"the recipe part is over "
+                          f"{MAX_JSON_BYTES >> 10} KB", field="recipe")
+        text = data.decode("utf-8", errors="replace")
     raw = None
     if text is not None and text.strip():
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise Problem(400, "Invalid recipe", f"recipe is not valid JSON: {exc.msg} at line "
-                          f"{exc.lineno} column {exc.colno}", field="recipe") from None
+        raw = parse_json(text, field="recipe")
     return recipe_from(svc, raw, request.form.get("preset") or None)
 
 

@@ -27,6 +27,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_options_header
 
 from imgburst.api.errors import Problem, refuse_unknown
+from imgburst.api.json_body import MAX_JSON_BYTES, parse_json
 from imgburst.api.services import services
 from imgburst.core.settings import Settings
 
@@ -46,9 +47,17 @@ def _too_large(index: int, filename: str, limit: int) -> Problem:
                    field=f"files[{index}]")
 
 
-def refuse_unknown_parts(known: tuple[str, ...]) -> None:
-    """A multipart request's parts, checked as a JSON body's fields are."""
-    refuse_unknown((*request.form, *request.files), known, "part")
+def refuse_unknown_parts(known: tuple[str, ...], repeatable: tuple[str, ...] = ("files",)
+                         ) -> None:
+    """A multipart request's parts, checked as a JSON body's fields are: an unknown part,
+    or a second `recipe` (which one would win?), is refused."""
+    names = [name for name, _ in (*request.form.items(multi=True),
+                                  *request.files.items(multi=True))]
+    refuse_unknown(names, known, "part")
+    for name in known:
+        if name not in repeatable and names.count(name) > 1:
+            raise Problem(400, "Duplicate part", f"the part {name!r} was sent "
+                          f"{names.count(name)} times; send it once", field=name)
 
 
 def _malformed(exc: ValueError, boundary: bytes) -> Problem:
@@ -56,7 +65,10 @@ def _malformed(exc: ValueError, boundary: bytes) -> Problem:
     left to Werkzeug, the form would be empty and the answer a puzzling "No images"."""
     reason = str(exc)
     shown = boundary[:70].decode("ascii", "replace")
-    if not boundary:
+    if isinstance(exc, UnicodeDecodeError):
+        detail = ("a part's headers are not UTF-8 (a file name in another encoding?); send "
+                  "file names as UTF-8, as RFC 7578 says; nothing was stored")
+    elif not boundary:
         detail = ("the Content-Type multipart/form-data has no boundary parameter (or one "
                   "that is not ASCII); let the HTTP client build the multipart body")
     elif "Content-Disposition" in reason:
@@ -256,7 +268,9 @@ class SplittingParser(FormDataParser):
 
 
 class UploadRequest(Request):
-    """Uploaded parts of a body up to 64 MB stay in memory: views of the body when it is
+    """JSON bodies are read by `parse_json` (bounded in size, depth and numbers).
+
+    Uploaded parts of a body up to 64 MB stay in memory: views of the body when it is
     already in memory (`SplittingParser`), else `BytesIO` (Werkzeug would spill each part
     over 500 KB to a temp file), so a photo is not written to disk and read back before
     it is stored; larger bodies spill to temp files. Each part is bounded by
@@ -264,6 +278,19 @@ class UploadRequest(Request):
     arrive, so the parser stops at the first part too many or too large."""
 
     file_parts = 0
+
+    def get_json(self, force: bool = False, silent: bool = False,
+                 cache: bool = True) -> Any:
+        if not (force or self.is_json):
+            return super().get_json(force, silent, cache)  # None, or Werkzeug's 415
+        if (self.content_length or 0) > MAX_JSON_BYTES:
+            raise Problem(413, "Body too large", f"a JSON body is at most "
+                          f"{MAX_JSON_BYTES >> 10} KB; this one is {self.content_length} bytes")
+        data = self.get_data(cache=cache)
+        if len(data) > MAX_JSON_BYTES:
+            raise Problem(413, "Body too large", f"a JSON body is at most "
+                          f"{MAX_JSON_BYTES >> 10} KB")
+        return parse_json(data, silent=silent)
 
     @property
     def _settings(self) -> Settings:

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import request, url_for
 
+from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.output_urls import output_url
 from imgburst.api.services import services
@@ -42,6 +43,12 @@ def batch_json(view: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pool_of(worker: str | None) -> str | None:
+    """`burst` of `burst@<pod>`: what a non-admin sees of the worker that ran a job (which
+    pool, not the pod or host names of the install, as the stats hide them too)."""
+    return worker.partition("@")[0] if worker else worker
+
+
 def job_json(view: dict[str, Any]) -> dict[str, Any]:
     svc = services()
     return {
@@ -53,7 +60,7 @@ def job_json(view: dict[str, Any]) -> dict[str, Any]:
         "status": view["status"],
         "error": view["error"],
         "attempts": view["attempts"],
-        "worker": view["worker"],
+        "worker": view["worker"] if auth.current().admin else pool_of(view["worker"]),
         "created_at": iso(view["created_at"]),
         "started_at": iso(view["started_at"]),
         "finished_at": iso(view["finished_at"]),

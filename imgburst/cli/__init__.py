@@ -104,8 +104,11 @@ def cli() -> None:
                                       "yoichi -> v2, others 90/10).")
 @click.option("--no-auth", is_flag=True,
               help="Serve the API without keys (local demos only; says so loudly).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the API listens on: this machine only by default; 0.0.0.0 "
+                   "opens it to the network.")
 def up(port: int | None, concurrency: int | None, versions: str | None, route: str,
-       no_auth: bool) -> None:
+       no_auth: bool, host: str) -> None:
     """Start everything on one machine: Redis (embedded if REDIS_URL is unset), API, worker."""
     from imgburst.cli.up import run_stack
 
@@ -122,13 +125,13 @@ def up(port: int | None, concurrency: int | None, versions: str | None, route: s
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
         try:
-            probe.bind(("0.0.0.0", port))
+            probe.bind((host, port))
         except OSError as exc:
-            stop = cannot_listen("0.0.0.0", port, exc)
+            stop = cannot_listen(host, port, exc)
             if stop is None:
                 raise
             raise stop from None
-    raise SystemExit(run_stack(settings, port, concurrency, pair, route, no_auth))
+    raise SystemExit(run_stack(settings, port, concurrency, pair, route, no_auth, host))
 
 
 @cli.command()

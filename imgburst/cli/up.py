@@ -169,6 +169,9 @@ def dashboard_lines(url: str, key: str | None) -> list[str]:
 
     if key is None:
         return [f"dashboard: [link={url}/]{url}/[/link]"]
+    if not console.is_terminal:  # a log file, `docker logs`: a sign-in link must not stay there
+        return [f"dashboard: {url}/ (to sign in, run `imgburst login` in a terminal: a "
+                "one-time link is printed only to a terminal, never to a log)"]
     try:
         link, ttl = Client(url, key).login_link()
     except ApiError as exc:
@@ -181,7 +184,7 @@ def dashboard_lines(url: str, key: str | None) -> list[str]:
 
 def run_stack(settings: Settings, port: int | None, concurrency: int | None,
               versions: tuple[str, ...] | None = None, route: str = "v1",
-              no_auth: bool = False) -> int:
+              no_auth: bool = False, host: str = "127.0.0.1") -> int:
     # `kill` and `docker stop` stop cleanly too; SIGINT is set as well, since a shell
     # without job control starts `imgburst up &` with it ignored, and Python then leaves
     # it so: Ctrl-C and `kill -INT` must still stop everything.
@@ -222,12 +225,13 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
                 upstreams[subset] = f"http://127.0.0.1:{version_port}"
             for subset, upstream in upstreams.items():
                 wait_http(f"{upstream}/healthz", processes[f"api-{subset}"])
-            router = RouterServer(("0.0.0.0", port), load_rules(rules_file), upstreams)
+            router = RouterServer((host, port), load_rules(rules_file), upstreams)
             serve_in_background(router)
             console.print(f"router: {rules_file.name} over {', '.join(versions)}", markup=False)
             api = processes[f"api-{versions[0].split('.')[0]}"]
         else:
-            api = processes["api"] = child([*cmd, "api", "--port", str(port)], env=env)
+            api = processes["api"] = child([*cmd, "api", "--host", host, "--port", str(port)],
+                                           env=env)
         worker = [*cmd, "worker", "--pool", "base"]
         if concurrency:
             worker += ["--concurrency", str(concurrency)]

@@ -112,6 +112,7 @@ class Settings:
     orphan_after_s: float = 600.0  # a burst worker with no scaler this long leaves when idle
     reconcile_grace_s: float = 60.0  # a batch not all sent this long after it was recorded
     input_grace_s: float = 3600.0  # an uploaded input with no job this long is removed
+    source_containers: tuple[str, ...] = ()  # containers a non-admin key's source batch may read
     fail_point: str | None = None  # tests only: SIGKILL the process there (FAIL_POINTS)
 
     @property
@@ -223,6 +224,7 @@ class Settings:
             orphan_after_s=_float(env, "IMGBURST_ORPHAN_AFTER_S", 600.0, 0, 7 * 86400),
             reconcile_grace_s=_float(env, "IMGBURST_RECONCILE_GRACE_S", 60.0, 1, 86400),
             input_grace_s=_float(env, "IMGBURST_INPUT_GRACE_S", 3600.0, 1, 30 * 86400),
+            source_containers=_source_containers(env),
             fail_point=_fail_point(env),
         )
 
@@ -268,6 +270,7 @@ def _url_secret(env: Mapping[str, str]) -> bytes | None:
     return raw.encode() if raw else None
 
 
+CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")  # Azure's rule
 RATE_RE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$")
 
 
@@ -371,6 +374,21 @@ def _url(env: Mapping[str, str], name: str, schemes: set[str]) -> None:
         allowed = ", ".join(f"{s}://" for s in sorted(schemes))
         raise SettingsError(name, f"unknown scheme {scheme + '://' if scheme else '(none)'}; "
                                   f"use one of {allowed}")
+
+
+def _source_containers(env: Mapping[str, str]) -> tuple[str, ...]:
+    """IMGBURST_SOURCE_CONTAINERS: containers a non-admin key's source batch may read,
+    comma-separated (empty: none). Never the service's own: it holds every key's uploads."""
+    name = "IMGBURST_SOURCE_CONTAINERS"
+    names = tuple(n.strip() for n in env.get(name, "").split(",") if n.strip())
+    for container in names:
+        if not CONTAINER_RE.match(container):
+            raise SettingsError(name, f"{container!r} is not a container name (3-63 lowercase "
+                                "letters, digits, single dashes)")
+        if container == _container(env):
+            raise SettingsError(name, f"must not list the service's own container "
+                                f"({container}): it holds every key's uploads and outputs")
+    return names
 
 
 def _container(env: Mapping[str, str]) -> str:
