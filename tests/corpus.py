@@ -50,6 +50,22 @@ def gif_frames(count: int) -> bytes:
     return _save(frames[0], "GIF", save_all=True, append_images=frames[1:])
 
 
+def gif_frame_bomb(frames: int = 30, side: int = 3500) -> bytes:
+    """A GIF that claims `frames` frames of `side` x `side` (12 MP each) in a few hundred
+    bytes: each frame's LZW data is a clear code and an end code, nothing else."""
+    screen = struct.pack("<6sHHBBB", b"GIF89a", side, side, 0x80, 0, 0) + b"\x00" * 6
+    frame = (struct.pack("<BHHHHB", 0x2C, 0, 0, side, side, 0)
+             + b"\x02\x02\x44\x01\x00")  # min code size 2; one sub-block: clear, end
+    return screen + frame * frames + b"\x3b"
+
+
+def jpeg_ending_early() -> bytes:
+    """A photo whose scan stops halfway, closed by an end-of-image marker: libjpeg fills
+    the missing rows with grey and only warns."""
+    data = photo_bytes(3, 1600, 1200)
+    return data[:len(data) // 2] + b"\xff\xd9"
+
+
 def cmyk_jpeg() -> bytes:
     return _save(Image.new("CMYK", (64, 48), (0, 255, 255, 0)), "JPEG", quality=95)  # red
 
@@ -95,6 +111,8 @@ BAD: list[tuple[str, Callable[[], bytes], str]] = [
     ("crc.png", png_broken_crc, "corrupt"),
     ("bomb.png", png_bomb, "30000x30000 is 900.0 MP, above the 50 MP limit"),
     ("frames.gif", lambda: gif_frames(200), "too many frames"),
+    ("frame-bomb.gif", gif_frame_bomb, "animation too large: its 30 frames hold 367.5 MP"),
+    ("ends-early.jpg", jpeg_ending_early, "truncated JPEG: its data ends before the last rows"),
     ("print.eps", lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n",
      "PostScript/EPS is not accepted"),
     ("logo.svg", lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',

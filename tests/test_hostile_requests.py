@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from conftest import settings_for
+from PIL import Image
 from test_auth import ADMIN, ALICE, keyed
 
 from imgburst.api import create_app
@@ -132,3 +133,16 @@ def test_the_dashboard_page_carries_no_numbers_without_a_key(app):
     page = app.test_client().get("/").get_data(as_text=True)
     assert '<b id="tile-waiting">–</b>' in page and '<b id="pool-base">–</b>' in page
     assert 'data-id="' not in page  # no batch rows either
+
+
+def test_an_asset_is_bounded_on_each_side_at_upload(app):
+    tall = io.BytesIO()
+    Image.new("L", (10, 5_000_000), 200).save(tall, "PNG")  # 50 MP, 107 KB
+    response = keyed(app, ADMIN).put("/api/v1/assets/tall.png", data=tall.getvalue())
+    assert response.status_code == 413
+    assert response.get_json()["detail"].startswith(
+        "10x5000000; an asset may be at most 4096 px on each side and 16 MP")
+    logo = io.BytesIO()
+    Image.new("RGBA", (512, 128), (0, 0, 0, 128)).save(logo, "PNG")
+    assert keyed(app, ADMIN).put("/api/v1/assets/logo.png", data=logo.getvalue()).status_code \
+        == 201

@@ -186,7 +186,8 @@ def test_a_worker_process_reuses_image_memory_between_jobs(tmp_path, monkeypatch
 
     monkeypatch.setattr(tasks, "_runtime", None)
     settings = Settings.from_env({"IMGBURST_HOME": str(tmp_path),
-                                  "IMGBURST_WORKER_IMAGE_BLOCKS": str(blocks)})
+                                  "IMGBURST_WORKER_IMAGE_BLOCKS": str(blocks),
+                                  "IMGBURST_WORKER_MAX_MEMORY_MB": "0"})  # not pytest's
     try:
         tasks.prepare_process(settings)
         assert Image.core.get_blocks_max() == blocks

@@ -114,3 +114,61 @@ def test_heif_is_recognised_and_refused_clearly_without_its_plugin(monkeypatch):
     monkeypatch.setattr(source, "HEIF_PLUGIN", False)
     with pytest.raises(ImageError, match="HEIF needs the pillow-heif package"):
         process(heic, DEFAULT_RECIPE)
+
+
+def test_frames_are_counted_from_headers_not_decoded():
+    """30 frames of 12 MP: decoding each to count them took seconds of CPU."""
+    from corpus import gif_frame_bomb
+
+    bomb = gif_frame_bomb(frames=3, side=3500)  # under every bound: counted, then opened
+    started = time.process_time()
+    img, _ = open_image(bomb, Limits())
+    assert img.tell() == 0 and time.process_time() - started < 0.05
+    with pytest.raises(ImageError, match=r"its 3 frames hold 36.8 MP, above the 30 MP"):
+        open_image(bomb, Limits(max_total_pixels=30_000_000))
+    started = time.process_time()
+    with pytest.raises(ImageError, match="too many frames"):
+        open_image(gif_frame_bomb(frames=5000, side=3500), Limits())
+    assert time.process_time() - started < 0.05
+
+
+def _largest_new_image(monkeypatch) -> list[int]:
+    """Record the pixels of every image the watermark module creates."""
+    from imgburst.worker.imaging import watermark
+
+    sizes: list[int] = []
+    real_new = watermark.Image.new
+
+    def new(mode, size, *args, **kwargs):
+        sizes.append(size[0] * size[1])
+        return real_new(mode, size, *args, **kwargs)
+
+    monkeypatch.setattr(watermark.Image, "new", new)
+    return sizes
+
+
+def test_a_text_mark_is_sized_to_fit_before_it_is_drawn(monkeypatch):
+    """200 W at 1000 px would be a 180 MP bitmap; the font is shrunk first instead."""
+    sizes = _largest_new_image(monkeypatch)
+    recipe = parse_recipe({"outputs": [{"name": "o", "format": "png", "ops": [
+        {"op": "watermark", "text": "W" * 200, "size": 1000}]}]})
+    (out,) = process(photo_bytes(1, 1000, 1000), recipe)
+    assert (out.width, out.height) == (1000, 1000)
+    assert sizes and max(sizes) <= 1000 * 1000, sizes
+
+
+def test_an_asset_is_bounded_on_each_side_and_scaled_once():
+    recipe = parse_recipe({"outputs": [{"name": "o", "format": "png", "ops": [
+        {"op": "watermark", "image": "tall.png", "scale": 1}]}]})
+    tall = _png(Image.new("L", (10, 20_000), 200))  # 0.2 MP, but 20,000 px high
+    with pytest.raises(ImageError, match="10x20000; an asset may be at most 4096 px"):
+        process(photo_bytes(1, 400, 300), recipe, assets={"tall.png": tall})
+    logo = _png(Image.new("RGBA", (4000, 4000), (255, 0, 0, 255)))
+    (out,) = process(photo_bytes(1, 400, 300), recipe, assets={"tall.png": logo})
+    assert (out.width, out.height) == (400, 300)
+
+
+def _png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()

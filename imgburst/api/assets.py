@@ -14,8 +14,8 @@ from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.services import services
 from imgburst.core.blobs import BlobError, asset_path
-from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
-from imgburst.core.recipes.ops import ASSET_NAME
+from imgburst.core.formats import SNIFF_BYTES, dimensions, sniff, unsupported_message
+from imgburst.core.recipes.ops import ASSET_MAX_PIXELS, ASSET_MAX_SIDE, ASSET_NAME
 
 bp = Blueprint("assets", __name__, url_prefix="/api/v1/assets")
 MAX_ASSET_BYTES = 10 << 20
@@ -36,6 +36,14 @@ def put_asset(name: str) -> Response:
     if fmt is None:
         raise Problem(415, "Unsupported asset", unsupported_message(data[:SNIFF_BYTES]),
                       field="body")
+    size = dimensions(data, fmt)
+    if size is None:
+        raise Problem(415, "Unsupported asset", f"the {fmt.upper()} header can't be read",
+                      field="body")
+    if max(size) > ASSET_MAX_SIDE or size[0] * size[1] > ASSET_MAX_PIXELS:
+        raise Problem(413, "Asset too large", f"{size[0]}x{size[1]}; an asset may be at most "
+                      f"{ASSET_MAX_SIDE} px on each side and {ASSET_MAX_PIXELS / 1e6:g} MP "
+                      "(a logo is a few hundred pixels)", field="body")
     try:
         services().blobs.put(asset_path(name), data, content_type=f"image/{fmt}")
     except BlobError as exc:

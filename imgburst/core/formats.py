@@ -7,6 +7,7 @@ interpreter, SVG fetches and scripts, PSD is a large attack surface), is refused
 
 from __future__ import annotations
 
+import io
 from importlib.util import find_spec
 
 SNIFF_BYTES = 64
@@ -69,3 +70,16 @@ def unsupported_message(head: bytes) -> str:
     name = describe(head)
     what = f"{name} is not accepted" if name else "not a known image"
     return f"unsupported format: {what} (allowed: {allowed}; judged by content, not by name)"
+
+
+def dimensions(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """Width and height from the header of a `fmt` image (no pixel is decoded); None when
+    the header can't be read. For the API's checks of admin uploads: images themselves
+    are decoded only by workers."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, KeyError):
+        return None

@@ -112,6 +112,7 @@ class Settings:
     orphan_after_s: float = 600.0  # a burst worker with no scaler this long leaves when idle
     reconcile_grace_s: float = 60.0  # a batch not all sent this long after it was recorded
     input_grace_s: float = 3600.0  # an uploaded input with no job this long is removed
+    job_cpu_s: float = 60.0  # CPU seconds one job may use; past it, the job fails
     source_containers: tuple[str, ...] = ()  # containers a non-admin key's source batch may read
     fail_point: str | None = None  # tests only: SIGKILL the process there (FAIL_POINTS)
 
@@ -211,7 +212,7 @@ class Settings:
             max_megapixels=_float(env, "IMGBURST_MAX_MEGAPIXELS", 50, 0.01, 1000),
             max_frames=_int(env, "IMGBURST_MAX_FRAMES", 100, 1, 100_000),
             presets=_presets(env),
-            worker_max_memory_mb=_int(env, "IMGBURST_WORKER_MAX_MEMORY_MB", 1024, 0, 1 << 20),
+            worker_max_memory_mb=_int(env, "IMGBURST_WORKER_MAX_MEMORY_MB", 800, 0, 1 << 20),
             worker_image_blocks=_int(env, "IMGBURST_WORKER_IMAGE_BLOCKS", 4, 0, 1024),
             keep_inputs=_bool(env, "IMGBURST_KEEP_INPUTS", False),
             task_time_limit_s=time_limit,
@@ -224,6 +225,7 @@ class Settings:
             orphan_after_s=_float(env, "IMGBURST_ORPHAN_AFTER_S", 600.0, 0, 7 * 86400),
             reconcile_grace_s=_float(env, "IMGBURST_RECONCILE_GRACE_S", 60.0, 1, 86400),
             input_grace_s=_float(env, "IMGBURST_INPUT_GRACE_S", 3600.0, 1, 30 * 86400),
+            job_cpu_s=_float(env, "IMGBURST_JOB_CPU_S", 60.0, 0, 86400),
             source_containers=_source_containers(env),
             fail_point=_fail_point(env),
         )

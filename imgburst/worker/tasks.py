@@ -40,10 +40,10 @@ from imgburst.core.celery_app import (
     make_celery,
 )
 from imgburst.core.inspect import is_alive, record_ended
-from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, RecipeError, parse_recipe
+from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, Recipe, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobInput, JobStore, OutputRecord, StartedJob
-from imgburst.worker import heartbeat, imaging
+from imgburst.worker import budget, heartbeat, imaging
 
 log = logging.getLogger("imgburst.worker")
 ASSET_CACHE = 32
@@ -101,9 +101,9 @@ class Runtime:
 
 
 def limits_from_settings(settings: Settings) -> imaging.Limits:
-    return imaging.Limits(max_pixels=int(settings.max_megapixels * 1_000_000),
-                          max_frames=settings.max_frames,
-                          max_bytes=settings.max_file_mb << 20)
+    pixels = int(settings.max_megapixels * 1_000_000)
+    return imaging.Limits(max_pixels=pixels, max_frames=settings.max_frames,
+                          max_bytes=settings.max_file_mb << 20, max_total_pixels=4 * pixels)
 
 
 _runtime: Runtime | None = None
@@ -143,7 +143,7 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     try:
         recipe = parse_recipe(job.recipe)
         data = rt.blobs.get(job.input_path, container=job.input_container)
-        rendered = imaging.process(data, recipe, rt.limits, rt.assets(recipe.assets))
+        rendered = render_within_budget(rt.settings, data, recipe, rt.assets(recipe.assets))
         records = []
         for out in rendered:
             path = output_path(job.batch_id, job.id, out.name, EXTENSIONS[out.format])
@@ -166,6 +166,25 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
     log.info("job %s succeeded in %.0f ms (attempt %d)", job_id,
              (time.perf_counter() - started) * 1000, job.attempts)
     return "succeeded"
+
+
+def render_within_budget(settings: Settings, data: bytes, recipe: Recipe,
+                         assets: dict[str, bytes], accept: str | None = None
+                         ) -> list[imaging.Rendered]:
+    """`imaging.process` within the job's CPU budget and the process's memory bound: past
+    either, an `ImageError` that says which (the job fails; the worker goes on)."""
+    try:
+        with budget.cpu_budget(settings.job_cpu_s):
+            return imaging.process(data, recipe, limits_from_settings(settings), assets, accept)
+    except budget.CpuBudgetExceeded:
+        raise imaging.ImageError(f"used more than {settings.job_cpu_s:g} s of CPU "
+                                 "(IMGBURST_JOB_CPU_S): try a smaller image or fewer "
+                                 "operations before the first resize") from None
+    except MemoryError:
+        raise imaging.ImageError(f"needs more memory than a worker process may use "
+                                 f"({settings.worker_max_memory_mb} MB, "
+                                 "IMGBURST_WORKER_MAX_MEMORY_MB): try a smaller image or "
+                                 "fewer operations before the first resize") from None
 
 
 def release_input(rt: Runtime, job: StartedJob | JobInput) -> None:
@@ -265,6 +284,7 @@ def prepare_process(settings: Settings) -> None:
     """Ready a new pool process: keep image memory between jobs, and connect to the job
     store now so that its first job does not wait for the connection."""
     imaging.keep_freed_blocks(settings.worker_image_blocks)
+    budget.bound_memory(settings.worker_max_memory_mb)
     try:
         runtime(settings).store.ping()
     except TRANSIENT:
@@ -276,11 +296,10 @@ def run_preview(settings: Settings, data: bytes, recipe_raw: object,
     """Render the first output of a recipe for one image: the reply the API waits for."""
     try:
         recipe = parse_recipe(recipe_raw)
-        limits = limits_from_settings(settings)
         names = recipe.assets
         assets = runtime(settings).assets(names) if names else {}
-        out = imaging.process(data, replace(recipe, outputs=recipe.outputs[:1]), limits,
-                              assets, accept)[0]
+        out = render_within_budget(settings, data, replace(recipe, outputs=recipe.outputs[:1]),
+                                   assets, accept)[0]
     except (imaging.ImageError, RecipeError) as exc:
         return {"error": str(exc)}
     except Exception as exc:  # a bug must fail one preview, never the worker

@@ -11,6 +11,8 @@ recipe the worker runs.
 
 from imgburst.core.recipes.fields import MAX_SIDE, RecipeError, anchor, rgba
 from imgburst.core.recipes.ops import (
+    ASSET_MAX_PIXELS,
+    ASSET_MAX_SIDE,
     OPS,
     Blur,
     Brightness,
@@ -43,7 +45,8 @@ from imgburst.core.recipes.recipe import (
 )
 
 __all__ = [
-    "AUTO_PREFERENCE", "BUILTIN", "DEFAULT_RECIPE", "DEFAULT_RECIPE_JSON", "EXTENSIONS",
+    "ASSET_MAX_PIXELS", "ASSET_MAX_SIDE", "AUTO_PREFERENCE", "BUILTIN", "DEFAULT_RECIPE",
+    "DEFAULT_RECIPE_JSON", "EXTENSIONS",
     "FORMATS", "FORMAT_OPTIONS", "MAX_SIDE", "MEDIA_TYPES", "OPS", "Blur", "Brightness",
     "Contrast", "Crop", "Extend", "Flip", "Flop", "Grayscale", "Op", "OutputSpec",
     "PresetError", "Recipe", "RecipeError", "Resize", "Rotate", "Saturation", "Sharpen",

@@ -33,6 +33,8 @@ TRANSPARENT = "#00000000"
 FILTERS = ("lanczos", "bicubic", "bilinear", "box", "nearest")
 DEFAULT_FILTER = "bicubic"  # Pillow's own thumbnail() default: near-lanczos quality, faster
 ASSET_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+ASSET_MAX_SIDE = 4096  # a logo; a 10 x 5,000,000 "logo" is 50 MP of thin air
+ASSET_MAX_PIXELS = 16_000_000
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = 100
     max_bytes: int = 50 << 20
+    max_total_pixels: int = 4 * DEFAULT_MAX_PIXELS
+    """All frames of an animation together (only the first is decoded; the rest are
+    bounded so that a file can't claim 100 frames of 50 MP)."""
 
     def check_output(self, width: float, height: float, what: str) -> None:
         """Refuse an operation that would allocate more pixels than a source may have."""

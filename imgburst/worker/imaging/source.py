@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -103,29 +104,66 @@ def open_image(data: bytes, limits: Limits | None = None,
     if w * h > limits.max_pixels:
         raise ImageError(f"{what} too large: {w}x{h} is {w * h / 1e6:.1f} MP, above the "
                          f"{limits.max_pixels / 1e6:g} MP limit")
-    frames = count_frames(img, limits.max_frames + 1)
-    if frames > limits.max_frames:
+    sizes = frame_sizes(data, fmt, img, limits.max_frames + 1)
+    if len(sizes) > limits.max_frames:
         raise ImageError(f"too many frames: more than {limits.max_frames} (the first frame is "
                          "used, but the count is limited)")
-    if frames > 1:
-        img.seek(0)
+    total = sum(fw * fh for fw, fh in sizes)
+    if total > limits.max_total_pixels:
+        raise ImageError(f"animation too large: its {len(sizes)} frames hold "
+                         f"{total / 1e6:.1f} MP, above the {limits.max_total_pixels / 1e6:g} MP "
+                         "limit for all frames together")
     return img, fmt
 
 
-def count_frames(img: Image.Image, stop: int) -> int:
-    """Frames in `img`, counting no further than `stop` (a frame bomb costs nothing)."""
-    if not getattr(img, "is_animated", False):
-        return 1
-    count = 1
+def frame_sizes(data: bytes, fmt: str, img: Image.Image, stop: int) -> list[tuple[int, int]]:
+    """The size of each frame (at most `stop` of them), read from headers: no frame is
+    decoded, so a frame bomb costs a walk over its bytes. A GIF's frames are read from
+    its image descriptors (Pillow's seek decodes every frame to compose the next); other
+    formats state their frame count in a header (APNG's acTL, WebP's ANIM chunks, TIFF's
+    IFD chain), and each frame is taken at the canvas size."""
+    if fmt == "gif":
+        return gif_frame_sizes(data, stop) or [img.size]
     try:
-        while count < stop:
-            img.seek(count)
-            count += 1
-    except EOFError:
-        pass
+        count = getattr(img, "n_frames", 1)
     except DECODE_ERRORS as exc:
-        raise ImageError(f"corrupt animation at frame {count + 1}: {exc}") from None
-    return count
+        raise ImageError(f"corrupt animation: {exc}") from None
+    return [img.size] * min(count, stop)
+
+
+def gif_frame_sizes(data: bytes, stop: int) -> list[tuple[int, int]]:
+    """A GIF's frame sizes from its image descriptors (GIF89a spec, section 20); the
+    LZW data between them is skipped by its sub-block lengths, never decoded."""
+    if len(data) < 13:
+        return []
+    pos = 13 + _colour_table(data[10])
+    sizes: list[tuple[int, int]] = []
+    while pos < len(data) and len(sizes) < stop:
+        kind = data[pos]
+        if kind == 0x21:  # an extension: its label, then data sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif kind == 0x2C and pos + 10 <= len(data):  # an image descriptor
+            width, height = struct.unpack_from("<HH", data, pos + 5)
+            sizes.append((width, height))
+            pos += 10 + _colour_table(data[pos + 9])
+            pos = _skip_sub_blocks(data, pos + 1)  # after the LZW minimum code size
+        else:  # the trailer (0x3B), or bytes that are no block: Pillow stops there too
+            break
+    return sizes
+
+
+def _colour_table(flags: int) -> int:
+    """Bytes of the colour table that a descriptor's packed flags announce."""
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while pos < len(data):
+        length = data[pos]
+        pos += 1 + length
+        if length == 0:
+            break
+    return pos
 
 
 def needed_scale(spec: OutputSpec, size: tuple[int, int]) -> float:
