@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from imgburst.api import auth
 from imgburst.api.errors import register_error_handlers
 from imgburst.api.metrics import Metrics
+from imgburst.api.quotas import Quotas
 from imgburst.api.rate_limit import SubmitLimiter
 from imgburst.api.services import Services
 from imgburst.api.uploads import UploadRequest
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         redis=redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5),
         url_secret=settings.url_secret or secrets.token_bytes(32),
         submissions=SubmitLimiter(celery.conf.broker_url, settings.submit_rate),
+        quotas=Quotas(celery.conf.broker_url, settings.quota_jobs, settings.quota_mb),
     )
     services = app.extensions["imgburst"]
     metrics.watch(lambda: services)

@@ -13,7 +13,7 @@ from io import BytesIO
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
 from imgburst.api import auth
@@ -26,7 +26,7 @@ from imgburst.api.views import batch_json, job_json, page_args
 from imgburst.core.blobs import BlobError, BlobNotFound, display_name, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
-from imgburst.core.inspect import nudge, waiting
+from imgburst.core.inspect import nudge, release_room, reserve_room
 from imgburst.core.recipes import Recipe
 from imgburst.core.schema import MAX_BATCH_NAME
 from imgburst.core.settings import CONTAINER_RE
@@ -135,6 +135,7 @@ def _create_batch(svc: Services, batch_id: str) -> Response:
                           "named 'files'", field="files")
         admit(svc, len(files))
         recipe = recipe_from_form(svc)
+        svc.quotas.charge(auth.current(), len(files), request.content_length or 0)
         prepare = lambda: (_upload_jobs(svc, batch_id, files), upload_source(len(files)))  # noqa: E731
     elif request.mimetype == "application/json":
         body = request.get_json(silent=True)
@@ -179,19 +180,31 @@ def batch_name(raw: Any) -> str | None:
 
 def admit(svc: Services, count: int) -> None:
     """Backpressure: refuse (429) a batch that would take the queue past
-    IMGBURST_MAX_WAITING, before anything of it is stored."""
+    IMGBURST_MAX_WAITING, before anything of it is stored. The room is held atomically
+    until the request ends (its jobs are queued by then), so concurrent submissions
+    can't pass the bound together."""
     bound = svc.settings.max_waiting
     if not bound:
         return
+    token = new_id()
     try:
-        queued = waiting(svc.redis)
+        queued = reserve_room(svc.redis, count, bound, token)
     except redis.RedisError:
         raise Problem(503, "Queue unavailable", "the broker did not answer; try again shortly",
                       headers={"Retry-After": "5"}) from None
-    if queued + count > bound:
+    if queued is not None:
         raise Problem(429, "Too busy", f"{queued} jobs are waiting; {count} more would pass the "
                       f"bound of {bound} (IMGBURST_MAX_WAITING). Nothing was stored: submit "
                       "again after Retry-After seconds", headers={"Retry-After": "30"})
+    g.setdefault("admitted", []).append((token, count))
+
+
+@bp.teardown_app_request
+def _release_rooms(_exc: BaseException | None) -> None:
+    """The request's jobs are queued (or refused) now: their held room is not needed."""
+    for token, count in g.pop("admitted", []):
+        with contextlib.suppress(redis.RedisError):
+            release_room(services().redis, token, count)
 
 
 def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
@@ -202,6 +215,7 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
     refused submission leaves nothing behind (the client gets a 503 and retries)."""
     if source.startswith("blobs:"):
         admit(svc, sum(1 for j in jobs if j.error is None))
+        svc.quotas.charge(auth.current(), sum(1 for j in jobs if j.error is None))
     try:
         svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs,
                                owner=auth.current().owner, name=name)

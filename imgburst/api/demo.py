@@ -1,5 +1,8 @@
 """`POST /api/v1/demo/spike`: a burst of synthetic photos, for presenters.
 
+It writes what an upload of as many photos would (1,000 x 12 MP is 4 GB from a 32-byte
+request), so it is counted against the caller's quotas, jobs and bytes, as an upload is.
+
 The dashboard's "submit demo spike" form calls it: N photo-like JPEGs of a chosen size
 go through the same path as an upload (stored, recorded, enqueued), so the burst that
 follows is the real thing. A few distinct photos are generated (deterministically, then
@@ -57,6 +60,8 @@ def spike() -> Response:
 
 def _spike(svc: Services, batch_id: str, count: int, size: str, recipe: Recipe) -> Response:
     photos = [_photo(seed, size) for seed in range(min(count, DISTINCT))]
+    svc.quotas.charge(auth.current(), count,
+                      sum(len(photos[i % len(photos)]) for i in range(count)))
     try:
         jobs = list(svc.uploads.map(
             lambda i: store_input(svc, batch_id, f"demo-{i:04d}.jpg", photos[i % len(photos)]),

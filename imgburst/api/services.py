@@ -10,6 +10,7 @@ from celery import Celery
 from flask import current_app
 
 from imgburst.api.metrics import Metrics
+from imgburst.api.quotas import Quotas
 from imgburst.api.rate_limit import SubmitLimiter
 from imgburst.core.blobs import BlobStore
 from imgburst.core.settings import Settings
@@ -27,6 +28,7 @@ class Services:
     redis: redis.Redis  # the broker's Redis: nudges to the scaler, queue inspection
     url_secret: bytes  # signs output URLs (IMGBURST_URL_SECRET, else random per process)
     submissions: SubmitLimiter
+    quotas: Quotas  # jobs and bytes per key per window
 
 
 def services() -> Services:

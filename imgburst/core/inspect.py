@@ -62,6 +62,39 @@ def waiting(client: redis.Redis, queue: str = QUEUE) -> int:
         return sum(pipe.execute())
 
 
+ADMITTING_KEY = "imgburst:admitting"  # sorted set: "<token>:<jobs>" -> deadline
+ADMIT_TTL_S = 120  # a submission that died between admission and enqueue frees its room
+_RESERVE = """
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local held = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  held = held + tonumber(string.match(member, ':(%d+)$'))
+end
+local queued = held
+for i = 2, #KEYS do queued = queued + redis.call('LLEN', KEYS[i]) end
+if queued + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return queued end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[5] .. ':' .. ARGV[1])
+return -1
+"""
+
+
+def reserve_room(client: redis.Redis, count: int, bound: int, token: str,
+                 queue: str = QUEUE) -> int | None:
+    """Hold room for `count` jobs under `bound` (waiting jobs plus rooms held by other
+    submissions), in one atomic step: ten submissions at once can't each see room for
+    themselves and together pass the bound. None when held (release it with
+    `release_room` once the jobs are queued); else how many are waiting or held."""
+    keys = [ADMITTING_KEY, queue] + [f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
+    found = client.eval(_RESERVE, len(keys), *keys, count, bound, time.time(), ADMIT_TTL_S,
+                        token)
+    return None if int(found) < 0 else int(found)
+
+
+def release_room(client: redis.Redis, token: str, count: int) -> None:
+    client.zrem(ADMITTING_KEY, f"{token}:{count}")
+
+
 def in_flight(client: redis.Redis, queue: str = QUEUE) -> int:
     """Messages delivered to a worker of `queue` and not yet acknowledged."""
     count = 0

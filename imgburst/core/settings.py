@@ -112,6 +112,8 @@ class Settings:
     orphan_after_s: float = 600.0  # a burst worker with no scaler this long leaves when idle
     reconcile_grace_s: float = 60.0  # a batch not all sent this long after it was recorded
     input_grace_s: float = 3600.0  # an uploaded input with no job this long is removed
+    quota_jobs: str | None = "50000/day"  # jobs a (non-admin) key may queue per window
+    quota_mb: str | None = "50000/day"  # MB of inputs a key may store per window
     job_cpu_s: float = 60.0  # CPU seconds one job may use; past it, the job fails
     source_containers: tuple[str, ...] = ()  # containers a non-admin key's source batch may read
     fail_point: str | None = None  # tests only: SIGKILL the process there (FAIL_POINTS)
@@ -225,6 +227,8 @@ class Settings:
             orphan_after_s=_float(env, "IMGBURST_ORPHAN_AFTER_S", 600.0, 0, 7 * 86400),
             reconcile_grace_s=_float(env, "IMGBURST_RECONCILE_GRACE_S", 60.0, 1, 86400),
             input_grace_s=_float(env, "IMGBURST_INPUT_GRACE_S", 3600.0, 1, 30 * 86400),
+            quota_jobs=_rate(env, "IMGBURST_QUOTA_JOBS", "50000/day"),
+            quota_mb=_rate(env, "IMGBURST_QUOTA_MB", "50000/day"),
             job_cpu_s=_float(env, "IMGBURST_JOB_CPU_S", 60.0, 0, 86400),
             source_containers=_source_containers(env),
             fail_point=_fail_point(env),
@@ -276,16 +280,17 @@ CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")  # Azure
 RATE_RE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$")
 
 
-def _rate(env: Mapping[str, str]) -> str | None:
-    """`IMGBURST_SUBMIT_RATE`: submissions per key, e.g. `10/second`, `300/minute`; off = none.
+def _rate(env: Mapping[str, str], name: str = "IMGBURST_SUBMIT_RATE",
+          default: str = "10/second") -> str | None:
+    """A count per window, e.g. `10/second`, `300/minute`, `50000/day`; off = none.
     Checked here by pattern: the `limits` library (which enforces it) is imported only by
     the API, not by every worker at start."""
-    raw = env.get("IMGBURST_SUBMIT_RATE", "10/second").strip()
+    raw = env.get(name, default).strip()
     if raw.lower() in FALSE_WORDS:
         return None
     if not RATE_RE.match(raw.lower()):
-        raise SettingsError("IMGBURST_SUBMIT_RATE", f"must look like 10/second or 300/minute "
-                            f"(or off), got {raw!r}")
+        raise SettingsError(name, f"must look like 10/second, 300/minute or 50000/day (or "
+                            f"off), got {raw!r}")
     return raw
 
 
