@@ -8,6 +8,7 @@ import json
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -198,15 +199,21 @@ def test_preview_runs_one_output_on_a_worker_and_honours_accept(live):
     assert svg.status_code == 415 and "SVG" in svg.get_json()["detail"]
 
 
-def test_preview_without_a_worker_says_what_to_do(base_env, monkeypatch):
-    from imgburst.api import preview
-
-    monkeypatch.setattr(preview, "PREVIEW_TIMEOUT_S", 1)
-    client = create_app(settings_for(base_env)).test_client()
+def test_preview_without_a_worker_says_what_to_do(base_env):
+    """Past the Redis client's 5 s socket timeout, the wait is still a wait (a 504 at
+    its own timeout, not a 503 "broker unreachable" at 5 s), and the preview is marked
+    abandoned so that no worker renders it later."""
+    app = create_app(settings_for(base_env | {"IMGBURST_PREVIEW_TIMEOUT_S": "6"}))
+    client = app.test_client()
+    started = time.monotonic()
     response = client.post("/api/v1/preview", data={
         "file": (io.BytesIO(photo_bytes(1, 100, 80)), "a.jpg")},
         content_type="multipart/form-data")
     assert response.status_code == 504 and "imgburst worker" in response.get_json()["detail"]
+    assert 6 <= time.monotonic() - started < 8
+    redis = app.extensions["imgburst"].redis
+    assert [redis.get(k) for k in redis.scan_iter("imgburst:preview:*:abandoned")] == \
+        [b"timed out"]
     batch_like = client.post("/api/v1/preview", data={  # `files`, as a batch takes it
         "files": (io.BytesIO(photo_bytes(1, 100, 80)), "a.jpg")},
         content_type="multipart/form-data")

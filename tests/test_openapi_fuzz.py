@@ -8,6 +8,7 @@ before anything is stored instead of writing gigabytes."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 import pytest
@@ -76,3 +77,38 @@ def test_no_5xx_and_every_answer_is_documented(fuzz_env, fuzz_worker):
     assert operations >= 15
     assert statuses[202] and statuses[200] and statuses[400], statuses  # valid and invalid
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+
+
+def hostile_bodies() -> list[object]:
+    """What a schema never generates and Python's parser chokes on: deep nesting, and an
+    integer past Python's 4300-digit limit, alone and inside a recipe (a float past a
+    double can't be sent as JSON by this client: tests/test_hostile_requests.py sends it)."""
+    deep: object = []
+    for _ in range(500):
+        deep = [deep]
+    huge = 10 ** 5000
+    return [deep, {"code": deep}, {"images": huge},
+            {"source": {"prefix": "a"}, "recipe": {"outputs": [{"name": "a", "quality": huge}]}},
+            {"recipe": {"outputs": [{"name": "a", "ops": [deep]}]}}]
+
+
+def test_nesting_and_huge_numbers_are_documented_400s(fuzz_env, fuzz_worker):
+    sys.set_int_max_str_digits(0)  # so the client can send the 5001-digit number
+    try:
+        api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json",
+                                             create_app(settings_for(fuzz_env)))
+        sent = 0
+        for result in api.get_all_operations():
+            operation = result.ok()
+            body = operation.definition.raw.get("requestBody", {}).get("content", {})
+            if "application/json" not in body:
+                continue
+            for hostile in hostile_bodies():
+                case = operation.Case(body=hostile, media_type="application/json")
+                response = case.call_and_validate(
+                    headers={"Authorization": f"Bearer {ADMIN_KEY}"}, checks=CHECKS)
+                assert response.status_code == 400, (operation.label, response.text[:300])
+                sent += 1
+    finally:
+        sys.set_int_max_str_digits(4300)
+    assert sent >= 3 * len(hostile_bodies())  # batches, demo spike, login at least

@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         url_secret=settings.url_secret or secrets.token_bytes(32),
         submissions=SubmitLimiter(celery.conf.broker_url, settings.submit_rate),
         quotas=Quotas(celery.conf.broker_url, settings.quota_jobs, settings.quota_mb),
+        previews=SubmitLimiter(celery.conf.broker_url, settings.preview_rate, "previews",
+                               "IMGBURST_PREVIEW_RATE"),
     )
     services = app.extensions["imgburst"]
     metrics.watch(lambda: services)

@@ -23,6 +23,20 @@ IDEMPOTENCY_KEY = {
                "pattern": "^[\\x20-\\x7e]+$"}}
 PROBLEM = {"description": "Problem details", "content": {"application/problem+json": {
     "schema": {"$ref": "#/components/schemas/Problem"}}}}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                               "schema": {"type": "integer", "minimum": 1}}}
+UNAVAILABLE = PROBLEM | {
+    "description": "A dependency (the broker, the job store or the blob store) did not "
+                   "answer; nothing was done: try again after `Retry-After` seconds. The "
+                   "only 5xx but a preview's 504", "headers": RETRY_AFTER}
+PREVIEW_TIMEOUT = PROBLEM | {
+    "description": "No worker rendered the preview within IMGBURST_PREVIEW_TIMEOUT_S; it "
+                   "was abandoned (no worker renders it later)"}
+TOO_MANY = PROBLEM | {
+    "description": "Over a rate (IMGBURST_SUBMIT_RATE, IMGBURST_PREVIEW_RATE), a quota "
+                   "(IMGBURST_QUOTA_JOBS, IMGBURST_QUOTA_MB) or the queue bound "
+                   "(IMGBURST_MAX_WAITING); nothing was stored: try again after "
+                   "`Retry-After` seconds", "headers": RETRY_AFTER}
 
 
 def _json(ref: str, description: str) -> dict[str, Any]:
@@ -133,7 +147,7 @@ DOCUMENT: dict[str, Any] = {
                                       "container, without an admin key",
                                       "content": PROBLEM["content"]},
                               "404": PROBLEM, "409": PROBLEM, "413": PROBLEM,
-                              "415": PROBLEM, "422": PROBLEM, "503": PROBLEM}},
+                              "415": PROBLEM, "422": PROBLEM, "503": UNAVAILABLE}},
             "get": {"summary": "List batches, newest first", "parameters": PAGE,
                     "responses": {"200": _json("Page", "A page of batches"), "400": PROBLEM}},
         },
@@ -161,7 +175,7 @@ DOCUMENT: dict[str, Any] = {
             "get": {"summary": "An output's bytes", "responses": {
                 "200": {"description": "The image", "content": {
                     "image/*": {"schema": {"type": "string", "format": "binary"}}}},
-                "404": PROBLEM, "503": PROBLEM}},
+                "404": PROBLEM, "503": UNAVAILABLE}},
         },
         "/api/v1/limits": {
             "get": {"summary": "What one submission may hold: images, bytes, one image's "
@@ -186,7 +200,7 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": {"description": "The image", "content": {
                     "image/*": {"schema": {"type": "string", "format": "binary"}}}},
                     "400": PROBLEM, "413": PROBLEM, "415": PROBLEM, "422": PROBLEM,
-                    "503": PROBLEM, "504": PROBLEM}},
+                    "503": UNAVAILABLE, "504": PREVIEW_TIMEOUT}},
         },
         "/api/v1/assets/{name}": {
             "parameters": [_id("name")],
@@ -195,7 +209,7 @@ DOCUMENT: dict[str, Any] = {
                         "schema": {"type": "string", "format": "binary"}}}},
                     "responses": {"201": {"description": "Stored"}, "400": PROBLEM,
                                   "403": PROBLEM, "413": PROBLEM, "415": PROBLEM,
-                                  "503": PROBLEM}},
+                                  "503": UNAVAILABLE}},
         },
         "/api/v1/stats": {
             "get": {
@@ -217,14 +231,14 @@ DOCUMENT: dict[str, Any] = {
                         "recipe": {"$ref": "#/components/schemas/Recipe"},
                         "preset": {"type": "string"}}}}}},
                 "responses": {"202": _json("Batch", "Accepted"), "400": PROBLEM,
-                              "409": PROBLEM, "422": PROBLEM, "503": PROBLEM}},
+                              "409": PROBLEM, "422": PROBLEM, "503": UNAVAILABLE}},
         },
         "/api/v1/login-links": {
             "post": {"summary": "A one-time dashboard link for the caller's own key: "
                                 f"`<base>/#login=<code>` works once, within "
                                 f"{LOGIN_TTL_S // 60} minutes",
                      "responses": {"201": {"description": "`code`, `path`, `expires_in` (s)"},
-                                   "400": PROBLEM, "503": PROBLEM}},
+                                   "400": PROBLEM, "503": UNAVAILABLE}},
         },
         "/api/v1/login": {
             "post": {
@@ -233,7 +247,7 @@ DOCUMENT: dict[str, Any] = {
                     "schema": {"type": "object", "required": ["code"], "properties": {
                         "code": {"type": "string", "pattern": f"^{CODE_RE.pattern}$"}}}}}},
                 "responses": {"200": {"description": "`key`"}, "400": PROBLEM, "404": PROBLEM,
-                              "503": PROBLEM}},
+                              "503": UNAVAILABLE}},
         },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document",
@@ -259,13 +273,14 @@ DOCUMENT: dict[str, Any] = {
                    "description": "An API key (IMGBURST_API_KEYS / IMGBURST_ADMIN_KEYS)"}}},
 }
 PUBLIC_PATHS = {"/api/v1/openapi.json", "/api/v1/login"}
-SUBMISSIONS = {("/api/v1/batches", "post"), ("/api/v1/demo/spike", "post")}
+LIMITED = {("/api/v1/batches", "post"), ("/api/v1/demo/spike", "post"),
+           ("/api/v1/preview", "post")}
 SIGNED = {"/api/v1/jobs/{job_id}/outputs/{name}"}
 
 
 def _secure(document: dict[str, Any]) -> None:
     """Every /api/v1 operation but this document's wants a bearer key (401 without one);
-    submissions may be rate limited (429); an output may go by signed URL instead."""
+    submissions and previews may be limited (429); an output may go by signed URL instead."""
     for path, item in document["paths"].items():
         if not path.startswith("/api/v1/") or path in PUBLIC_PATHS:
             continue
@@ -274,8 +289,8 @@ def _secure(document: dict[str, Any]) -> None:
                 continue
             operation["security"] = [{"bearer": []}]
             operation["responses"]["401"] = PROBLEM
-            if (path, method) in SUBMISSIONS:
-                operation["responses"]["429"] = PROBLEM
+            if (path, method) in LIMITED:
+                operation["responses"]["429"] = TOO_MANY
             if path in SIGNED:  # `expires` + `sig` from an output's url stand in for the key
                 operation["security"].append({})
                 operation["responses"]["403"] = PROBLEM
@@ -284,7 +299,20 @@ def _secure(document: dict[str, Any]) -> None:
                     {"name": "sig", "in": "query", "schema": {"type": "string"}}]
 
 
+def _bounded_json(document: dict[str, Any]) -> None:
+    """Every operation with a JSON body may refuse it: 400 (nested deeper than 32 levels,
+    a number longer than 32 characters, not JSON) or 413 (over 1 MB): api/json_body.py."""
+    for item in document["paths"].values():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                operation["responses"].setdefault("400", PROBLEM)
+                operation["responses"].setdefault("413", PROBLEM)
+
+
 _secure(DOCUMENT)
+_bounded_json(DOCUMENT)
 
 
 @bp.get("/api/v1/openapi.json")

@@ -21,24 +21,31 @@ from imgburst.api.errors import Problem
 
 
 class SubmitLimiter:
-    def __init__(self, redis_url: str, rate: str | None) -> None:
+    """A rate per key of one kind of request: submissions (IMGBURST_SUBMIT_RATE) or
+    previews (IMGBURST_PREVIEW_RATE)."""
+
+    def __init__(self, redis_url: str, rate: str | None, what: str = "submissions",
+                 variable: str = "IMGBURST_SUBMIT_RATE") -> None:
         self.rate = rate
+        self.what = what
+        self.variable = variable
         self.item = parse(rate) if rate else None
         self.limiter = MovingWindowRateLimiter(RedisStorage(redis_url)) if rate else None
 
     def hit(self, caller: Principal) -> None:
-        """Count one submission of `caller`; 429 with Retry-After when over the rate."""
+        """Count one request of `caller`; 429 with Retry-After when over the rate."""
         owner = caller.owner
         if self.limiter is None or self.item is None or owner is None or caller.admin:
             return
+        namespace = f"imgburst-{self.what}"
         try:
-            if self.limiter.hit(self.item, "imgburst-submit", owner):
+            if self.limiter.hit(self.item, namespace, owner):
                 return
         except RedisError:
             raise Problem(503, "Queue unavailable", "the broker did not answer; try again "
                           "shortly", headers={"Retry-After": "5"}) from None
-        reset, _remaining = self.limiter.get_window_stats(self.item, "imgburst-submit", owner)
+        reset, _remaining = self.limiter.get_window_stats(self.item, namespace, owner)
         wait = max(1, math.ceil(reset - time.time()))
-        raise Problem(429, "Rate limit", f"more than {self.rate} submissions for this key "
-                      "(IMGBURST_SUBMIT_RATE); nothing was stored, submit again after "
-                      "Retry-After seconds", headers={"Retry-After": str(wait)})
+        raise Problem(429, "Rate limit", f"more than {self.rate} {self.what} for this key "
+                      f"({self.variable}); nothing was done, try again after Retry-After "
+                      "seconds", headers={"Retry-After": str(wait)})

@@ -79,7 +79,10 @@ def create_server(app: Any, host: str, port: int, threads: int, max_upload_mb: i
     server = waitress.create_server(
         app, map=sockets, host=host, port=port, threads=threads, ident="imgburst",
         max_request_body_size=max_upload_mb << 20, recv_bytes=RECV_BYTES,
-        inbuf_overflow=IN_MEMORY_BODY_BYTES)
+        inbuf_overflow=IN_MEMORY_BODY_BYTES,
+        # Read ahead on each connection, so waitress notices a client that hung up and
+        # tells the app (`waitress.client_disconnected`): a preview stops waiting for it
+        channel_request_lookahead=1)
     for listener in sockets.values():  # one per address the host resolves to
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = ProblemChannel

@@ -29,6 +29,7 @@ class Services:
     url_secret: bytes  # signs output URLs (IMGBURST_URL_SECRET, else random per process)
     submissions: SubmitLimiter
     quotas: Quotas  # jobs and bytes per key per window
+    previews: SubmitLimiter  # previews per key (IMGBURST_PREVIEW_RATE)
 
 
 def services() -> Services:

@@ -80,15 +80,22 @@ def enqueue_jobs(app: Celery, job_ids: Iterable[str]) -> int:
 
 
 def request_preview(app: Celery, reply_key: str, data: bytes, recipe: dict[str, Any],
-                    accept: str | None) -> None:
+                    accept: str | None, timeout_s: float) -> None:
     """Ask a worker to render one small image; the worker pushes the reply to `reply_key`.
 
     The API never decodes untrusted images itself: previews run on the workers, on their
-    own queue so they don't wait behind a batch of 10,000.
+    own queue so they don't wait behind a batch of 10,000. A preview no worker took
+    within `timeout_s` expires unrendered: the API has stopped waiting for it.
     """
     app.send_task(PREVIEW_IMAGE, args=[reply_key, base64.b64encode(data).decode("ascii"),
                                        recipe, accept],
-                  queue=PREVIEW_QUEUE, expires=PREVIEW_REPLY_TTL_S)
+                  queue=PREVIEW_QUEUE, expires=timeout_s)
+
+
+def abandoned_key(reply_key: str) -> str:
+    """Set by the API when nobody waits for a preview any more (its time is up, or its
+    client is gone): a worker that meets the key does not render."""
+    return f"{reply_key}:abandoned"
 
 
 def worker_name(pool: str, host: str) -> str:

@@ -114,6 +114,8 @@ class Settings:
     input_grace_s: float = 3600.0  # an uploaded input with no job this long is removed
     quota_jobs: str | None = "50000/day"  # jobs a (non-admin) key may queue per window
     quota_mb: str | None = "50000/day"  # MB of inputs a key may store per window
+    preview_rate: str | None = "60/minute"  # previews per (non-admin) key
+    preview_timeout_s: int = 15  # a preview not rendered by then is a 504, and abandoned
     job_cpu_s: float = 60.0  # CPU seconds one job may use; past it, the job fails
     source_containers: tuple[str, ...] = ()  # containers a non-admin key's source batch may read
     fail_point: str | None = None  # tests only: SIGKILL the process there (FAIL_POINTS)
@@ -229,6 +231,8 @@ class Settings:
             input_grace_s=_float(env, "IMGBURST_INPUT_GRACE_S", 3600.0, 1, 30 * 86400),
             quota_jobs=_rate(env, "IMGBURST_QUOTA_JOBS", "50000/day"),
             quota_mb=_rate(env, "IMGBURST_QUOTA_MB", "50000/day"),
+            preview_rate=_rate(env, "IMGBURST_PREVIEW_RATE", "60/minute"),
+            preview_timeout_s=_int(env, "IMGBURST_PREVIEW_TIMEOUT_S", 15, 1, 120),
             job_cpu_s=_float(env, "IMGBURST_JOB_CPU_S", 60.0, 0, 86400),
             source_containers=_source_containers(env),
             fail_point=_fail_point(env),

@@ -37,6 +37,7 @@ from imgburst.core.celery_app import (
     PREVIEW_IMAGE,
     PREVIEW_REPLY_TTL_S,
     PROCESS_IMAGE,
+    abandoned_key,
     make_celery,
 )
 from imgburst.core.inspect import is_alive, record_ended
@@ -237,11 +238,17 @@ def create_worker_app(settings: Settings) -> Celery:
             _give_up(rt, job_id, f"internal error: {type(exc).__name__}: {exc}")
             return "failed"
 
-    @app.task(name=PREVIEW_IMAGE, acks_late=False, ignore_result=True)
+    @app.task(name=PREVIEW_IMAGE, acks_late=False, ignore_result=True,
+              soft_time_limit=settings.preview_timeout_s,
+              time_limit=settings.preview_timeout_s + 5)
     def preview_image(reply_key: str, data_b64: str, recipe_raw: dict[str, object],
                       accept: str | None) -> str:
-        reply = run_preview(settings, base64.b64decode(data_b64), recipe_raw, accept)
+        """Render a preview, unless the API stopped waiting for it; past the API's wait,
+        the soft time limit stops the render (nobody would read it)."""
         client = preview_redis(app.conf.broker_url)
+        if client.exists(abandoned_key(reply_key)):
+            return "abandoned"
+        reply = run_preview(settings, base64.b64decode(data_b64), recipe_raw, accept)
         client.rpush(reply_key, json.dumps(reply))
         client.expire(reply_key, PREVIEW_REPLY_TTL_S)
         return "ok" if "error" not in reply else "failed"
