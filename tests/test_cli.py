@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -417,7 +418,8 @@ def test_a_batch_turned_away_for_now_is_sent_again_after_retry_after(base_env, s
     env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_MAX_FILES": "2",
                       "IMGBURST_AUTH": "on", "IMGBURST_API_KEYS": f"carol={key}",
                       "IMGBURST_ADMIN_KEYS": "ops=" + "a" * 40,
-                      "IMGBURST_URL_SECRET": "s" * 40, "IMGBURST_SUBMIT_RATE": "1/second"}
+                      "IMGBURST_URL_SECRET": "s" * 40, "IMGBURST_SUBMIT_RATE": "1/second",
+                      "IMGBURST_QUOTA_JOBS": "7/day"}
     start_service(env, "api", "--host", "127.0.0.1")
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the API")
     for i in range(5):
@@ -430,3 +432,7 @@ def test_a_batch_turned_away_for_now_is_sent_again_after_retry_after(base_env, s
                           headers={"Authorization": f"Bearer {key}"}).json()
     assert sorted(b["id"] for b in listed["items"]) == sorted(made) and len(made) == 3
     assert sum(b["jobs"] for b in listed["items"]) == 5  # each image once, none doubled
+    started = time.monotonic()  # 2 more fit the key's 7 a day; then it says so and stops
+    again = imgburst("submit", str(tmp_path), env=env | {"IMGBURST_API_KEY": key})
+    assert again.returncode == 1 and time.monotonic() - started < 30, again.stderr
+    assert "this key has 0 of its 7/day left (IMGBURST_QUOTA_JOBS)" in again.stderr, again.stderr

@@ -35,6 +35,8 @@ IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", "
                   ".png", ".tif", ".tiff", ".webp")
 FINAL = {"succeeded", "failed", "partial", "cancelled"}
 MAX_TURNED_AWAY = 100  # 429s in a row for one batch before `submit` gives up
+LONGEST_WAIT_S = 300  # a 429 that says to come back later than this (a key's daily quota)
+                      # ends `submit` with the API's message instead of a silent wait
 MAX_DEFAULT_NAME = 180  # of a folder's name as its batch's: the API takes 200, numbered too
 
 
@@ -289,7 +291,8 @@ def post_part(client: Client, fields: dict[str, str], part: list[LocalImage],
               on_read: Callable[[int], None],
               on_turned_away: Callable[[ApiError], None]) -> dict[str, Any]:
     """One part as a batch. A 429 (the queue's bound, the key's rate: nothing was stored)
-    sends it again after the Retry-After the API gives, up to MAX_TURNED_AWAY times. It
+    sends it again after the Retry-After the API gives, up to MAX_TURNED_AWAY times (a
+    key's quota, which frees up only in hours, ends it with the API's message). It
     carries an Idempotency-Key, so a connection dropped before the answer is sent again
     once, safely: the API answers a repeat with the batch the first one made."""
     from imgburst.cli.multipart import MultipartFiles
@@ -310,7 +313,8 @@ def post_part(client: Client, fields: dict[str, str], part: list[LocalImage],
                 continue
             turned_away += 1
             waits = exc.status == 429 or (exc.status == 409 and dropped > 0)  # 409: the first
-            if not waits or exc.retry_after is None or turned_away > MAX_TURNED_AWAY:
+            if (not waits or exc.retry_after is None or turned_away > MAX_TURNED_AWAY
+                    or exc.retry_after > LONGEST_WAIT_S):
                 raise  # is still at work (or died): its answer comes once it ends
             if exc.status == 429:
                 on_turned_away(exc)
