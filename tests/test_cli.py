@@ -41,6 +41,17 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _remote, state = line.split()[1:4]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
 def test_up_submit_status_fetch_and_clean_stop(tmp_path):
     port = free_port()
     # no REDIS_URL: `up` must embed Redis
@@ -66,6 +77,7 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         key_file = tmp_path / "var" / "api-key"
         key = key_file.read_text().strip()
         assert key_file.stat().st_mode & 0o777 == 0o600
+        assert listening_addresses(port) == {"127.0.0.1"}  # this machine only, by default
         assert key not in banner  # made on first run, never printed: the link has a code
         assert "#login=" not in banner  # and the link is not written to a log either
         assert f"dashboard: {url}/ (to sign in, run `imgburst login` in a terminal" in banner
@@ -276,7 +288,7 @@ def test_up_on_a_taken_port_says_so_before_starting_anything(tmp_path):
         result = imgburst("up", "--port", str(port), env={
             "PATH": os.environ["PATH"], "IMGBURST_HOME": str(tmp_path / "var")}, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert f"Can't listen on 0.0.0.0:{port}" in result.stderr, result.stderr
+    assert f"Can't listen on 127.0.0.1:{port}" in result.stderr, result.stderr
     assert "imgburst is up" not in result.stderr and "redis:" not in result.stderr
 
 
