@@ -308,3 +308,28 @@ def test_every_api_reads_its_keys_from_a_secret_and_nothing_else_does():
                 is_api = container["args"][0] == "api"
                 assert secrets == (["imgburst-api-keys"] if is_api else []), (
                     overlay, deployment["metadata"]["name"], container["name"])
+
+
+def _mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_worker_pod_holds_all_its_processes_at_their_memory_bound(overlay):
+    """The pod's limit, not only each process's: the main process and every pool process
+    at IMGBURST_WORKER_MAX_MEMORY_MB together, or the OOM killer ends every job in it."""
+    main_mb = 150  # a worker's main process: ~100 MB measured (tests/test_api_imaging.py)
+    bound = Settings.from_env({}).worker_max_memory_mb
+    checked = 0
+    for container in containers(overlay):
+        args = container.get("args", [])
+        if args[:1] != ["worker"]:
+            continue
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        per_process = int(env.get("IMGBURST_WORKER_MAX_MEMORY_MB") or bound)
+        concurrency = int(args[args.index("--concurrency") + 1])
+        limit = _mebibytes(container["resources"]["limits"]["memory"])
+        assert main_mb + concurrency * per_process <= limit, (overlay, container["name"])
+        checked += 1
+    assert checked >= 2  # the base workers and the burst pods
