@@ -36,7 +36,7 @@ def test_previews_are_rate_limited_per_key(base_env):
 
 def test_previews_past_the_slots_are_refused_and_health_stays_fast(base_env, start_service):
     port = free_port()
-    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_PREVIEW_TIMEOUT_S": "6"}
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_PREVIEW_TIMEOUT_S": "3"}
     start_service(env, "api", "--host", "127.0.0.1")
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/healthz"), 60, "the API to be ready")

@@ -36,7 +36,7 @@ def test_a_pool_process_killed_by_the_hard_limit_fails_its_job_once(base_env, st
     """One Gaussian blur of 50 MP is one call into C (~2 s here): the soft limit's
     exception waits for it, so the hard limit kills the pool process. The job is failed
     (Celery acks a timed-out task), not re-queued to kill the next process too."""
-    env = base_env | {"IMGBURST_TASK_TIME_LIMIT_S": "1", "IMGBURST_VISIBILITY_TIMEOUT_S": "5"}
+    env = base_env | {"IMGBURST_TASK_TIME_LIMIT_S": "1", "IMGBURST_VISIBILITY_TIMEOUT_S": "2"}
     client = create_app(settings_for(env)).test_client()
     worker = start_worker(env, concurrency=1)
     first = worker.children()
@@ -45,7 +45,7 @@ def test_a_pool_process_killed_by_the_hard_limit_fails_its_job_once(base_env, st
     batch = submit(client, [("huge.jpg", photo_bytes(5, 8000, 6000))], recipe)
     (job,) = jobs_of(client, wait_batch(client, batch["id"], timeout=60)["id"])
     assert job["status"] == "failed" and "limit" in job["error"], job
-    time.sleep(8)  # past the visibility timeout: a re-queued message would run again
+    time.sleep(4)  # past the visibility timeout: a re-queued message would run again
     (job,) = jobs_of(client, batch["id"])
     assert job["attempts"] == 1 and job["status"] == "failed", job
     assert worker.children() and worker.children() != first  # the pool replaced it
