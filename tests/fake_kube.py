@@ -235,15 +235,17 @@ class FakeKube:
         self.objects[key] = body
         return body
 
-    def add_deployment(self, name: str, namespace: str = "imgburst") -> str:
-        """A Deployment (the scaler's, owner of the burst pods); returns its uid."""
+    def add_deployment(self, name: str, namespace: str = "imgburst", container: str = "scaler",
+                       image: str = "imgburst") -> str:
+        """A Deployment (the scaler's, owner of the burst pods; the base workers', whose
+        image burst pods run); returns its uid."""
         with self.lock:
             body = {"apiVersion": "apps/v1", "kind": "Deployment",
                     "metadata": {"name": name, "namespace": namespace},
                     "spec": {"selector": {"matchLabels": {"app": name}},
                              "template": {"metadata": {"labels": {"app": name}},
                                           "spec": {"containers": [
-                                              {"name": "scaler", "image": "imgburst"}]}}}}
+                                              {"name": container, "image": image}]}}}}
             collection = f"apps/v1/namespaces/{namespace}/deployments"
             return self._store((collection, name), body)["metadata"]["uid"]
 

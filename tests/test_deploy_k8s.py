@@ -8,6 +8,7 @@ Istio, Gateway API and ServiceBinding objects validate against their CRDs' schem
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from functools import cache
@@ -137,25 +138,46 @@ def test_legacy_route_rules_parse():
                for r in rules)
 
 
-def burst_template(overlay: str) -> dict[str, Any]:
-    config = named(overlay, "ConfigMap", "imgburst-config")["data"]
-    (generated,) = [c for c in objects(overlay, "ConfigMap")
-                    if c["metadata"]["name"].startswith("imgburst-burst-pod")]
+def burst_pod(rendered: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The pod the scaler would make from a rendered install: its template, the base
+    workers' image (read from their Deployment, as `worker_image` does), its settings."""
+    def find(kind: str, name: str) -> dict[str, Any]:
+        (found,) = [o for o in rendered if o["kind"] == kind and o["metadata"]["name"] == name]
+        return found
+
+    config = find("ConfigMap", "imgburst-config")["data"]
+    (generated,) = [o for o in rendered if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"].startswith("imgburst-burst-pod")]
     template = yaml.safe_load(generated["data"]["burst-pod-template.yaml"])
     check_template(template, "burst-pod-template.yaml")
-    return build_pod(template, "burst-test", config["SCALER_VIRTUAL_NODE_V2"] == "true")
+    workers = find("Deployment", config["SCALER_WORKER_DEPLOYMENT"])
+    (worker,) = [c for c in workers["spec"]["template"]["spec"]["containers"]
+                 if c["name"] == "worker"]
+    return build_pod(template, "burst-test", config["SCALER_VIRTUAL_NODE_V2"] == "true",
+                     image=worker["image"], pull_secret=config["SCALER_PULL_SECRET"])
+
+
+def burst_template(overlay: str) -> dict[str, Any]:
+    return burst_pod(render(overlay))
 
 
 @pytest.mark.parametrize("overlay", ["aks-virtual-nodes", "virtual-nodes-v2"])
 def test_burst_pods_land_on_the_virtual_node_and_fit_aci(overlay):
+    """Placement exactly as the AKS docs give it, for v1 and for v2 (nothing more)."""
     pod = burst_template(overlay)
     spec = pod["spec"]
-    assert spec["nodeSelector"]["type"] == "virtual-kubelet"
-    tolerations = {(t["key"], t.get("effect")) for t in spec["tolerations"]}
-    assert {("virtual-kubelet.io/provider", None), ("azure.com/aci", "NoSchedule")} <= \
-        tolerations
-    assert (spec["nodeSelector"].get("virtualization") == "virtualnode2") == (
-        overlay == "virtual-nodes-v2")
+    if overlay == "virtual-nodes-v2":
+        assert spec["nodeSelector"] == {"virtualization": "virtualnode2"}
+        assert spec["tolerations"] == [{"key": "virtual-kubelet.io/provider",
+                                        "operator": "Exists", "effect": "NoSchedule"}]
+    else:
+        assert spec["nodeSelector"] == {"type": "virtual-kubelet", "kubernetes.io/os": "linux"}
+        assert spec["tolerations"] == [
+            {"key": "virtual-kubelet.io/provider", "operator": "Exists"},
+            {"key": "azure.com/aci", "effect": "NoSchedule"}]
+    assert spec["automountServiceAccountToken"] is False
+    assert not spec.get("initContainers")  # v1 runs no init containers, and no hooks:
+    assert all("lifecycle" not in c for c in spec["containers"])
     for container in spec["containers"]:
         assert container["resources"]["requests"] == container["resources"]["limits"]
     assert not any("hostPath" in v or "persistentVolumeClaim" in v for v in spec["volumes"])
@@ -216,7 +238,7 @@ def test_scaler_rbac_is_namespaced_and_minimal():
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "resourceNames": ["imgburst-scaler"], "verbs": ["get", "update"]},
         {"apiGroups": ["apps"], "resources": ["deployments"],
-         "resourceNames": ["imgburst-scaler"], "verbs": ["get"]}]
+         "resourceNames": ["imgburst-scaler", "imgburst-worker"], "verbs": ["get"]}]
     config = named("aks-virtual-nodes", "ConfigMap", "imgburst-config")["data"]
     assert f"{config['SCALER_INSTALL']}-scaler" == "imgburst-scaler"  # the Lease's name
     assert config["SCALER_OWNER"] == "imgburst-scaler"
@@ -333,3 +355,24 @@ def test_every_worker_pod_holds_all_its_processes_at_their_memory_bound(overlay)
         assert main_mb + concurrency * per_process <= limit, (overlay, container["name"])
         checked += 1
     assert checked >= 2  # the base workers and the burst pods
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_one_images_entry_sets_every_imgburst_container(overlay, tmp_path):
+    """`kustomize edit set image imgburst=...` in a user's overlay reaches every imgburst
+    container the install runs: Deployments, Istio's v2 and the burst pods (through the
+    base workers' Deployment); redis keeps its own image."""
+    base = Path(os.path.relpath(K8S / "overlays" / overlay, tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [str(base)],
+        "images": [{"name": "imgburst", "newName": "myregistry.azurecr.io/imgburst",
+                    "newTag": "1.2"}]}))
+    out = subprocess.run([str(KUBECTL), "kustomize", str(tmp_path)], capture_output=True,
+                         text=True, check=True, timeout=60)
+    rendered = tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+    images = {c["image"] for o in rendered if o["kind"] in ("Deployment", "StatefulSet")
+              for c in o["spec"]["template"]["spec"]["containers"]}
+    images |= {c["image"] for c in burst_pod(rendered)["spec"]["containers"]}
+    assert images - {"redis:7-alpine"} == {"myregistry.azurecr.io/imgburst:1.2"}, images
+    assert "imgburst:latest" not in out.stdout and "image: imgburst\n" not in out.stdout

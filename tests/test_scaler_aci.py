@@ -36,7 +36,13 @@ from imgburst.core.inspect import live_workers, scaler_state, write_leader
 from imgburst.core.settings import ScalerSettings
 from imgburst.core.store import JobStore, NewJob, migrate
 from imgburst.core.synthetic import photo_bytes
-from imgburst.vk.backends.kubernetes import KubernetesBackend, load_template, owner_reference
+from imgburst.vk.backends.kubernetes import (
+    BackendConfigError,
+    KubernetesBackend,
+    load_template,
+    owner_reference,
+    worker_image,
+)
 from imgburst.vk.events import EventLog
 from imgburst.vk.leadership import KubeLeadership, RedisLeadership
 from imgburst.vk.scaler import Scaler
@@ -66,14 +72,16 @@ def api_client(fake: FakeKube) -> k8s.ApiClient:
 
 
 def backend_for(fake: FakeKube, image: str | None = None) -> KubernetesBackend:
-    template = load_template(TEMPLATE)
-    if image:
-        template["spec"]["containers"][0]["image"] = image
+    """As `from_settings` builds it: owned by the scaler's Deployment, running the base
+    workers' Deployment's image."""
     uid = fake.add_deployment("imgburst-scaler")
-    owner = owner_reference(k8s.AppsV1Api(api_client(fake)), "imgburst", "imgburst-scaler")
+    fake.add_deployment("imgburst-worker", container="worker", image=image or "imgburst:1.0")
+    apps = k8s.AppsV1Api(api_client(fake))
+    owner = owner_reference(apps, "imgburst", "imgburst-scaler")
     assert owner is not None and owner["uid"] == uid
-    return KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst", template,
-                             owner=owner)
+    return KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst",
+                             load_template(TEMPLATE), owner=owner,
+                             image=worker_image(apps, "imgburst", "imgburst-worker"))
 
 
 def container(env: dict[str, str], logs: Path) -> Callable[[str], subprocess.Popen[bytes]]:
@@ -206,6 +214,7 @@ def test_a_scaler_killed_mid_drain_and_restarted_loses_and_repeats_no_job(
     finishes it: the worker is deleted only once its job is done. Pending timeout 3 s:
     a scaler that took the stopped worker for a pod yet to start would kill it busy."""
     fake.add_deployment("imgburst-scaler")
+    fake.add_deployment("imgburst-worker", container="worker", image="imgburst:1.0")
     env = base_env | {
         "KUBECONFIG": str(kubeconfig(fake, tmp_path / "kubeconfig")),
         "SCALER_BACKEND": "kubernetes", "SCALER_POD_TEMPLATE": str(TEMPLATE),
@@ -456,7 +465,7 @@ def test_a_missing_owner_deployment_stops_the_scaler_with_the_variable_named(fak
 
 
 @pytest.mark.parametrize(("change", "words"), [
-    (lambda c: c.update(image=""), "spec.containers[0].image is required"),
+    (lambda c: c.update(image=""), "spec.containers[0].image must name an image, or be left out"),
     (lambda c: c.update(name="Worker_1"), "spec.containers[0].name must be a DNS label"),
     (lambda c: c["resources"].update(requests={"cpu": "two", "memory": "2Gi"},
                                      limits={"cpu": "two", "memory": "2Gi"}),
@@ -472,3 +481,14 @@ def test_a_template_the_api_server_would_refuse_is_refused_at_start(change, word
     with pytest.raises(TemplateError) as info:
         load_template(path)
     assert words in str(info.value)
+
+
+def test_burst_pods_run_the_base_workers_image_read_from_their_deployment(fake):
+    fake.add_deployment("imgburst-worker", container="worker",
+                        image="myregistry.azurecr.io/imgburst:1.2")
+    apps = k8s.AppsV1Api(api_client(fake))
+    assert worker_image(apps, "imgburst", "imgburst-worker") == \
+        "myregistry.azurecr.io/imgburst:1.2"
+    with pytest.raises(BackendConfigError, match="SCALER_WORKER_DEPLOYMENT: can't read "
+                                                 "Deployment 'workers' in 'imgburst' \\(404\\)"):
+        worker_image(apps, "imgburst", "workers")

@@ -42,7 +42,9 @@ def backend_for(fake: FakeKube, v2: bool = False) -> KubernetesBackend:
     config = k8s.Configuration()
     config.host = fake.url
     return KubernetesBackend(k8s.CoreV1Api(k8s.ApiClient(config)), "imgburst",
-                             load_template(TEMPLATE), virtual_node_v2=v2)
+                             load_template(TEMPLATE), virtual_node_v2=v2,
+                             image="myregistry.azurecr.io/imgburst:1.2",
+                             pull_secret="imgburst-registry")
 
 
 def test_pod_spec_lands_on_virtual_kubelet(fake):
@@ -52,12 +54,17 @@ def test_pod_spec_lands_on_virtual_kubelet(fake):
     meta, spec = pod["metadata"], pod["spec"]
     assert meta["labels"]["app.kubernetes.io/name"] == "imgburst"
     assert meta["labels"]["imgburst.io/pool"] == "burst"
+    # exactly what the AKS virtual nodes docs give (vk/backends/kubernetes.py, PLACEMENT)
     assert spec["nodeSelector"] == {"type": "virtual-kubelet", "kubernetes.io/os": "linux"}
-    tolerations = {(t["key"], t.get("operator"), t.get("effect")) for t in spec["tolerations"]}
-    assert ("virtual-kubelet.io/provider", "Exists", None) in tolerations
-    assert ("azure.com/aci", None, "NoSchedule") in tolerations
+    assert sorted(spec["tolerations"], key=lambda t: t["key"]) == [
+        {"key": "azure.com/aci", "effect": "NoSchedule"},
+        {"key": "virtual-kubelet.io/provider", "operator": "Exists"}]
     assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["imagePullSecrets"] == [{"name": "imgburst-registry"}]
     (container,) = spec["containers"]
+    assert container["image"] == "myregistry.azurecr.io/imgburst:1.2"
+    assert "lifecycle" not in container  # v1: no container hooks on virtual nodes
     assert container["resources"]["requests"] == container["resources"]["limits"]
     assert container["args"][-2:] == ["--name", f"burst@{pod_name}"]
     assert container["args"][:3] == ["worker", "--pool", "burst"]
@@ -69,8 +76,11 @@ def test_pod_spec_lands_on_virtual_kubelet(fake):
     assert not any("hostPath" in v or "persistentVolumeClaim" in v
                    for v in spec.get("volumes", []))
     (name2,) = backend_for(fake, v2=True).start(1)
-    v2 = fake.pods[("imgburst", name2.removeprefix("burst@"))]["spec"]["nodeSelector"]
-    assert v2["virtualization"] == "virtualnode2"
+    v2 = fake.pods[("imgburst", name2.removeprefix("burst@"))]["spec"]
+    # virtual nodes v2: its one selector and one toleration, nothing of v1's
+    assert v2["nodeSelector"] == {"virtualization": "virtualnode2"}
+    assert v2["tolerations"] == [{"key": "virtual-kubelet.io/provider", "operator": "Exists",
+                                  "effect": "NoSchedule"}]
 
 
 def _pod(**container_extra):

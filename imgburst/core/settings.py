@@ -71,6 +71,9 @@ class ScalerSettings:
     lease_s: int = 15  # leader election: a standby takes over within twice this
     backoff_s: float = 10.0  # after a burst failure; doubles per failure in a row
     backoff_max_s: float = 300.0
+    burst_image: str = ""  # SCALER_BURST_IMAGE; empty: the base workers' Deployment's image
+    worker_deployment: str = "imgburst-worker"  # the base workers, whose image bursts run
+    pull_secret: str = ""  # SCALER_PULL_SECRET: the imagePullSecret burst pods carry (ACR)
     base_wait_s: float = 30.0  # at boot, no decision before a base worker registers (or this)
 
 
@@ -306,6 +309,15 @@ def _presets(env: Mapping[str, str]) -> Mapping[str, Recipe]:
         raise SettingsError("IMGBURST_PRESETS_FILE", str(exc)) from None
 
 
+def _dns_name(env: Mapping[str, str], name: str, default: str, empty: bool = False) -> str:
+    """A Kubernetes object's name (a DNS subdomain), or empty where that means none."""
+    value = env.get(name, default).strip()
+    if (value or not empty) and not DNS_SUBDOMAIN.fullmatch(value):
+        raise SettingsError(name, f"must name a Kubernetes object (a DNS subdomain: a-z, 0-9, "
+                            f"'-', '.'), got {value!r}")
+    return value
+
+
 def _scaler(env: Mapping[str, str]) -> ScalerSettings:
     backend = env.get("SCALER_BACKEND", "local")
     if backend not in ("local", "kubernetes"):
@@ -338,6 +350,9 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
         namespace=env.get("SCALER_NAMESPACE", "imgburst"),
         pod_template=Path(template) if template else None,
         virtual_node_v2=_bool(env, "SCALER_VIRTUAL_NODE_V2", False),
+        burst_image=env.get("SCALER_BURST_IMAGE", "").strip(),
+        worker_deployment=_dns_name(env, "SCALER_WORKER_DEPLOYMENT", "imgburst-worker"),
+        pull_secret=_dns_name(env, "SCALER_PULL_SECRET", "", empty=True),
         install=install,
         owner=owner,
         lease_s=_int(env, "SCALER_LEASE_S", 15, 2, 300),  # a Lease counts whole seconds

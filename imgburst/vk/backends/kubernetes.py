@@ -53,11 +53,21 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # creation errors (ACI reports the same words in waiting.message).
 NEVER_STARTS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-NODE_SELECTOR = {"type": "virtual-kubelet", "kubernetes.io/os": "linux"}
-TOLERATIONS = [
-    {"key": "virtual-kubelet.io/provider", "operator": "Exists"},
-    {"key": "azure.com/aci", "effect": "NoSchedule"},
-]
+# Placement exactly as the AKS docs give it. Virtual nodes (v1, the ACI connector add-on;
+# learn.microsoft.com/azure/aks/virtual-nodes-cli, its sample Deployment): nodeSelector
+# `type: virtual-kubelet` and `kubernetes.io/os: linux`, tolerations
+# `virtual-kubelet.io/provider` Exists and `azure.com/aci` NoSchedule. Virtual nodes v2
+# (the Microsoft.virtualnodes extension; learn.microsoft.com/azure/aks/virtual-nodes-v2):
+# nodeSelector `virtualization: virtualnode2` and the one toleration
+# `virtual-kubelet.io/provider` Exists NoSchedule, nothing else.
+PLACEMENT = {
+    False: ({"type": "virtual-kubelet", "kubernetes.io/os": "linux"},
+            [{"key": "virtual-kubelet.io/provider", "operator": "Exists"},
+             {"key": "azure.com/aci", "effect": "NoSchedule"}]),
+    True: ({"virtualization": "virtualnode2"},
+           [{"key": "virtual-kubelet.io/provider", "operator": "Exists",
+             "effect": "NoSchedule"}]),
+}
 DEFAULT_TEMPLATE = Path("k8s/base/burst-pod-template.yaml")
 WATCH_TIMEOUT_S = 60
 log = logging.getLogger("imgburst.scaler")
@@ -102,8 +112,10 @@ def check_template(template: Any, where: str = "template") -> None:
         if not isinstance(name, str) or not DNS_LABEL.fullmatch(name) or len(name) > 63:
             raise TemplateError(f"{where}: spec.containers[{i}].name must be a DNS label "
                                 f"(a-z, 0-9, '-'), got {name!r}")
-        if not isinstance(container.get("image"), str) or not container["image"].strip():
-            raise TemplateError(f"{where}: spec.containers[{i}].image is required")
+        if "image" in container and (not isinstance(container["image"], str)
+                                     or not container["image"].strip()):
+            raise TemplateError(f"{where}: spec.containers[{i}].image must name an image, or "
+                                "be left out (the base workers' image is used)")
         resources = container.get("resources") or {}
         requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
         field = f"{where}: spec.containers[{i}].resources"
@@ -138,8 +150,10 @@ def _quantity(value: Any) -> bool:
 
 
 def build_pod(template: dict[str, Any], pod_name: str, virtual_node_v2: bool,
-              install: str = "imgburst", owner: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A pod manifest for one burst worker named `burst@<pod_name>`."""
+              install: str = "imgburst", owner: dict[str, Any] | None = None,
+              image: str | None = None, pull_secret: str = "") -> dict[str, Any]:
+    """A pod manifest for one burst worker named `burst@<pod_name>`, running `image` (the
+    base workers' image: one place sets it, see `worker_image`)."""
     pod = copy.deepcopy(template)
     pod["apiVersion"], pod["kind"] = "v1", "Pod"
     meta = pod.setdefault("metadata", {})
@@ -150,15 +164,17 @@ def build_pod(template: dict[str, Any], pod_name: str, virtual_node_v2: bool,
         meta["ownerReferences"] = [owner]
     spec = pod["spec"]
     spec["restartPolicy"] = "Never"
-    spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **NODE_SELECTOR}
-    if virtual_node_v2:
-        spec["nodeSelector"]["virtualization"] = "virtualnode2"
-    tolerations = list(spec.get("tolerations") or [])
-    for toleration in TOLERATIONS:
-        if not any(t.get("key") == toleration["key"] for t in tolerations):
-            tolerations.append(dict(toleration))
-    spec["tolerations"] = tolerations
+    node_selector, tolerations = PLACEMENT[virtual_node_v2]
+    spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **node_selector}
+    placed = [t for t in (spec.get("tolerations") or [])
+              if t.get("key") not in {t["key"] for t in tolerations}]
+    spec["tolerations"] = placed + [dict(t) for t in tolerations]
+    spec["automountServiceAccountToken"] = False  # a worker never calls the Kubernetes API
+    if pull_secret:  # ACI pulls with it (virtual nodes can't use the cluster's ACR identity)
+        spec["imagePullSecrets"] = [{"name": pull_secret}]
     worker = spec["containers"][0]
+    if image:
+        worker["image"] = image
     args = [a for a in (worker.get("args") or ["worker", "--pool", "burst"])]
     if "--name" in args:
         del args[args.index("--name"):args.index("--name") + 2]
@@ -177,7 +193,10 @@ class KubernetesBackend:
 
     def __init__(self, api: Any, namespace: str, template: dict[str, Any],
                  virtual_node_v2: bool = False, install: str = "imgburst",
-                 owner: dict[str, Any] | None = None) -> None:
+                 owner: dict[str, Any] | None = None, image: str | None = None,
+                 pull_secret: str = "") -> None:
+        self.image = image
+        self.pull_secret = pull_secret
         self.api = api  # kubernetes.client.CoreV1Api
         self.namespace = namespace
         self.template = template
@@ -204,9 +223,12 @@ class KubernetesBackend:
             raise BackendConfigError(f"no Kubernetes configuration ({exc}): run the scaler in "
                                      "the cluster, or point KUBECONFIG at a kubeconfig") from None
         scaler = settings.scaler
-        owner = owner_reference(client.AppsV1Api(), scaler.namespace, scaler.owner)
+        apps = client.AppsV1Api()
+        owner = owner_reference(apps, scaler.namespace, scaler.owner)
+        image = scaler.burst_image or worker_image(apps, scaler.namespace,
+                                                   scaler.worker_deployment)
         backend = cls(client.CoreV1Api(), scaler.namespace, template, scaler.virtual_node_v2,
-                      scaler.install, owner)
+                      scaler.install, owner, image, scaler.pull_secret)
         backend.start_watching()
         return backend
 
@@ -297,7 +319,7 @@ class KubernetesBackend:
         for _ in range(count):
             pod_name = f"imgburst-burst-{uuid.uuid4().hex[:8]}"
             pod = build_pod(self.template, pod_name, self.virtual_node_v2, self.install,
-                            self.owner)
+                            self.owner, self.image, self.pull_secret)
             try:
                 created = self.api.create_namespaced_pod(self.namespace, pod)
             except ApiException as exc:
@@ -373,6 +395,27 @@ def refusal(exc: Any) -> Failure:
     if exc.status == 403 and "exceeded quota" in message:
         return Failure("QuotaExceeded", message)
     return Failure("Forbidden" if exc.status == 403 else "Invalid", message)
+
+
+def worker_image(apps: Any, namespace: str, deployment: str) -> str:
+    """The image of the base workers' Deployment: burst pods run the same. Read from the
+    cluster, so `kustomize edit set image` (or `images:` in an overlay) sets it for both:
+    kustomize can't reach an image inside the template's ConfigMap string."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        found = apps.read_namespaced_deployment(deployment, namespace)
+    except ApiException as exc:
+        if exc.status in (403, 404):
+            raise BackendConfigError(
+                f"SCALER_WORKER_DEPLOYMENT: can't read Deployment {deployment!r} in "
+                f"{namespace!r} ({exc.status}) for the burst pods' image: name the base "
+                "workers' Deployment (its Role needs `get` on it), or set "
+                "SCALER_BURST_IMAGE") from None
+        raise
+    containers = found.spec.template.spec.containers
+    chosen = next((c for c in containers if c.name == "worker"), containers[0])
+    return str(chosen.image)
 
 
 def owner_reference(apps: Any, namespace: str, owner: str) -> dict[str, Any] | None:
