@@ -142,6 +142,11 @@ def test_dockerfile_is_multi_stage_slim_and_non_root():
     assert ("COPY", "--from=build /opt/imgburst /opt/imgburst") in final
     assert dict(final)["EXPOSE"] == "8000"
     assert any(i == "RUN" and "pip install" in a for i, a in build)
+    # bytecode compiled at build and kept: the pods can't write it (read-only, and
+    # PYTHONDONTWRITEBYTECODE), so a cold start would compile every import again
+    build_runs = " ".join(a for i, a in build if i == "RUN")
+    assert "compileall" in build_runs and "__pycache__" not in build_runs
+    assert "PYTHONDONTWRITEBYTECODE=1" in dict(final)["ENV"]
 
 
 def test_dockerignore_keeps_the_context_to_the_package():

@@ -376,3 +376,22 @@ def test_one_images_entry_sets_every_imgburst_container(overlay, tmp_path):
     images |= {c["image"] for c in burst_pod(rendered)["spec"]["containers"]}
     assert images - {"redis:7-alpine"} == {"myregistry.azurecr.io/imgburst:1.2"}, images
     assert "imgburst:latest" not in out.stdout and "image: imgburst\n" not in out.stdout
+
+
+def test_the_keda_alternative_scales_the_base_workers_on_the_images_queue():
+    from imgburst.core.celery_app import QUEUE
+
+    out = subprocess.run([str(KUBECTL), "kustomize", str(K8S / "keda")], capture_output=True,
+                         text=True, check=True, timeout=60)
+    (scaled,) = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledObject"
+    spec = scaled["spec"]
+    workers = named("aks-virtual-nodes", "Deployment", spec["scaleTargetRef"]["name"])
+    assert workers["metadata"]["namespace"] == scaled["metadata"]["namespace"]
+    (trigger,) = spec["triggers"]
+    redis_url = named("aks-virtual-nodes", "ConfigMap", "imgburst-config")["data"]["REDIS_URL"]
+    host = redis_url.split("//")[1].split(":")[0]
+    assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == QUEUE
+    assert trigger["metadata"]["address"].startswith(f"{host}.imgburst.svc")
+    assert trigger["metadata"]["databaseIndex"] == redis_url.rsplit("/", 1)[1]
+    assert spec["minReplicaCount"] >= 1
