@@ -26,9 +26,11 @@ ENV PATH=/opt/imgburst/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     IMGBURST_HOME=/tmp/imgburst
+# /var/lib/imgburst: a volume there (docker compose's first-run key) is the user's to write
 RUN groupadd --system --gid 10001 imgburst \
     && useradd --system --uid 10001 --gid imgburst --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin imgburst
+       --home-dir /nonexistent --shell /usr/sbin/nologin imgburst \
+    && install -d -o 10001 -g 10001 -m 700 /var/lib/imgburst
 COPY --from=build /opt/imgburst /opt/imgburst
 USER 10001:10001
 EXPOSE 8000

@@ -63,26 +63,36 @@ def test_compose_file_is_valid_against_the_compose_schema():
     assert not errors, [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors]
 
 
-def test_compose_services_set_only_variables_the_settings_know():
+def test_compose_services_set_only_variables_the_settings_know(tmp_path):
     known = known_variables()
     services = compose()["services"]
     ours = {name: s for name, s in services.items() if s.get("image") == "imgburst:latest"}
-    assert set(ours) == {"api", "api-v2", "worker", "scaler"}
+    assert set(ours) == {"keys", "api", "api-v2", "worker", "scaler"}
+    key_file = tmp_path / "api-key"
+    key_file.write_text("ib_" + "k" * 40)
     for name, service in ours.items():
         unknown = set(service["environment"]) - known
         assert not unknown, f"{name} sets {unknown}, which Settings never reads"
+        assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+        assert isinstance(service["command"], list)  # exec form: signals reach the process
+        if name == "keys":
+            continue
         env = service["environment"]
         assert env["MYSQL_HOST"] == "mysql" and env["REDIS_URL"].startswith("redis://redis:")
         assert "BlobEndpoint=http://azurite:10000/" in env["AZURE_STORAGE_CONNECTION_STRING"]
-        assert service["read_only"] is True and "/tmp" in service["tmpfs"]
-        assert isinstance(service["command"], list)  # exec form: signals reach the process
-        settings = Settings.from_env(unset_defaults(env))  # every value parses
+        env = unset_defaults(env)
+        if "IMGBURST_ADMIN_KEY_FILE" in env:  # the volume's key, as `keys` made it
+            assert env["IMGBURST_ADMIN_KEY_FILE"] == ours["keys"]["command"][-1]
+            env["IMGBURST_ADMIN_KEY_FILE"] = str(key_file)
+        settings = Settings.from_env(env)  # every value parses
         assert settings.auth and not settings.direct_output_urls
+        if name.startswith("api"):
+            check_auth_settings(settings)  # the first-run key is enough to start
+            assert [k.owner for k in settings.api_keys if k.admin] == ["local"]
+    without = {k: v for k, v in unset_defaults(ours["api"]["environment"]).items()
+               if k != "IMGBURST_ADMIN_KEY_FILE"}
     with pytest.raises(SettingsError, match="IMGBURST_API_KEYS"):  # no keys: a clear refusal
-        check_auth_settings(Settings.from_env(unset_defaults(ours["api"]["environment"])))
-    given = {k: v.replace("${IMGBURST_ADMIN_KEYS:-}", "ops=sha256:" + "a" * 64)
-             for k, v in ours["api"]["environment"].items()}
-    check_auth_settings(Settings.from_env(unset_defaults(given)))
+        check_auth_settings(Settings.from_env(without))
 
 
 def unset_defaults(env: dict[str, str]) -> dict[str, str]:
@@ -96,8 +106,12 @@ def test_compose_wiring():
     assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
     for name, service in services.items():
         for dependency, condition in (service.get("depends_on") or {}).items():
+            if dependency == "keys":  # a first-run step: it exits once the key is there
+                assert condition == {"condition": "service_completed_successfully"}, name
+                continue
             assert condition == {"condition": "service_healthy"}, (name, dependency)
             assert "healthcheck" in services[dependency], dependency
+    assert services["keys"]["restart"] == "no"
     assert services["api"]["environment"]["APP_VERSION"] == "v1.111111111"
     assert services["api-v2"]["environment"]["APP_VERSION"] == "v2.222222222"
     assert services["api-v2"]["profiles"] == ["versions"]

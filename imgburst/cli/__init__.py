@@ -369,10 +369,22 @@ def router(virtual_service: Path, upstreams: tuple[str, ...], host: str,
 
 
 @cli.command()
-def keygen() -> None:
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep an admin key in this file (mode 600) instead of printing one: "
+                   "made once, kept after; the API reads it with IMGBURST_ADMIN_KEY_FILE "
+                   "(docker compose's first run).")
+def keygen(path: Path | None) -> None:
     """Make a new API key and the entry that configures it (only its SHA-256)."""
     from imgburst.core.keys import digest, generate_key
 
+    if path is not None:
+        from imgburst.cli.local_key import write_key_file
+
+        made = write_key_file(path)
+        console.print(f"{'made' if made else 'kept'} the admin key in {path} (the API reads it "
+                      "with IMGBURST_ADMIN_KEY_FILE; `imgburst login` prints a dashboard "
+                      "link)", markup=False)
+        return
     key = generate_key()
     console.print("Give the key to its client (IMGBURST_API_KEY or --api-key); put the entry "
                   "in IMGBURST_API_KEYS, or IMGBURST_ADMIN_KEYS for an admin, optionally as "

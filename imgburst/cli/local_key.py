@@ -31,12 +31,24 @@ def ensure_local_key(home: Path) -> tuple[str, bool]:
     existing = read_local_key(home)
     if existing:
         return existing, False
-    home.mkdir(parents=True, exist_ok=True)
-    key = generate_key()
-    fd = os.open(key_file(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
+    write_key_file(key_file(home))
+    key = read_local_key(home)
+    assert key is not None
     return key, True
+
+
+def write_key_file(path: Path) -> bool:
+    """Make a key in `path` (mode 600) unless one is there; whether it was made."""
+    try:
+        if path.read_text(encoding="utf-8").strip():
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(generate_key() + "\n")
+    return True
 
 
 def admin_entry(key: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from imgburst import __version__
-from imgburst.core.keys import ApiKey, parse_keys
+from imgburst.core.keys import ApiKey, digest, parse_keys
 from imgburst.core.recipes import PresetError, Recipe, load_presets
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -272,6 +272,15 @@ def _keys(env: Mapping[str, str]) -> tuple[ApiKey, ...]:
             keys += parse_keys(env.get(name, ""), admin=admin)
         except ValueError as exc:
             raise SettingsError(name, str(exc)) from None
+    key_file = env.get("IMGBURST_ADMIN_KEY_FILE") or None
+    if key_file is not None:  # a first-run key (docker compose's `keys` service makes it)
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip()
+            keys += parse_keys(f"local=sha256:{digest(key)}", admin=True)
+        except (OSError, ValueError) as exc:
+            raise SettingsError("IMGBURST_ADMIN_KEY_FILE", f"can't read an admin key from "
+                                f"{key_file} ({type(exc).__name__}): make one with "
+                                f"`imgburst keygen --file {key_file}`") from None
     return tuple(keys)
 
 
