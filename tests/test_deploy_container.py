@@ -66,8 +66,11 @@ def test_compose_file_is_valid_against_the_compose_schema():
 def test_compose_services_set_only_variables_the_settings_know(tmp_path):
     known = known_variables()
     services = compose()["services"]
-    ours = {name: s for name, s in services.items() if s.get("image") == "imgburst:latest"}
+    ours = {name: s for name, s in services.items()
+            if s.get("image") in ("imgburst:latest", "imgburst-worker:latest")}
     assert set(ours) == {"keys", "api", "api-v2", "worker", "scaler"}
+    assert services["worker"]["build"]["target"] == "worker"
+    assert {s["build"]["target"] for n, s in ours.items() if n != "worker"} == {"full"}
     key_file = tmp_path / "api-key"
     key_file.write_text("ib_" + "k" * 40)
     for name, service in ours.items():
@@ -141,26 +144,35 @@ def dockerfile_stages() -> list[list[tuple[str, str]]]:
 
 
 def test_dockerfile_is_multi_stage_slim_and_non_root():
-    build, final = dockerfile_stages()
+    """Two images from one file: `full` (the default, last) and `worker`, on one runtime
+    stage; no compiler in either; bytecode compiled at build; no kubernetes client in the
+    workers' image."""
+    stages = dockerfile_stages()
+    named = {args.split(" AS ")[-1]: stage for stage in stages
+             for instruction, args in stage[:1] if " AS " in args}
+    assert list(named) == ["build", "runtime", "worker", "full"]  # `full` is the default
+    build, runtime, worker, full = (named[n] for n in ("build", "runtime", "worker", "full"))
     text = (ROOT / "Dockerfile").read_text()
     assert "slim" in re.search(r"ARG PYTHON_IMAGE=(\S+)", text)[1]
-    instructions = [i for i, _ in final]
-    assert "HEALTHCHECK" not in instructions
-    user = dict(final)["USER"]
+    assert [i for i, _ in runtime + worker + full].count("HEALTHCHECK") == 0
+    user = dict(runtime)["USER"]
     assert user.split(":")[0] not in ("root", "0")
-    final_runs = " ".join(a for i, a in final if i == "RUN")
+    final_runs = " ".join(a for i, a in runtime + worker + full if i == "RUN")
     for compiler in ("gcc", "build-essential", "g++", "clang", "-dev"):
-        assert compiler not in final_runs, f"{compiler} in the final stage"
-    assert json.loads(dict(final)["ENTRYPOINT"]) == ["imgburst"]  # exec form: PID 1
-    assert json.loads(dict(final)["CMD"]) == ["api"]
-    assert ("COPY", "--from=build /opt/imgburst /opt/imgburst") in final
-    assert dict(final)["EXPOSE"] == "8000"
-    assert any(i == "RUN" and "pip install" in a for i, a in build)
+        assert compiler not in final_runs, f"{compiler} in a final stage"
+    assert json.loads(dict(runtime)["ENTRYPOINT"]) == ["imgburst"]  # exec form: PID 1
+    assert json.loads(dict(full)["CMD"]) == ["api"]
+    assert json.loads(dict(worker)["CMD"])[0] == "worker"
+    assert ("COPY", "--from=build /opt/imgburst /opt/imgburst") in full
+    assert ("COPY", "--from=build /opt/worker /opt/imgburst") in worker
+    assert dict(runtime)["EXPOSE"] == "8000"
+    build_runs = " ".join(a for i, a in build if i == "RUN")
+    assert "pip install" in build_runs
+    assert "rm -rf /opt/worker/lib/python3.11/site-packages/kubernetes " in build_runs
     # bytecode compiled at build and kept: the pods can't write it (read-only, and
     # PYTHONDONTWRITEBYTECODE), so a cold start would compile every import again
-    build_runs = " ".join(a for i, a in build if i == "RUN")
-    assert "compileall" in build_runs and "__pycache__" not in build_runs
-    assert "PYTHONDONTWRITEBYTECODE=1" in dict(final)["ENV"]
+    assert build_runs.count("compileall") == 2 and "__pycache__" not in build_runs
+    assert "PYTHONDONTWRITEBYTECODE=1" in dict(runtime)["ENV"]
 
 
 def test_dockerignore_keeps_the_context_to_the_package():

@@ -9,6 +9,7 @@ Istio, Gateway API and ServiceBinding objects validate against their CRDs' schem
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -358,24 +359,33 @@ def test_every_worker_pod_holds_all_its_processes_at_their_memory_bound(overlay)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_one_images_entry_sets_every_imgburst_container(overlay, tmp_path):
-    """`kustomize edit set image imgburst=...` in a user's overlay reaches every imgburst
-    container the install runs: Deployments, Istio's v2 and the burst pods (through the
-    base workers' Deployment); redis keeps its own image."""
+def test_one_images_list_sets_every_imgburst_container(overlay, tmp_path):
+    """`kustomize edit set image imgburst=... imgburst-worker=...` in a user's overlay
+    reaches every container the install runs: the API, the scaler and Istio's v2 run
+    `imgburst`; the base workers and the burst pods (through the base workers'
+    Deployment) `imgburst-worker`; redis keeps its own image."""
     base = Path(os.path.relpath(K8S / "overlays" / overlay, tmp_path))
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [str(base)],
-        "images": [{"name": "imgburst", "newName": "myregistry.azurecr.io/imgburst",
-                    "newTag": "1.2"}]}))
+        "images": [{"name": name, "newName": f"myregistry.azurecr.io/{name}", "newTag": "1.2"}
+                   for name in ("imgburst", "imgburst-worker")]}))
     out = subprocess.run([str(KUBECTL), "kustomize", str(tmp_path)], capture_output=True,
                          text=True, check=True, timeout=60)
     rendered = tuple(d for d in yaml.safe_load_all(out.stdout) if d)
-    images = {c["image"] for o in rendered if o["kind"] in ("Deployment", "StatefulSet")
+    images = {(o["metadata"]["name"], c["name"]): c["image"] for o in rendered
+              if o["kind"] in ("Deployment", "StatefulSet")
               for c in o["spec"]["template"]["spec"]["containers"]}
-    images |= {c["image"] for c in burst_pod(rendered)["spec"]["containers"]}
-    assert images - {"redis:7-alpine"} == {"myregistry.azurecr.io/imgburst:1.2"}, images
-    assert "imgburst:latest" not in out.stdout and "image: imgburst\n" not in out.stdout
+    images[("burst", "worker")] = burst_pod(rendered)["spec"]["containers"][0]["image"]
+    for (workload, container), image in images.items():
+        if container == "redis":
+            assert image == "redis:7-alpine"
+        elif container == "worker":
+            assert image == "myregistry.azurecr.io/imgburst-worker:1.2", workload
+        else:
+            assert image == "myregistry.azurecr.io/imgburst:1.2", workload
+    assert ("burst", "worker") in images and ("imgburst-scaler", "scaler") in images
+    assert not re.search(r"image: imgburst(-worker)?(:latest)?\n", out.stdout)
 
 
 def test_the_keda_alternative_scales_the_base_workers_on_the_images_queue():
