@@ -405,3 +405,32 @@ def test_the_keda_alternative_scales_the_base_workers_on_the_images_queue():
     assert trigger["metadata"]["address"].startswith(f"{host}.imgburst.svc")
     assert trigger["metadata"]["databaseIndex"] == redis_url.rsplit("/", 1)[1]
     assert spec["minReplicaCount"] >= 1
+
+
+MIN_KUBERNETES_VERSION = "1.30.0"  # preStop.sleep: on by default from 1.30 (docs say so)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_validates_on_the_oldest_kubernetes_it_states(overlay):
+    for obj in render(overlay):
+        if obj["apiVersion"] in CORE_GROUPS:
+            kubernetes_validate.validate(obj, MIN_KUBERNETES_VERSION, strict=True)
+    api = named(overlay, "Deployment", "imgburst-api")
+    with pytest.raises(kubernetes_validate.ValidationError, match="sleep"):
+        kubernetes_validate.validate(api, "1.28.0", strict=True)  # older: no preStop.sleep
+    guide = (K8S.parent / "docs" / "deploy-aks.md").read_text()
+    assert "`kubectl` 1.30 or newer" in guide and "Kubernetes 1.30+" in guide
+
+
+@pytest.mark.parametrize("overlay", ["aks-virtual-nodes", "virtual-nodes-v2"])
+def test_workers_and_the_scaler_have_liveness_probes_on_their_own_loop(overlay):
+    pods = {o["metadata"]["name"]: o["spec"]["template"]["spec"]
+            for o in objects(overlay, "Deployment")}
+    pods["burst"] = burst_template(overlay)["spec"]
+    for name, role in (("imgburst-worker", "worker"), ("imgburst-scaler", "scaler"),
+                       ("burst", "worker")):
+        (container,) = [c for c in pods[name]["containers"] if c["args"][0] == role]
+        probe = container["livenessProbe"]
+        assert probe["exec"]["command"][:3] == ["imgburst", "alive", role], name
+        within = float(probe["exec"]["command"][4])
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= within, name

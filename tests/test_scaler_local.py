@@ -122,3 +122,15 @@ def test_signals_count_running_work_that_llen_misses(base_env, start_worker):
     wait_until(lambda: live_workers(broker)[0].processed == 1, 10, "processed to count it")
     worker.stop()
     assert live_workers(broker) == [], "a stopped worker removes its heartbeat"
+
+
+def test_a_running_scaler_says_it_is_alive(base_env, start_service):
+    """`imgburst alive scaler`, the scaler pods' liveness probe: leader or standby, its
+    loop touches a file each turn."""
+    def alive() -> int:
+        return subprocess.run([sys.executable, "-m", "imgburst.cli", "alive", "scaler"],
+                              env=base_env, capture_output=True, timeout=30).returncode
+
+    assert alive() == 1  # no scaler has run here yet
+    start_service(base_env, "scaler")
+    wait_until(lambda: alive() == 0, 30, "the scaler's loop to turn")

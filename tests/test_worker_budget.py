@@ -72,3 +72,22 @@ def test_the_memory_bound_fails_an_allocation_past_it_not_the_process():
     assert done.returncode == 0, done.stderr
     verdict, peak = done.stdout.split()
     assert verdict == "refused" and int(peak) <= 300, done.stdout
+
+
+def test_a_running_worker_says_it_is_alive_and_a_stopped_one_does_not(base_env, start_worker):
+    """`imgburst alive worker`, the pods' liveness probe: its heartbeat loop touches a
+    file each second; a worker that stopped turning fails the probe."""
+    def alive(within: str = "60") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgburst.cli", "alive", "worker",
+                               "--within", within], env=base_env, capture_output=True,
+                              text=True, timeout=30)
+
+    never = alive()
+    assert never.returncode == 1 and "no worker has run here yet" in never.stderr
+    worker = start_worker(base_env, concurrency=1)
+    time.sleep(2)
+    assert alive().returncode == 0
+    worker.kill()
+    time.sleep(3)
+    stale = alive(within="2")
+    assert stale.returncode == 1 and "last turned" in stale.stderr, stale.stderr

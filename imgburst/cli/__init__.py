@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from imgburst import __version__
+from imgburst.core.alive import ROLES
 from imgburst.core.settings import Settings, SettingsError
 
 console = Console(stderr=True, soft_wrap=True)  # messages stay one line in logs
@@ -278,7 +279,7 @@ def scaler() -> None:
                             blobs=blob_store_from_settings(settings),
                             input_grace_s=settings.input_grace_s)
     runner = Scaler(settings.scaler, backend, client, celery, store=store,
-                    leadership=leadership, reconciler=reconciler)
+                    leadership=leadership, reconciler=reconciler, home=settings.home)
     console.print(f"scaler {leadership.identity}: backend {backend.name}, max burst "
                   f"{settings.scaler.max_burst}, cooldown {settings.scaler.cooldown_s:g} s; "
                   "acts while it holds the lease")
@@ -391,6 +392,25 @@ def keygen(path: Path | None) -> None:
                   "owner=sha256:...")
     click.echo(f"key:   {key}")
     click.echo(f"entry: sha256:{digest(key)}")
+
+
+@cli.command()
+@click.argument("role", type=click.Choice(ROLES))
+@click.option("--within", type=click.FloatRange(1, 86400), default=60, show_default=True,
+              help="Seconds: a loop quieter than this counts as stuck.")
+def alive(role: str, within: float) -> None:
+    """Exit 0 if this pod's worker or scaler loop turned within the last --within seconds
+    (a Kubernetes liveness probe: `exec: [imgburst, alive, worker]`), else 1."""
+    from imgburst.core.alive import seconds_since
+
+    age = seconds_since(load_settings().home, role)
+    if age is None:
+        console.print(f"no {role} has run here yet", markup=False)
+        raise SystemExit(1)
+    if age > within:
+        console.print(f"the {role}'s loop last turned {age:.0f} s ago (more than {within:g} s)",
+                      markup=False)
+        raise SystemExit(1)
 
 
 @cli.command("mysql-check")

@@ -22,10 +22,12 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 from celery import Celery
 
+from imgburst.core.alive import touch
 from imgburst.core.celery_app import QUEUE
 from imgburst.core.handback import hand_back
 from imgburst.core.inspect import (
@@ -85,8 +87,9 @@ class Scaler:
     def __init__(self, settings: ScalerSettings, backend: Backend, client: redis.Redis,
                  celery: Celery, clock: Callable[[], float] = time.time,
                  store: JobStore | None = None, leadership: Leadership | None = None,
-                 reconciler: Reconciler | None = None) -> None:
+                 reconciler: Reconciler | None = None, home: Path | None = None) -> None:
         self.settings = settings
+        self.home = home  # where its liveness file goes (core/alive.py; None: no file)
         self.policy = policy_from(settings)
         self.backend = backend
         self.client = client
@@ -350,6 +353,8 @@ class Scaler:
         try:
             while not stop.is_set():
                 wait = self.settings.poll_s
+                if self.home is not None:  # leader or standby: the loop turns
+                    touch(self.home, "scaler")
                 try:
                     if not self.base_pool_ready(time.monotonic() - booted):
                         wait = min(wait, 0.2)

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -19,6 +20,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state
 
+from imgburst.core.alive import touch
 from imgburst.core.celery_app import PROCESS_IMAGE, QUEUE
 from imgburst.core.inspect import WorkerInfo, remove_heartbeat, write_heartbeat
 
@@ -27,6 +29,8 @@ INTERVAL_S = 1.0
 
 
 class Heartbeat(threading.Thread):
+    home: Path | None = None  # where the liveness file goes (None: no file)
+
     def __init__(self, consumer: Any, broker_url: str) -> None:
         super().__init__(name="imgburst-heartbeat", daemon=True)
         self.consumer = consumer
@@ -70,27 +74,31 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stopping.wait(INTERVAL_S):
             self.beat()
+            if self.home is not None:  # the pod's liveness probe reads it
+                touch(self.home, "worker")
         with contextlib.suppress(redis.RedisError):
             remove_heartbeat(self.client, self.worker_name)
 
 
-def start(consumer: Any, broker_url: str) -> Heartbeat:
+def start(consumer: Any, broker_url: str, home: Path | None = None) -> Heartbeat:
     """A running heartbeat whose first beat is already written: called as the consumer's
     event loop is about to run (`worker_ready`), so the worker is in the registry before
     it can take a task, and whoever sees its task in flight also sees the worker."""
     beat = Heartbeat(consumer, broker_url)
+    beat.home = home
     beat.beat()
     beat.start()
     return beat
 
 
-def install(app: Celery) -> None:
-    """Start the heartbeat when the worker is ready; remove it at shutdown."""
+def install(app: Celery, home: Path | None = None) -> None:
+    """Start the heartbeat when the worker is ready; remove it at shutdown. With `home`,
+    each beat also touches the file `imgburst alive worker` reads (core/alive.py)."""
     beat: dict[str, Heartbeat] = {}
 
     @worker_ready.connect(weak=False)
     def _start(sender: Any = None, **_kwargs: object) -> None:
-        beat["thread"] = start(sender, app.conf.broker_url)
+        beat["thread"] = start(sender, app.conf.broker_url, home)
 
     @worker_shutdown.connect(weak=False)
     def _stop(**_kwargs: object) -> None:

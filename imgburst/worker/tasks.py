@@ -271,7 +271,7 @@ def create_worker_app(settings: Settings) -> Celery:
         finally:
             store.dispose()
 
-    heartbeat.install(app)
+    heartbeat.install(app, settings.home)
 
     @worker_process_init.connect(weak=False)
     def _warm_up(**_kwargs: object) -> None:
