@@ -41,6 +41,7 @@ class MySQLSettings:
     password: str = field(repr=False)
     database: str
     ssl: bool
+    ssl_ca: Path | None = None  # MYSQL_SSL_CA: a private CA; None: the system's (Azure's)
 
     def describe(self) -> str:
         """Where the store is, without the password."""
@@ -450,4 +451,15 @@ def _mysql(env: Mapping[str, str]) -> MySQLSettings | None:
         password=env.get("MYSQL_PASSWORD", ""),
         database=env["MYSQL_DATABASE"],
         ssl=_bool(env, "MYSQL_SSL", False),
+        ssl_ca=_existing_file(env, "MYSQL_SSL_CA"),
     )
+
+
+def _existing_file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name) or None
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise SettingsError(name, f"names no file: {raw!r}")
+    return path

@@ -123,9 +123,10 @@ def make_engine(settings: Settings) -> Engine:
 
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": 10}
-    if settings.mysql.ssl:
+    if settings.mysql.ssl:  # verified: the server's certificate and its host name
         paths = ssl.get_default_verify_paths()
-        connect_args["ssl"] = {"ca": paths.cafile or paths.openssl_cafile}
+        ca = settings.mysql.ssl_ca or paths.cafile or paths.openssl_cafile
+        connect_args["ssl"] = {"ca": str(ca), "check_hostname": True}
     return create_engine(
         settings.database_url,
         connect_args=connect_args,
