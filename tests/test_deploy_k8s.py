@@ -31,7 +31,8 @@ K8S = ROOT / "k8s"
 SCHEMAS = Path(__file__).parent / "schemas"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBERNETES_VERSION = "1.33.0"
-OVERLAYS = ["aks-virtual-nodes", "virtual-nodes-v2", "mysql-osba", "mysql-secret", "istio"]
+OVERLAYS = ["aks-virtual-nodes", "virtual-nodes-v2", "mysql-osba", "mysql-secret",
+            "servicebinding", "istio"]
 CRD_FILES = {
     "networking.istio.io": SCHEMAS / "istio" / "networking-crds.yaml",
     "gateway.networking.k8s.io": None,  # one file per kind, below
@@ -283,8 +284,13 @@ def test_workloads_read_the_binding_secret_keys_and_only_known_variables():
     binding = named("mysql-osba", "ServiceBinding", "example-mysql-binding")
     assert binding["spec"]["secretName"] == "example-mysql-secret"
     instance = named("mysql-osba", "ServiceInstance", "example-mysql-instance")
-    assert instance["spec"]["clusterServiceClassExternalName"] == "azure-mysql"
-    assert instance["spec"]["clusterServicePlanExternalName"] == "basic50"
+    assert instance["spec"]["clusterServiceClassExternalName"] == "azure-mysql-5-7"  # OSBA 1.x
+    assert instance["spec"]["clusterServicePlanExternalName"] == "basic"
+    # the plain Secret applies anywhere: Opaque (replaces one made by hand), no CRD needed
+    assert secret["type"] == "Opaque"
+    assert not objects("mysql-secret", "ServiceBinding")
+    (described,) = objects("servicebinding", "ServiceBinding")
+    assert described["spec"]["service"]["name"] == "example-mysql-secret"
     assert {"location", "resourceGroup", "firewallRules"} <= set(instance["spec"]["parameters"])
 
 
