@@ -87,3 +87,9 @@ def test_compose_first_run_makes_a_key_starts_and_processes(base_env, mysql_env,
     again = run(command(services["keys"], home), service_env(services["keys"], home, here))
     assert again.returncode == 0 and "kept the admin key" in again.stderr
     assert key_file.read_text().strip() == key  # a restart keeps the key
+
+
+def test_the_first_run_key_says_what_to_do_where_it_cant_write(base_env):
+    refused = run(["keygen", "--file", "/proc/no-such-volume/api-key"], base_env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "give a path this user may write" in refused.stderr, refused.stderr

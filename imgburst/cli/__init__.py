@@ -381,7 +381,12 @@ def keygen(path: Path | None) -> None:
     if path is not None:
         from imgburst.cli.local_key import write_key_file
 
-        made = write_key_file(path)
+        try:
+            made = write_key_file(path)
+        except OSError as exc:
+            console.print(f"[red]Can't keep a key in {escape(str(path))}[/red]: {exc.strerror}; "
+                          "give a path this user may write (a volume mounted there?)")
+            raise SystemExit(1) from None
         console.print(f"{'made' if made else 'kept'} the admin key in {path} (the API reads it "
                       "with IMGBURST_ADMIN_KEY_FILE; `imgburst login` prints a dashboard "
                       "link)", markup=False)
