@@ -492,3 +492,22 @@ def test_burst_pods_run_the_base_workers_image_read_from_their_deployment(fake):
     with pytest.raises(BackendConfigError, match="SCALER_WORKER_DEPLOYMENT: can't read "
                                                  "Deployment 'workers' in 'imgburst' \\(404\\)"):
         worker_image(apps, "imgburst", "workers")
+
+
+def test_a_new_workers_image_reaches_the_next_burst_pods_without_a_scaler_restart(fake):
+    fake.add_deployment("imgburst-worker", container="worker", image="acr.io/imgburst-worker:1")
+    apps = k8s.AppsV1Api(api_client(fake))
+    backend = KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst",
+                                load_template(TEMPLATE),
+                                image=worker_image(apps, "imgburst", "imgburst-worker"),
+                                apps=apps, worker_deployment="imgburst-worker")
+
+    def image_of(name: str) -> str:
+        return fake.pods[("imgburst", name.removeprefix("burst@"))]["spec"]["containers"][0][
+            "image"]
+
+    (first,) = backend.start(1)
+    fake.add_deployment("imgburst-worker", container="worker", image="acr.io/imgburst-worker:2")
+    (second,) = backend.start(1)
+    assert (image_of(first), image_of(second)) == ("acr.io/imgburst-worker:1",
+                                                   "acr.io/imgburst-worker:2")

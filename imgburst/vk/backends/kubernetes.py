@@ -194,9 +194,11 @@ class KubernetesBackend:
     def __init__(self, api: Any, namespace: str, template: dict[str, Any],
                  virtual_node_v2: bool = False, install: str = "imgburst",
                  owner: dict[str, Any] | None = None, image: str | None = None,
-                 pull_secret: str = "") -> None:
+                 pull_secret: str = "", apps: Any = None, worker_deployment: str = "") -> None:
         self.image = image
         self.pull_secret = pull_secret
+        self.apps = apps  # kubernetes.client.AppsV1Api: the base workers' image, read again
+        self.worker_deployment = worker_deployment  # at each scale-up ("" : `image` is fixed)
         self.api = api  # kubernetes.client.CoreV1Api
         self.namespace = namespace
         self.template = template
@@ -227,8 +229,9 @@ class KubernetesBackend:
         owner = owner_reference(apps, scaler.namespace, scaler.owner)
         image = scaler.burst_image or worker_image(apps, scaler.namespace,
                                                    scaler.worker_deployment)
+        follow = "" if scaler.burst_image else scaler.worker_deployment
         backend = cls(client.CoreV1Api(), scaler.namespace, template, scaler.virtual_node_v2,
-                      scaler.install, owner, image, scaler.pull_secret)
+                      scaler.install, owner, image, scaler.pull_secret, apps, follow)
         backend.start_watching()
         return backend
 
@@ -312,10 +315,23 @@ class KubernetesBackend:
                 failure=pod_failure(pod)))
         return found
 
+    def follow_worker_image(self) -> None:
+        """Read the base workers' image again: a rollout of a new image (only the workers'
+        changes, `imgburst-worker`) reaches the next burst pods without a scaler restart.
+        If the API does not answer, the last image read is still the workers' best guess."""
+        if self.apps is None or not self.worker_deployment:
+            return
+        try:
+            self.image = worker_image(self.apps, self.namespace, self.worker_deployment)
+        except Exception as exc:  # any API failure: the last image read stays
+            log.warning("burst pods keep image %s: the workers' Deployment was not read: %s",
+                        self.image, exc)
+
     def start(self, count: int) -> list[str]:
         from kubernetes.client.rest import ApiException
 
         names: list[str] = []
+        self.follow_worker_image()
         for _ in range(count):
             pod_name = f"imgburst-burst-{uuid.uuid4().hex[:8]}"
             pod = build_pod(self.template, pod_name, self.virtual_node_v2, self.install,
