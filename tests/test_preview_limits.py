@@ -79,3 +79,13 @@ def test_a_preview_whose_client_hung_up_is_abandoned(base_env, start_service):
     started = time.monotonic()
     wait_until(lambda: abandoned() == [b"client gone"], 10, "the preview to be abandoned")
     assert time.monotonic() - started < 5  # within a slice or two, not at the 20 s timeout
+
+
+def test_a_preview_with_the_broker_down_is_a_503_with_retry_after(base_env):
+    """Sending the task fails in kombu (not in the Redis client): still a 503."""
+    down = base_env | {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    app = create_app(settings_for(down))
+    app.extensions["imgburst"].celery.conf.broker_connection_max_retries = 0
+    response = preview(app.test_client())
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "broker is unreachable" in response.get_json()["detail"]

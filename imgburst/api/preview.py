@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Response, request
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from imgburst.api import auth
 from imgburst.api.errors import Problem
@@ -105,7 +106,7 @@ def preview() -> Response:
             answer, why = _wait(svc, reply_key, time.monotonic() + timeout)
             if answer is None:  # nobody waits for it any more: no worker should render it
                 svc.redis.set(abandoned_key(reply_key), why, ex=PREVIEW_REPLY_TTL_S)
-        except redis.RedisError as exc:
+        except (redis.RedisError, KombuOperationalError) as exc:  # the broker is down
             raise Problem(503, "Queue unavailable", f"the broker is unreachable "
                           f"({type(exc).__name__}); try again shortly",
                           headers={"Retry-After": "5"}) from None
