@@ -14,7 +14,7 @@ from imgburst.api import auth
 from imgburst.api.errors import register_error_handlers
 from imgburst.api.metrics import Metrics
 from imgburst.api.quotas import Quotas
-from imgburst.api.rate_limit import SubmitLimiter
+from imgburst.api.rate_limit import KeyRateLimiter
 from imgburst.api.services import Services
 from imgburst.api.uploads import UploadRequest
 from imgburst.core.blobs import blob_store_from_settings
@@ -64,9 +64,9 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
         uploads=ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload"),
         redis=redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5),
         url_secret=settings.url_secret or secrets.token_bytes(32),
-        submissions=SubmitLimiter(celery.conf.broker_url, settings.submit_rate),
+        submissions=KeyRateLimiter(celery.conf.broker_url, settings.submit_rate),
         quotas=Quotas(celery.conf.broker_url, settings.quota_jobs, settings.quota_mb),
-        previews=SubmitLimiter(celery.conf.broker_url, settings.preview_rate, "previews",
+        previews=KeyRateLimiter(celery.conf.broker_url, settings.preview_rate, "previews",
                                "IMGBURST_PREVIEW_RATE"),
     )
     services = app.extensions["imgburst"]

@@ -20,7 +20,7 @@ from imgburst.api.auth import Principal
 from imgburst.api.errors import Problem
 
 
-class SubmitLimiter:
+class KeyRateLimiter:
     """A rate per key of one kind of request: submissions (IMGBURST_SUBMIT_RATE) or
     previews (IMGBURST_PREVIEW_RATE)."""
 

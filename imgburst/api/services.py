@@ -11,7 +11,7 @@ from flask import current_app
 
 from imgburst.api.metrics import Metrics
 from imgburst.api.quotas import Quotas
-from imgburst.api.rate_limit import SubmitLimiter
+from imgburst.api.rate_limit import KeyRateLimiter
 from imgburst.core.blobs import BlobStore
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore
@@ -27,9 +27,9 @@ class Services:
     uploads: ThreadPoolExecutor  # stores inputs in parallel (Azure round trips overlap)
     redis: redis.Redis  # the broker's Redis: nudges to the scaler, queue inspection
     url_secret: bytes  # signs output URLs (IMGBURST_URL_SECRET, else random per process)
-    submissions: SubmitLimiter
+    submissions: KeyRateLimiter
     quotas: Quotas  # jobs and bytes per key per window
-    previews: SubmitLimiter  # previews per key (IMGBURST_PREVIEW_RATE)
+    previews: KeyRateLimiter  # previews per key (IMGBURST_PREVIEW_RATE)
 
 
 def services() -> Services:

@@ -104,7 +104,8 @@ class Runtime:
 def limits_from_settings(settings: Settings) -> imaging.Limits:
     pixels = int(settings.max_megapixels * 1_000_000)
     return imaging.Limits(max_pixels=pixels, max_frames=settings.max_frames,
-                          max_bytes=settings.max_file_mb << 20, max_total_pixels=4 * pixels)
+                          max_bytes=settings.max_file_mb << 20,
+                          max_total_pixels=imaging.ANIMATION_SOURCES * pixels)
 
 
 _runtime: Runtime | None = None

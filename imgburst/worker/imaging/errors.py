@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_MAX_PIXELS = 50_000_000
+ANIMATION_SOURCES = 4  # all frames of an animation together: this many sources' pixels
 
 
 class ImageError(ValueError):
@@ -19,7 +20,7 @@ class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = 100
     max_bytes: int = 50 << 20
-    max_total_pixels: int = 4 * DEFAULT_MAX_PIXELS
+    max_total_pixels: int = ANIMATION_SOURCES * DEFAULT_MAX_PIXELS
     """All frames of an animation together (only the first is decoded; the rest are
     bounded so that a file can't claim 100 frames of 50 MP)."""
 
