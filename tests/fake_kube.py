@@ -236,16 +236,21 @@ class FakeKube:
         return body
 
     def add_deployment(self, name: str, namespace: str = "imgburst", container: str = "scaler",
-                       image: str = "imgburst") -> str:
+                       image: str = "imgburst", env: list[dict[str, Any]] | None = None,
+                       env_from: list[dict[str, Any]] | None = None) -> str:
         """A Deployment (the scaler's, owner of the burst pods; the base workers', whose
-        image burst pods run); returns its uid."""
+        image and environment burst pods run); returns its uid."""
+        spec: dict[str, Any] = {"name": container, "image": image}
+        if env:
+            spec["env"] = env
+        if env_from:
+            spec["envFrom"] = env_from
         with self.lock:
             body = {"apiVersion": "apps/v1", "kind": "Deployment",
                     "metadata": {"name": name, "namespace": namespace},
                     "spec": {"selector": {"matchLabels": {"app": name}},
                              "template": {"metadata": {"labels": {"app": name}},
-                                          "spec": {"containers": [
-                                              {"name": container, "image": image}]}}}}
+                                          "spec": {"containers": [spec]}}}}
             collection = f"apps/v1/namespaces/{namespace}/deployments"
             return self._store((collection, name), body)["metadata"]["uid"]
 

@@ -24,7 +24,7 @@ from jsonschema import Draft7Validator
 from imgburst.api.server import DRAIN_S
 from imgburst.cli.router import load_rules
 from imgburst.core.settings import Settings
-from imgburst.vk.backends.kubernetes import build_pod, check_template
+from imgburst.vk.backends.kubernetes import WorkerContainer, build_pod, check_template
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "k8s"
@@ -142,7 +142,8 @@ def test_legacy_route_rules_parse():
 
 def burst_pod(rendered: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     """The pod the scaler would make from a rendered install: its template, the base
-    workers' image (read from their Deployment, as `worker_image` does), its settings."""
+    workers' image and environment (read from their Deployment, as `worker_container`
+    does), its settings."""
     def find(kind: str, name: str) -> dict[str, Any]:
         (found,) = [o for o in rendered if o["kind"] == kind and o["metadata"]["name"] == name]
         return found
@@ -156,7 +157,9 @@ def burst_pod(rendered: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     (worker,) = [c for c in workers["spec"]["template"]["spec"]["containers"]
                  if c["name"] == "worker"]
     return build_pod(template, "burst-test", config["SCALER_VIRTUAL_NODE_V2"] == "true",
-                     image=worker["image"], pull_secret=config["SCALER_PULL_SECRET"])
+                     base=WorkerContainer(worker["image"], worker.get("env", []),
+                                          worker.get("envFrom", [])),
+                     pull_secret=config["SCALER_PULL_SECRET"])
 
 
 def burst_template(overlay: str) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from imgburst.vk.backends.kubernetes import (
     KubernetesBackend,
     load_template,
     owner_reference,
-    worker_image,
+    worker_container,
 )
 from imgburst.vk.events import EventLog
 from imgburst.vk.leadership import KubeLeadership, RedisLeadership
@@ -81,7 +81,7 @@ def backend_for(fake: FakeKube, image: str | None = None) -> KubernetesBackend:
     assert owner is not None and owner["uid"] == uid
     return KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst",
                              load_template(TEMPLATE), owner=owner,
-                             image=worker_image(apps, "imgburst", "imgburst-worker"))
+                             base=worker_container(apps, "imgburst", "imgburst-worker"))
 
 
 def container(env: dict[str, str], logs: Path) -> Callable[[str], subprocess.Popen[bytes]]:
@@ -487,27 +487,65 @@ def test_burst_pods_run_the_base_workers_image_read_from_their_deployment(fake):
     fake.add_deployment("imgburst-worker", container="worker",
                         image="myregistry.azurecr.io/imgburst:1.2")
     apps = k8s.AppsV1Api(api_client(fake))
-    assert worker_image(apps, "imgburst", "imgburst-worker") == \
+    assert worker_container(apps, "imgburst", "imgburst-worker").image == \
         "myregistry.azurecr.io/imgburst:1.2"
     with pytest.raises(BackendConfigError, match="SCALER_WORKER_DEPLOYMENT: can't read "
                                                  "Deployment 'workers' in 'imgburst' \\(404\\)"):
-        worker_image(apps, "imgburst", "workers")
+        worker_container(apps, "imgburst", "workers")
 
 
-def test_a_new_workers_image_reaches_the_next_burst_pods_without_a_scaler_restart(fake):
-    fake.add_deployment("imgburst-worker", container="worker", image="acr.io/imgburst-worker:1")
+PASSWORD_FROM = {"secretKeyRef": {"name": "example-mysql-secret", "key": "password"}}
+
+
+def test_a_new_workers_image_or_env_reaches_the_next_burst_pods_without_a_scaler_restart(
+        fake):
+    """The Azure Service Operator overlay patches where the workers read the MySQL password;
+    burst pods, made from a ConfigMap string no patch reaches, must read it there too."""
+    fake.add_deployment("imgburst-worker", container="worker", image="acr.io/imgburst-worker:1",
+                        env=[{"name": "MYSQL_PASSWORD", "valueFrom": PASSWORD_FROM},
+                             {"name": "IMGBURST_JOB_CPU_S", "value": "60"}],
+                        env_from=[{"configMapRef": {"name": "imgburst-config"}}])
     apps = k8s.AppsV1Api(api_client(fake))
-    backend = KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst",
-                                load_template(TEMPLATE),
-                                image=worker_image(apps, "imgburst", "imgburst-worker"),
+    template = load_template(TEMPLATE)
+    template["spec"]["containers"][0]["env"] = [{"name": "IMGBURST_JOB_CPU_S", "value": "30"}]
+    backend = KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst", template,
+                                base=worker_container(apps, "imgburst", "imgburst-worker"),
                                 apps=apps, worker_deployment="imgburst-worker")
 
-    def image_of(name: str) -> str:
-        return fake.pods[("imgburst", name.removeprefix("burst@"))]["spec"]["containers"][0][
-            "image"]
+    def container_of(name: str) -> dict:
+        return fake.pods[("imgburst", name.removeprefix("burst@"))]["spec"]["containers"][0]
 
     (first,) = backend.start(1)
-    fake.add_deployment("imgburst-worker", container="worker", image="acr.io/imgburst-worker:2")
+    admin = {"secretKeyRef": {"name": "imgburst-mysql-admin", "key": "password"}}
+    fake.add_deployment("imgburst-worker", container="worker", image="acr.io/imgburst-worker:2",
+                        env=[{"name": "MYSQL_PASSWORD", "valueFrom": admin}],
+                        env_from=[{"configMapRef": {"name": "imgburst-config"}}])
     (second,) = backend.start(1)
-    assert (image_of(first), image_of(second)) == ("acr.io/imgburst-worker:1",
-                                                   "acr.io/imgburst-worker:2")
+    one, two = container_of(first), container_of(second)
+    assert (one["image"], two["image"]) == ("acr.io/imgburst-worker:1",
+                                            "acr.io/imgburst-worker:2")
+    # the template's own entry wins by name (burst pods only); the rest is the workers'
+    assert one["env"] == [{"name": "MYSQL_PASSWORD", "valueFrom": PASSWORD_FROM},
+                          {"name": "IMGBURST_JOB_CPU_S", "value": "30"}]
+    assert two["env"] == [{"name": "MYSQL_PASSWORD", "valueFrom": admin},
+                          {"name": "IMGBURST_JOB_CPU_S", "value": "30"}]
+    assert one["envFrom"] == two["envFrom"] == [{"configMapRef": {"name": "imgburst-config"}}]
+    nowhere = k8s.Configuration()
+    nowhere.host = "http://127.0.0.1:9"  # nothing listens: the API doesn't answer
+    backend.apps = k8s.AppsV1Api(k8s.ApiClient(nowhere))
+    (third,) = backend.start(1)  # the last container read stays
+    assert container_of(third)["env"] == two["env"]
+
+
+def test_burst_image_replaces_only_the_image(fake):
+    fake.add_deployment("imgburst-worker", container="worker", image="acr.io/imgburst-worker:1",
+                        env=[{"name": "MYSQL_PASSWORD", "valueFrom": PASSWORD_FROM}])
+    apps = k8s.AppsV1Api(api_client(fake))
+    backend = KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst",
+                                load_template(TEMPLATE), apps=apps,
+                                worker_deployment="imgburst-worker",
+                                burst_image="acr.io/imgburst-burst:7")
+    (name,) = backend.start(1)
+    container = fake.pods[("imgburst", name.removeprefix("burst@"))]["spec"]["containers"][0]
+    assert container["image"] == "acr.io/imgburst-burst:7"
+    assert container["env"] == [{"name": "MYSQL_PASSWORD", "valueFrom": PASSWORD_FROM}]

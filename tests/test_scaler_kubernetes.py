@@ -7,6 +7,7 @@ import time
 
 import pytest
 import redis
+import yaml
 from conftest import ROOT, wait_until
 from fake_kube import FakeKube
 from kubernetes import client as k8s
@@ -17,6 +18,7 @@ from imgburst.core.settings import ScalerSettings, Settings
 from imgburst.vk.backends.kubernetes import (
     KubernetesBackend,
     TemplateError,
+    WorkerContainer,
     check_template,
     load_template,
 )
@@ -38,12 +40,19 @@ def fake():
     server.close()
 
 
+def base_workers(image: str) -> WorkerContainer:
+    """The base workers' container as k8s/base/worker.yaml declares it, run as `image`."""
+    deployment = yaml.safe_load((ROOT / "k8s" / "base" / "worker.yaml").read_text())
+    (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+    return WorkerContainer(image, worker["env"], worker["envFrom"])
+
+
 def backend_for(fake: FakeKube, v2: bool = False) -> KubernetesBackend:
     config = k8s.Configuration()
     config.host = fake.url
     return KubernetesBackend(k8s.CoreV1Api(k8s.ApiClient(config)), "imgburst",
                              load_template(TEMPLATE), virtual_node_v2=v2,
-                             image="myregistry.azurecr.io/imgburst:1.2",
+                             base=base_workers("myregistry.azurecr.io/imgburst:1.2"),
                              pull_secret="imgburst-registry")
 
 

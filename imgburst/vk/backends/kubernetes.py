@@ -27,17 +27,25 @@ deleting the install deletes the burst pods too (the garbage collector's backgro
 cascade). Not the template ConfigMap: its name changes with every edit (kustomize's hash
 suffix), and the old one's deletion would delete busy pods.
 
+Burst pods run what the base workers run: the image, `env` and `envFrom` of the worker
+container of `SCALER_WORKER_DEPLOYMENT`, read again at each scale-up. So one overlay edit
+(`images:`, or a patch of the workers' environment such as the Azure Service Operator
+overlay's MySQL password) reaches burst pods too, though kustomize can't reach inside the
+template's ConfigMap string.
+
 Permissions needed (namespaced): pods create, get, list, watch, delete; `get` on the
-owner Deployment.
+owner Deployment and on the base workers' Deployment.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import threading
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +140,15 @@ def check_template(template: Any, where: str = "template") -> None:
                                 f"limits {limits})")
 
 
+@dataclass(frozen=True)
+class WorkerContainer:
+    """What burst pods take from the base workers' container (see `worker_container`)."""
+
+    image: str
+    env: list[dict[str, Any]] = field(default_factory=list)
+    env_from: list[dict[str, Any]] = field(default_factory=list)
+
+
 def labels(install: str) -> dict[str, str]:
     return {**LABELS, INSTALL_LABEL: install}
 
@@ -151,9 +168,10 @@ def _quantity(value: Any) -> bool:
 
 def build_pod(template: dict[str, Any], pod_name: str, virtual_node_v2: bool,
               install: str = "imgburst", owner: dict[str, Any] | None = None,
-              image: str | None = None, pull_secret: str = "") -> dict[str, Any]:
-    """A pod manifest for one burst worker named `burst@<pod_name>`, running `image` (the
-    base workers' image: one place sets it, see `worker_image`)."""
+              base: WorkerContainer | None = None, pull_secret: str = "") -> dict[str, Any]:
+    """A pod manifest for one burst worker named `burst@<pod_name>`, running what the base
+    workers run (`base`: their image and environment; one place sets them). The template's
+    own `env` entries win by name; its `envFrom` sources come after the base's."""
     pod = copy.deepcopy(template)
     pod["apiVersion"], pod["kind"] = "v1", "Pod"
     meta = pod.setdefault("metadata", {})
@@ -173,8 +191,15 @@ def build_pod(template: dict[str, Any], pod_name: str, virtual_node_v2: bool,
     if pull_secret:  # ACI pulls with it (virtual nodes can't use the cluster's ACR identity)
         spec["imagePullSecrets"] = [{"name": pull_secret}]
     worker = spec["containers"][0]
-    if image:
-        worker["image"] = image
+    if base is not None:
+        worker["image"] = base.image
+        own = worker.get("env") or []
+        named = {e["name"] for e in own}
+        env = [copy.deepcopy(e) for e in base.env if e["name"] not in named] + own
+        env_from = [copy.deepcopy(e) for e in base.env_from] + (worker.get("envFrom") or [])
+        for key, value in (("env", env), ("envFrom", env_from)):
+            if value:
+                worker[key] = value
     args = [a for a in (worker.get("args") or ["worker", "--pool", "burst"])]
     if "--name" in args:
         del args[args.index("--name"):args.index("--name") + 2]
@@ -193,12 +218,14 @@ class KubernetesBackend:
 
     def __init__(self, api: Any, namespace: str, template: dict[str, Any],
                  virtual_node_v2: bool = False, install: str = "imgburst",
-                 owner: dict[str, Any] | None = None, image: str | None = None,
-                 pull_secret: str = "", apps: Any = None, worker_deployment: str = "") -> None:
-        self.image = image
+                 owner: dict[str, Any] | None = None, base: WorkerContainer | None = None,
+                 pull_secret: str = "", apps: Any = None, worker_deployment: str = "",
+                 burst_image: str = "") -> None:
+        self.base = base
         self.pull_secret = pull_secret
-        self.apps = apps  # kubernetes.client.AppsV1Api: the base workers' image, read again
-        self.worker_deployment = worker_deployment  # at each scale-up ("" : `image` is fixed)
+        self.apps = apps  # kubernetes.client.AppsV1Api: the base workers' container, read
+        self.worker_deployment = worker_deployment  # again at each scale-up ("": fixed)
+        self.burst_image = burst_image  # SCALER_BURST_IMAGE: overrides the workers' image
         self.api = api  # kubernetes.client.CoreV1Api
         self.namespace = namespace
         self.template = template
@@ -227,11 +254,10 @@ class KubernetesBackend:
         scaler = settings.scaler
         apps = client.AppsV1Api()
         owner = owner_reference(apps, scaler.namespace, scaler.owner)
-        image = scaler.burst_image or worker_image(apps, scaler.namespace,
-                                                   scaler.worker_deployment)
-        follow = "" if scaler.burst_image else scaler.worker_deployment
         backend = cls(client.CoreV1Api(), scaler.namespace, template, scaler.virtual_node_v2,
-                      scaler.install, owner, image, scaler.pull_secret, apps, follow)
+                      scaler.install, owner, None, scaler.pull_secret, apps,
+                      scaler.worker_deployment, scaler.burst_image)
+        backend.base = backend.read_worker_container()
         backend.start_watching()
         return backend
 
@@ -315,27 +341,33 @@ class KubernetesBackend:
                 failure=pod_failure(pod)))
         return found
 
-    def follow_worker_image(self) -> None:
-        """Read the base workers' image again: a rollout of a new image (only the workers'
-        changes, `imgburst-worker`) reaches the next burst pods without a scaler restart.
-        If the API does not answer, the last image read is still the workers' best guess."""
+    def read_worker_container(self) -> WorkerContainer | None:
+        """The base workers' container as burst pods run it (SCALER_BURST_IMAGE, if set,
+        replaces its image); None without a workers' Deployment to read."""
         if self.apps is None or not self.worker_deployment:
-            return
+            return WorkerContainer(self.burst_image) if self.burst_image else None
+        found = worker_container(self.apps, self.namespace, self.worker_deployment)
+        return dataclasses.replace(found, image=self.burst_image) if self.burst_image else found
+
+    def follow_worker_container(self) -> None:
+        """Read the base workers' container again: a rollout of a new image or environment
+        (only the workers' changes, `imgburst-worker`) reaches the next burst pods without
+        a scaler restart. If the API does not answer, the last one read stays."""
         try:
-            self.image = worker_image(self.apps, self.namespace, self.worker_deployment)
-        except Exception as exc:  # any API failure: the last image read stays
+            self.base = self.read_worker_container() or self.base
+        except Exception as exc:  # any API failure: the last container read stays
             log.warning("burst pods keep image %s: the workers' Deployment was not read: %s",
-                        self.image, exc)
+                        self.base.image if self.base else "(none)", exc)
 
     def start(self, count: int) -> list[str]:
         from kubernetes.client.rest import ApiException
 
         names: list[str] = []
-        self.follow_worker_image()
+        self.follow_worker_container()
         for _ in range(count):
             pod_name = f"imgburst-burst-{uuid.uuid4().hex[:8]}"
             pod = build_pod(self.template, pod_name, self.virtual_node_v2, self.install,
-                            self.owner, self.image, self.pull_secret)
+                            self.owner, self.base, self.pull_secret)
             try:
                 created = self.api.create_namespaced_pod(self.namespace, pod)
             except ApiException as exc:
@@ -413,10 +445,11 @@ def refusal(exc: Any) -> Failure:
     return Failure("Forbidden" if exc.status == 403 else "Invalid", message)
 
 
-def worker_image(apps: Any, namespace: str, deployment: str) -> str:
-    """The image of the base workers' Deployment: burst pods run the same. Read from the
-    cluster, so `kustomize edit set image` (or `images:` in an overlay) sets it for both:
-    kustomize can't reach an image inside the template's ConfigMap string."""
+def worker_container(apps: Any, namespace: str, deployment: str) -> WorkerContainer:
+    """The image and environment of the base workers' Deployment: burst pods run the same.
+    Read from the cluster, so `kustomize edit set image` (or `images:`, or a patch of the
+    workers' env in an overlay) sets both: kustomize can't reach inside the template's
+    ConfigMap string."""
     from kubernetes.client.rest import ApiException
 
     try:
@@ -425,13 +458,14 @@ def worker_image(apps: Any, namespace: str, deployment: str) -> str:
         if exc.status in (403, 404):
             raise BackendConfigError(
                 f"SCALER_WORKER_DEPLOYMENT: can't read Deployment {deployment!r} in "
-                f"{namespace!r} ({exc.status}) for the burst pods' image: name the base "
-                "workers' Deployment (its Role needs `get` on it), or set "
-                "SCALER_BURST_IMAGE") from None
+                f"{namespace!r} ({exc.status}) for the burst pods' image and environment: "
+                "name the base workers' Deployment (its Role needs `get` on it)") from None
         raise
     containers = found.spec.template.spec.containers
     chosen = next((c for c in containers if c.name == "worker"), containers[0])
-    return str(chosen.image)
+    plain = apps.api_client.sanitize_for_serialization  # the manifest's own field names
+    return WorkerContainer(str(chosen.image), plain(chosen.env or []),
+                           plain(chosen.env_from or []))
 
 
 def owner_reference(apps: Any, namespace: str, owner: str) -> dict[str, Any] | None:
