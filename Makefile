@@ -8,12 +8,14 @@ BIN := $(VENV)/bin
 run: $(VENV)/.installed
 	$(BIN)/imgburst up
 
-test: $(VENV)/.installed-test node_modules/.installed
-	$(BIN)/ruff check .
+test: lint node_modules/.installed
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_import_graph.py
+	$(BIN)/mypy imgburst/core imgburst/vk imgburst/worker
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

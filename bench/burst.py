@@ -20,8 +20,8 @@ import redis
 from harness import Stack, images, table_row
 from sqlalchemy import func, select
 
-from imgburst.core.inspect import live_workers
 from imgburst.core.schema import Job
+from imgburst.core.telemetry import live_workers
 from imgburst.vk.events import EventLog
 
 SCALER = {"SCALER_MAX_BURST": "3", "SCALER_MAX_STEP": "3", "SCALER_COOLDOWN_S": "5",

@@ -196,7 +196,7 @@ def start_scaler(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 def draining_with_a_job(broker: Any) -> Any:
     """A burst worker the scaler is draining while its heartbeat shows a job in hand
     (its WorkerInfo), or None."""
-    from imgburst.core.inspect import live_workers, scaler_state
+    from imgburst.core.telemetry import live_workers, scaler_state
 
     beats = {w.name: w for w in live_workers(broker)}
     for name, phase in ((scaler_state(broker) or {}).get("burst") or {}).items():

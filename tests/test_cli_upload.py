@@ -12,16 +12,10 @@ import click
 import pytest
 from urllib3.filepost import encode_multipart_formdata
 
-from imgburst.cli.client import (
-    ApiError,
-    Limits,
-    api_limits,
-    check_name,
-    collect_files,
-    input_place,
-)
+from imgburst.cli.api_client import ApiError, Limits, api_limits, collect_files, input_place
 from imgburst.cli.loadgen.workload import Workload, WorkloadError
 from imgburst.cli.multipart import LocalImage, MultipartFiles, UploadError, fitting_parts
+from imgburst.cli.submit import check_name
 from imgburst.core.settings import Settings
 
 SIZES = {"a.jpg": 255_233, 'say "cheese"\r\n.png': 510_465, "Ünïcødé 写真.webp": 3,

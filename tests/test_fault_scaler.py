@@ -25,8 +25,8 @@ from helpers import (
 )
 
 from imgburst.api import create_app
-from imgburst.core.inspect import live_workers
 from imgburst.core.synthetic import photo_bytes
+from imgburst.core.telemetry import live_workers
 from imgburst.vk.events import EventLog
 
 MAX_BURST = 2

@@ -18,8 +18,8 @@ from conftest import free_port, http_ok, settings_for, wait_until
 from helpers import jobs_of, reconcile, start_scaler, submit, wait_batch
 
 from imgburst.api import create_app
-from imgburst.core.inspect import in_flight, live_workers, waiting
 from imgburst.core.synthetic import photo_bytes
+from imgburst.core.telemetry import in_flight, live_workers, waiting
 from imgburst.vk.events import EventLog
 
 SLOW = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
@@ -218,9 +218,9 @@ def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(
     gone. A live worker holds only what came after it started, so the reconciler gives
     it back at once (no phantom in flight), and leaves a live worker's own alone."""
     from imgburst.core.celery_app import make_celery
-    from imgburst.core.inspect import WorkerInfo, write_heartbeat
     from imgburst.core.reconcile import Reconciler
     from imgburst.core.store import JobStore
+    from imgburst.core.telemetry import WorkerInfo, write_heartbeat
 
     env = base_env | {"REDIS_URL": f"redis://127.0.0.1:{private_redis}/0"}
     settings = settings_for(env)

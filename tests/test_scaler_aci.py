@@ -32,10 +32,10 @@ from kubernetes.client.rest import ApiException
 
 from imgburst.api import create_app
 from imgburst.core.celery_app import make_celery
-from imgburst.core.inspect import live_workers, scaler_state, write_leader
 from imgburst.core.settings import ScalerSettings
 from imgburst.core.store import JobStore, NewJob, migrate
 from imgburst.core.synthetic import photo_bytes
+from imgburst.core.telemetry import live_workers, scaler_state, write_leader
 from imgburst.vk.backends.kubernetes import (
     BackendConfigError,
     KubernetesBackend,

@@ -13,8 +13,8 @@ from fake_kube import FakeKube
 from kubernetes import client as k8s
 
 from imgburst.core.celery_app import make_celery
-from imgburst.core.inspect import WorkerInfo, record_ended, write_heartbeat
 from imgburst.core.settings import ScalerSettings, Settings
+from imgburst.core.telemetry import WorkerInfo, record_ended, write_heartbeat
 from imgburst.vk.backends.kubernetes import (
     KubernetesBackend,
     TemplateError,
@@ -359,7 +359,7 @@ def test_at_boot_the_scaler_decides_nothing_until_the_base_pool_registers(fake, 
     take it, unless none registers within SCALER_BASE_WAIT_S."""
     import threading
 
-    from imgburst.core.inspect import remove_heartbeat
+    from imgburst.core.telemetry import remove_heartbeat
 
     broker = redis.Redis.from_url(redis_url)
     celery = make_celery(Settings.from_env({"REDIS_URL": redis_url}))

@@ -12,8 +12,8 @@ from conftest import settings_for, wait_until
 from helpers import jobs_of, submit, wait_batch
 
 from imgburst.api import create_app
-from imgburst.core.inspect import live_workers
 from imgburst.core.synthetic import photo_bytes
+from imgburst.core.telemetry import live_workers
 from imgburst.vk.events import EventLog
 
 
@@ -99,7 +99,7 @@ def test_a_worker_is_registered_before_its_loop_can_take_a_task(redis_url):
 
 def test_signals_count_running_work_that_llen_misses(base_env, start_worker):
     """LLEN alone (KEDA) says 0 while a job runs; waiting + unacked says 1."""
-    from imgburst.core.inspect import NUDGE_CHANNEL, in_flight, waiting
+    from imgburst.core.telemetry import NUDGE_CHANNEL, in_flight, waiting
 
     env = base_env | {"IMGBURST_TASK_TIME_LIMIT_S": "60", "IMGBURST_VISIBILITY_TIMEOUT_S": "61"}
     client = create_app(settings_for(env)).test_client()

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from imgburst.api import create_app
 from imgburst.api import stats as stats_module
 from imgburst.core.celery_app import QUEUE
-from imgburst.core.inspect import UNACKED, WorkerInfo, record_ended, write_heartbeat
 from imgburst.core.schema import Job
 from imgburst.core.store import NewJob, OutputRecord, new_id, utcnow
+from imgburst.core.telemetry import UNACKED, WorkerInfo, record_ended, write_heartbeat
 from imgburst.vk.events import EventLog
 
 

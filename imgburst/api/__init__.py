@@ -10,7 +10,22 @@ import redis
 from flask import Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
-from imgburst.api import auth
+from imgburst.api import (
+    assets,
+    auth,
+    batches,
+    dashboard,
+    demo,
+    health,
+    jobs,
+    limits,
+    logins,
+    openapi,
+    presets,
+    preview,
+    stats,
+    version,
+)
 from imgburst.api.errors import register_error_handlers
 from imgburst.api.metrics import Metrics
 from imgburst.api.quotas import Quotas
@@ -30,22 +45,6 @@ UPLOAD_THREADS = 8
 
 def create_app(settings: Settings | None = None, broker_url: str | None = None) -> Flask:
     """Build the API. Migrates the job store schema first (safe with several replicas)."""
-    from imgburst.api import (
-        assets,
-        batches,
-        dashboard,
-        demo,
-        health,
-        jobs,
-        limits,
-        logins,
-        openapi,
-        presets,
-        preview,
-        stats,
-        version,
-    )
-
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     auth.install(app, settings)  # first: refuses to build an open API by accident
@@ -70,7 +69,7 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
                                "IMGBURST_PREVIEW_RATE"),
     )
     services = app.extensions["imgburst"]
-    metrics.watch(lambda: services)
+    metrics.watch(services.redis, services.store)
     register_error_handlers(app)
     for module in (batches, jobs, limits, presets, preview, assets, stats, demo, logins, health,
                    version, openapi, dashboard):

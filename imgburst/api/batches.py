@@ -26,11 +26,11 @@ from imgburst.api.views import batch_json, job_json, page_args
 from imgburst.core.blobs import BlobError, BlobNotFound, display_name, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
-from imgburst.core.inspect import nudge, release_room, reserve_room
 from imgburst.core.recipes import Recipe
 from imgburst.core.schema import MAX_BATCH_NAME
 from imgburst.core.settings import CONTAINER_RE
 from imgburst.core.store import NewJob, new_id
+from imgburst.core.telemetry import nudge, release_room, reserve_room
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 

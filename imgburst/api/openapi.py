@@ -10,7 +10,7 @@ from imgburst import __version__
 from imgburst.api.logins import CODE_RE, LOGIN_TTL_S
 from imgburst.core.recipes import FORMAT_OPTIONS, FORMATS, OPS, Op, OutputSpec
 from imgburst.core.recipes.recipe import MAX_OPS, MAX_OUTPUTS, NAME_PATTERN
-from imgburst.core.schema import MAX_BATCH_NAME
+from imgburst.core.schema import BATCH_STATUSES, JOB_STATUSES, MAX_BATCH_NAME
 
 bp = Blueprint("openapi", __name__)
 
@@ -91,8 +91,7 @@ SCHEMAS: dict[str, Any] = {
         "input": {"type": "string", "description": "the uploaded file's name, with the folders "
                   "of a folder's upload (day1/IMG_0001.jpg); for a source, the blob's name from "
                   "the prefix's folder on"},
-        "status": {"type": "string",
-                   "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "status": {"type": "string", "enum": list(JOB_STATUSES)},
         "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
         "worker": {"type": ["string", "null"]},
         "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}}}},
@@ -104,8 +103,7 @@ SCHEMAS: dict[str, Any] = {
         "max_frames": {"type": "integer"}}},
     "Batch": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": ["string", "null"]},
-        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed",
-                                              "partial", "cancelled"]},
+        "status": {"type": "string", "enum": list(BATCH_STATUSES)},
         "jobs": {"type": "integer"},
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         "owner": {"type": ["string", "null"],

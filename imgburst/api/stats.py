@@ -22,17 +22,17 @@ from imgburst.api.errors import Problem
 from imgburst.api.output_urls import output_url
 from imgburst.api.services import Services, services
 from imgburst.api.views import batch_json, iso
-from imgburst.core.inspect import (
+from imgburst.core.percentiles import percentile
+from imgburst.core.telemetry import (
     ended_since,
     in_flight,
-    live_workers,
     recent_timings,
     samples,
     scaler_state,
     scaling_events,
     waiting,
+    worker_pools,
 )
-from imgburst.core.percentiles import percentile
 
 bp = Blueprint("stats", __name__, url_prefix="/api/v1/stats")
 CACHE_S = 0.5
@@ -48,36 +48,6 @@ def percentiles(values: list[int], points: tuple[int, ...] = (50, 95, 99)) -> di
     """Nearest-rank percentiles (`p50`...) of `values`; None when there are none."""
     ordered = sorted(values)
     return {f"p{p}": percentile(ordered, p) if ordered else None for p in points}
-
-
-def workers(svc: Services) -> dict[str, Any]:
-    """Workers by pool and state: heartbeats, plus burst workers the scaler has asked
-    for that have no heartbeat yet (pending: the pod is being scheduled or pulled)."""
-    beats = live_workers(svc.redis)
-    state = scaler_state(svc.redis) or {}
-    phases: dict[str, str] = state.get("burst", {})
-    items = []
-    for w in beats:
-        phase = phases.get(w.name, "running" if w.consuming else "pending")
-        items.append({"name": w.name, "pool": w.pool, "host": w.host, "state": phase,
-                      "active": w.active, "reserved": w.reserved, "processed": w.processed,
-                      "concurrency": w.concurrency, "up_since": round(w.started_at, 3)})
-    seen = {w.name for w in beats}
-    for name, phase in sorted(phases.items()):
-        if name not in seen:
-            items.append({"name": name, "pool": "burst", "host": name.split("@", 1)[-1],
-                          "state": phase, "active": 0, "reserved": 0, "processed": 0,
-                          "concurrency": None, "up_since": None})
-    count = {
-        "base": sum(1 for w in items if w["pool"] == "base" and w["state"] == "running"),
-        "burst_running": sum(1 for w in items if w["pool"] == "burst"
-                             and w["state"] in ("running", "draining")),
-        "burst_pending": sum(1 for w in items if w["pool"] == "burst"
-                             and w["state"] == "pending"),
-        "burst_draining": sum(1 for w in items if w["pool"] == "burst"
-                              and w["state"] == "draining"),
-    }
-    return count | {"desired_burst": state.get("desired"), "items": items}
 
 
 def snapshot(svc: Services) -> dict[str, Any]:
@@ -101,7 +71,7 @@ def snapshot(svc: Services) -> dict[str, Any]:
     return {
         "at": round(time.time(), 3),
         "queue": {"waiting": waiting(svc.redis), "in_flight": in_flight(svc.redis)},
-        "workers": workers(svc),
+        "workers": worker_pools(svc.redis),
         "throughput": {"last_10s": round(last_10s / 10, 2), "last_60s": round(last_60s / 60, 2)},
         "latency": {
             "window_s": LATENCY_WINDOW_S, "jobs": len(timings),

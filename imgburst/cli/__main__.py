@@ -1,3 +1,3 @@
-from imgburst.cli import main
+from imgburst.cli.app import main
 
 main()

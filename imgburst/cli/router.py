@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 import yaml
+from rich.markup import escape
+
+from imgburst.cli.console import console, load_settings
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "host"}
@@ -200,3 +204,35 @@ def serve_in_background(server: RouterServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="router")
     thread.start()
     return thread
+
+
+@click.command()
+@click.option("--virtual-service", "virtual_service", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="e.g. k8s/istio/route-canary.yaml")
+@click.option("--upstream", "upstreams", multiple=True, required=True,
+              help="SUBSET=URL, e.g. v1=http://127.0.0.1:8001")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None)
+def router(virtual_service: Path, upstreams: tuple[str, ...], host: str,
+           port: int | None) -> None:
+    """Route HTTP between local API versions as Istio's VirtualService says."""
+    mapping = {}
+    for item in upstreams:
+        subset, sep, target = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} must look like SUBSET=URL",
+                                     param_hint="--upstream")
+        mapping[subset] = target
+    try:
+        server = RouterServer((host, port or load_settings().port), load_rules(virtual_service),
+                              mapping)
+    except RouteError as exc:
+        raise click.BadParameter(str(exc)) from None
+    console.print(escape(f"routing http://{host}:{server.server_port} by {virtual_service}"))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

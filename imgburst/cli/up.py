@@ -26,12 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import requests
 from rich.console import Console
 from rich.panel import Panel
 
+from imgburst.cli.api_client import ApiError, Client
+from imgburst.cli.console import cannot_listen, load_settings
 from imgburst.cli.local_key import admin_entry, ensure_local_key, key_file
 from imgburst.cli.local_url import forget_url, remember_url
+from imgburst.cli.router import RouterServer, load_rules, serve_in_background
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
 
@@ -165,7 +169,6 @@ def auth_env(settings: Settings, no_auth: bool) -> tuple[dict[str, str], str | N
 def dashboard_lines(url: str, key: str | None) -> list[str]:
     """The banner's dashboard lines; with a key, a one-time link that signs the browser in
     (the key itself is never printed)."""
-    from imgburst.cli.client import ApiError, Client
 
     if key is None:
         return [f"dashboard: [link={url}/]{url}/[/link]"]
@@ -212,8 +215,6 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         console.print(f"blobs: {settings.describe_blobs()}", markup=False)
         cmd = [sys.executable, "-m", "imgburst.cli"]
         if versions:  # two API versions behind a local router that reads k8s/istio
-            from imgburst.cli.router import RouterServer, load_rules, serve_in_background
-
             rules_file = istio_file(route)
             upstreams = {}
             for version in versions:
@@ -289,3 +290,45 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -
             pass
         time.sleep(0.2)
     raise SystemExit(f"the API did not answer on {url} within {timeout:.0f} s")
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), help="API port (default IMGBURST_PORT).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="Processes of the base worker (default: CPU count).")
+@click.option("--versions", default=None,
+              help="Serve two API versions behind a local router, e.g. "
+                   "v1.111111111,v2.222222222 (the Istio demo without a cluster).")
+@click.option("--route", type=click.Choice(["v1", "canary", "header"]), default="v1",
+              show_default=True, help="With --versions: which k8s/istio VirtualService the "
+                                      "router applies: route-default-v1 (all v1), "
+                                      "route-canary (90/10), route-conditional-v2 (user: "
+                                      "yoichi -> v2, others 90/10).")
+@click.option("--no-auth", is_flag=True,
+              help="Serve the API without keys (local demos only; says so loudly).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the API listens on: this machine only by default; 0.0.0.0 "
+                   "opens it to the network.")
+def up(port: int | None, concurrency: int | None, versions: str | None, route: str,
+       no_auth: bool, host: str) -> None:
+    """Start everything on one machine: Redis (embedded if REDIS_URL is unset), API, worker."""
+    pair = None
+    if versions:
+        pair = tuple(v.strip() for v in versions.split(","))
+        if len(pair) != 2 or not all(v.startswith("v1") or v.startswith("v2") for v in pair):
+            raise click.BadParameter("give two versions, v1 first, e.g. "
+                                     "v1.111111111,v2.222222222", param_hint="--versions")
+    settings = load_settings()
+    port = port or settings.port
+    # Said before anything starts: else another server already on the port would answer
+    # the readiness check, and "imgburst is up" would be printed just before ours fails.
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            stop = cannot_listen(host, port, exc)
+            if stop is None:
+                raise
+            raise stop from None
+    raise SystemExit(run_stack(settings, port, concurrency, pair, route, no_auth, host))

@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgburst.core.settings import Settings
+
+if TYPE_CHECKING:  # the SDK is imported when an Azure store is made, not by every process
+    from azure.storage.blob import BlobServiceClient
 
 DRIVE = re.compile(r"[A-Za-z]:")  # C:\Users\...: a client's full path
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -46,6 +49,11 @@ class BlobInfo:
     name: str
     size: int
     modified: float | None = None  # epoch seconds of its last write, where the store says
+
+
+# One page of a listing and the cursor of the next (None: the last). At module level: in
+# the stores' class bodies `list` is their method.
+BlobPage = tuple[list[BlobInfo], str | None]
 
 
 def safe_name(filename: str) -> str:
@@ -123,7 +131,7 @@ class BlobStore(ABC):
 
     @abstractmethod
     def list_page(self, prefix: str, cursor: str | None,
-                  limit: int) -> tuple[list[BlobInfo], str | None]:
+                  limit: int) -> BlobPage:
         """One page of the service's own container under `prefix`, from `cursor` (None:
         the first), and the cursor of the next page (None: that was the last)."""
 
@@ -230,7 +238,7 @@ class LocalBlobStore(BlobStore):
         yield from sorted(found, key=lambda blob: blob.name)
 
     def list_page(self, prefix: str, cursor: str | None,
-                  limit: int) -> tuple[list[BlobInfo], str | None]:
+                  limit: int) -> BlobPage:
         page = [b for b in self.list(prefix) if b.name > (cursor or "")][:limit]
         return page, page[-1].name if len(page) == limit else None
 
@@ -247,7 +255,7 @@ class LocalBlobStore(BlobStore):
 class AzureBlobStore(BlobStore):
     """Azure Blob Storage (or Azurite) through azure-storage-blob; containers made on first use."""
 
-    def __init__(self, service: object, container: str, description: str) -> None:
+    def __init__(self, service: BlobServiceClient, container: str, description: str) -> None:
         super().__init__(container)
         self.service = service
         self._description = description
@@ -259,19 +267,21 @@ class AzureBlobStore(BlobStore):
 
         # A few quick retries in the SDK (its default waits 15 s, then 18 s, ...); longer
         # outages are the worker's business: it retries the job with backoff, slot freed.
-        options = {"connection_timeout": 10, "read_timeout": 60,
-                   "retry_policy": ExponentialRetry(initial_backoff=0.5, increment_base=2,
-                                                    retry_total=2)}
+        # initial_backoff: the SDK computes with any number; its annotation says int
+        retry = ExponentialRetry(initial_backoff=0.5, increment_base=2,  # type: ignore[arg-type]
+                                 retry_total=2)
+        options: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60,
+                                   "retry_policy": retry}
         if settings.azure_connection_string:
             service = BlobServiceClient.from_connection_string(
                 settings.azure_connection_string, **options)
         else:
             credential = settings.azure_credential
             if credential is None:
-                from azure.identity import DefaultAzureCredential  # type: ignore[import-not-found]
+                from azure.identity import DefaultAzureCredential
 
                 credential = DefaultAzureCredential()
-            service = BlobServiceClient(settings.azure_account_url, credential=credential,
+            service = BlobServiceClient(settings.azure_account_url or "", credential=credential,
                                         **options)
         return cls(service, settings.blob_container, settings.describe_blobs())
 
@@ -286,8 +296,8 @@ class AzureBlobStore(BlobStore):
         try:
             return fn(*args, **kwargs)
         except ResourceNotFoundError as exc:
-            raise BlobNotFound(f"{what}: not found ({exc.error_code or 'ResourceNotFound'})") \
-                from None
+            code = getattr(exc, "error_code", None)  # set by the storage SDK's error handler
+            raise BlobNotFound(f"{what}: not found ({code or 'ResourceNotFound'})") from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise BlobUnavailable(f"{what}: blob store unreachable ({type(exc).__name__})") \
                 from exc
@@ -295,7 +305,7 @@ class AzureBlobStore(BlobStore):
             if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429):
                 raise BlobUnavailable(f"{what}: blob store answered {exc.status_code}") from exc
             raise BlobError(f"{what}: blob store refused ({exc.status_code} "
-                            f"{exc.error_code or ''})".rstrip()) from exc
+                            f"{getattr(exc, 'error_code', None) or ''})".rstrip()) from exc
 
     def _container(self, container: str | None, create: bool) -> Any:
         name = container or self.container
@@ -345,10 +355,10 @@ class AzureBlobStore(BlobStore):
             yield _info(blob)
 
     def list_page(self, prefix: str, cursor: str | None,
-                  limit: int) -> tuple[list[BlobInfo], str | None]:
+                  limit: int) -> BlobPage:
         client = self._container(None, create=False)
 
-        def one_page() -> tuple[list[BlobInfo], str | None]:
+        def one_page() -> BlobPage:
             pages = client.list_blobs(name_starts_with=prefix or None,
                                       results_per_page=limit).by_page(continuation_token=cursor)
             page = [_info(blob) for blob in next(pages, [])]
@@ -361,9 +371,10 @@ class AzureBlobStore(BlobStore):
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
         account_key = getattr(self.service.credential, "account_key", None)
-        if not account_key:
+        account = self.service.account_name
+        if not account_key or not account:
             return None
-        token = generate_blob_sas(self.service.account_name, self.container, path,
+        token = generate_blob_sas(account, self.container, path,
                                   account_key=account_key,
                                   permission=BlobSasPermissions(read=True), expiry=expires)
         blob = self.service.get_blob_client(self.container, path)

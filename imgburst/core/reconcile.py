@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import Celery
@@ -44,8 +44,9 @@ from celery import Celery
 from imgburst.core.blobs import BlobStore
 from imgburst.core.celery_app import QUEUE, enqueue_jobs
 from imgburst.core.handback import UNACKED, hand_back, message_job, restore
-from imgburst.core.inspect import HEARTBEAT_TTL_S, live_workers
+from imgburst.core.schema import JOB_FINAL
 from imgburst.core.store import JobStore, utcnow
+from imgburst.core.telemetry import HEARTBEAT_TTL_S, live_workers
 
 log = logging.getLogger("imgburst.reconcile")
 INTERVAL_S = 5.0
@@ -162,8 +163,10 @@ class Reconciler:
         """Restore unacknowledged entries no live worker can still hold."""
         entries = {}
         now = time.time()
-        delivered = {_text(tag): score for tag, score in
-                     self.client.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
+        # redis-py types replies loosely: with scores, a sorted set is (member, score) pairs
+        pairs = cast(list[tuple[bytes, float]],
+                     self.client.zrange(UNACKED_INDEX, 0, -1, withscores=True))
+        delivered = {_text(tag): score for tag, score in pairs}
         for tag, raw in self.client.hscan_iter(UNACKED):
             try:
                 payload, _exchange, routing_key = json.loads(raw)
@@ -185,7 +188,7 @@ class Reconciler:
             age = now - at
             if at < oldest - CLOCK_SKEW_S:
                 stale.append(tag)
-            elif status in (None, "succeeded", "failed", "cancelled") and age > HEARTBEAT_TTL_S:
+            elif (status is None or status in JOB_FINAL) and age > HEARTBEAT_TTL_S:
                 stale.append(tag)  # ended: its worker died before acking, or lost the ack
             elif status == "queued" and age > self.reserve_s + HEARTBEAT_TTL_S:
                 stale.append(tag)  # reserved by a worker long gone

@@ -12,13 +12,14 @@ import fcntl
 import json
 import ssl
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    Table,
     bindparam,
     case,
     create_engine,
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from imgburst.core.schema import JOB_STATUSES, Batch, IdempotencyKey, Job, Output
 from imgburst.core.settings import Settings
@@ -200,7 +202,7 @@ def batch_status(counts: dict[str, int], cancelled: bool, started: bool) -> str:
 
 # The statements of a job's run, built once: on SQLite, building a statement (and its
 # ORM-aware parts) cost several times what running it did, twice per job, in every worker.
-_jobs, _batches, _outputs = Job.__table__, Batch.__table__, Output.__table__
+_jobs, _batches, _outputs = (cast(Table, model.__table__) for model in (Job, Batch, Output))
 _JOB_BEFORE = select(_jobs.c.status, _jobs.c.error, _jobs.c.attempts, _jobs.c.worker).where(
     _jobs.c.id == bindparam("job_id"))
 # Guarded by the holder read just before: of two claims racing for one job, one wins.
@@ -215,8 +217,8 @@ _CLAIMED = (select(_jobs.c.id, _jobs.c.batch_id, _jobs.c.input_container, _jobs.
             .join(_batches, _batches.c.id == _jobs.c.batch_id)
             .where(_jobs.c.id == bindparam("job_id")))
 _TIMES = select(_jobs.c.created_at, _jobs.c.started_at).where(_jobs.c.id == bindparam("job_id"))
-_END_VALUES = {"finished_at": bindparam("finished_at"), "wait_ms": bindparam("wait"),
-               "run_ms": bindparam("run")}
+_END_VALUES: dict[str, Any] = {"finished_at": bindparam("finished_at"),
+                               "wait_ms": bindparam("wait"), "run_ms": bindparam("run")}
 _SUCCEED = (update(_jobs).where(_jobs.c.id == bindparam("job_id"), _jobs.c.status == "running")
             .values(status="succeeded", error=None, **_END_VALUES))
 _FAIL = (update(_jobs)
@@ -517,11 +519,11 @@ class JobStore:
                                .where(Job.id == job_id)).first()
         return (row is not None, row.owner if row is not None else None)
 
-    def _batch_views(self, conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
+    def _batch_views(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
         ids = [r.id for r in rows]
         counts: dict[str, dict[str, int]] = {i: {} for i in ids}
-        started: dict[str, datetime | None] = {}
-        finished: dict[str, datetime | None] = {}
+        started: dict[str, datetime] = {}
+        finished: dict[str, datetime] = {}
         if ids:
             agg = conn.execute(
                 select(Job.batch_id, Job.status, func.count(), func.min(Job.started_at),
@@ -530,10 +532,9 @@ class JobStore:
             ).all()
             for batch_id, status, n, first_start, last_finish in agg:
                 counts[batch_id][status] = n
-                if first_start and (started.get(batch_id) is None
-                                    or first_start < started[batch_id]):
+                if first_start and (batch_id not in started or first_start < started[batch_id]):
                     started[batch_id] = first_start
-                if last_finish and (finished.get(batch_id) is None
+                if last_finish and (batch_id not in finished
                                     or last_finish > finished[batch_id]):
                     finished[batch_id] = last_finish
         views = []
@@ -563,7 +564,7 @@ class JobStore:
             row = conn.execute(select(Job).where(Job.id == job_id)).first()
             return self._job_views(conn, [row])[0] if row else None
 
-    def _job_views(self, conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
+    def _job_views(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
         outputs: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
         if rows:
             for o in conn.execute(
@@ -641,7 +642,7 @@ class JobStore:
         """Cumulative bucket counts, sum and count of queue wait and processing over every
         job that ran (one aggregate query; Prometheus histograms built from the store)."""
         columns = {"queue": Job.wait_ms, "processing": Job.run_ms}
-        exprs = []
+        exprs: list[ColumnElement[Any]] = []
         for column in columns.values():
             exprs += [func.count(column), func.coalesce(func.sum(column), 0)]
             exprs += [func.coalesce(func.sum(case((column <= b, 1), else_=0)), 0)

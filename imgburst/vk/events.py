@@ -2,7 +2,7 @@
 
 Events go to a capped Redis stream (the dashboard's event list and chart markers) and
 to the log as one JSON line each; the state key and the samples stream feed
-`/api/v1/stats` and the dashboard's charts. Readers live in `core.inspect`.
+`/api/v1/stats` and the dashboard's charts. Readers live in `core.telemetry`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import time
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
-from imgburst.core.inspect import (
+from imgburst.core.telemetry import (
     EVENTS_STREAM,
     MAX_SAMPLES,
     SAMPLES_STREAM,
@@ -49,7 +50,7 @@ class EventLog:
     def publish(self, state: dict[str, Any], sample: dict[str, Any], up: int = 0,
                 down: int = 0) -> None:
         """The state of this tick, one sample for the charts, and what was scaled."""
-        fields = {k: json.dumps(v) for k, v in sample.items()}
+        fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in sample.items()}
         try:  # the entry's ID is the sample's own time, so readers can ask "after t"
             self.client.xadd(SAMPLES_STREAM, fields, id=f"{int(sample['t'] * 1000)}-*",
                              maxlen=MAX_SAMPLES, approximate=True)

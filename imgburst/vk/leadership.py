@@ -26,7 +26,7 @@ import redis
 from redis.exceptions import LockError
 
 from imgburst.core.settings import ScalerSettings
-from imgburst.vk.backends import Backend
+from imgburst.vk.backends.base import Backend
 
 log = logging.getLogger("imgburst.scaler")
 LOCK_KEY = "imgburst:scaler:lock:{install}"

@@ -30,7 +30,10 @@ from celery import Celery
 from imgburst.core.alive import touch
 from imgburst.core.celery_app import QUEUE
 from imgburst.core.handback import hand_back
-from imgburst.core.inspect import (
+from imgburst.core.reconcile import Reconciler
+from imgburst.core.settings import ScalerSettings
+from imgburst.core.store import JobStore
+from imgburst.core.telemetry import (
     FAILURES_KEY,
     HEARTBEAT_TTL_S,
     NUDGE_CHANNEL,
@@ -41,11 +44,8 @@ from imgburst.core.inspect import (
     waiting,
     write_leader,
 )
-from imgburst.core.reconcile import Reconciler
-from imgburst.core.settings import ScalerSettings
-from imgburst.core.store import JobStore
 from imgburst.vk import restart_state
-from imgburst.vk.backends import Backend, BackendWorker, Failure, StartRefused
+from imgburst.vk.backends.base import Backend, BackendWorker, Failure, StartRefused
 from imgburst.vk.events import EventLog
 from imgburst.vk.leadership import Leadership
 from imgburst.vk.policy import (

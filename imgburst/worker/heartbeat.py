@@ -1,6 +1,6 @@
 """The worker's heartbeat: every second, its pool, load and consuming state into Redis.
 
-The scaler reads it (`core.inspect.live_workers`) to count live capacity, to see when a
+The scaler reads it (`core.telemetry.live_workers`) to count live capacity, to see when a
 new burst worker starts consuming, and to know when a draining worker holds no task.
 Cheaper and faster than Celery's broadcast `inspect` (which waits for every reply).
 """
@@ -22,7 +22,7 @@ from celery.worker import state
 
 from imgburst.core.alive import touch
 from imgburst.core.celery_app import PROCESS_IMAGE, QUEUE
-from imgburst.core.inspect import WorkerInfo, remove_heartbeat, write_heartbeat
+from imgburst.core.telemetry import WorkerInfo, remove_heartbeat, write_heartbeat
 
 log = logging.getLogger("imgburst.worker")
 INTERVAL_S = 1.0

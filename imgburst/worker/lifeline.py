@@ -7,7 +7,7 @@ once it is gone (even before the worker got going), sends itself SIGTERM: Celery
 shutdown, which finishes the task in hand and gives back what it had reserved.
 
 A burst pod has no parent to watch and no API token to read the Lease, so it reads the
-acting scaler's heartbeat in Redis instead (`core.inspect.leader`): once it has seen
+acting scaler's heartbeat in Redis instead (`core.telemetry.leader`): once it has seen
 none for `IMGBURST_ORPHAN_AFTER_S` and holds no job, it warm-shuts down the same way.
 Its container exits 0, the pod turns Succeeded, and ACI stops billing a container group
 whose containers have all stopped. (While a scaler runs, even a standby's leader, the
@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import redis
 
-from imgburst.core.inspect import leader
+from imgburst.core.telemetry import leader
 
 CHECK_S = 0.5
 ORPHAN_CHECK_S = 5.0

@@ -40,10 +40,10 @@ from imgburst.core.celery_app import (
     abandoned_key,
     make_celery,
 )
-from imgburst.core.inspect import is_alive, record_ended
 from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, Recipe, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobInput, JobStore, OutputRecord, StartedJob
+from imgburst.core.telemetry import is_alive, record_ended
 from imgburst.worker import budget, heartbeat, imaging
 
 log = logging.getLogger("imgburst.worker")

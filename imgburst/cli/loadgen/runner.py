@@ -23,8 +23,7 @@ import requests
 
 from imgburst.cli.loadgen.shapes import Shape
 from imgburst.cli.loadgen.workload import Workload
-
-FINAL = {"succeeded", "failed", "partial", "cancelled"}
+from imgburst.core.schema import BATCH_FINAL
 
 
 @dataclass
@@ -229,7 +228,7 @@ class LoadRun:
                 except (requests.RequestException, ValueError, KeyError):
                     break
                 self.batch_status[batch_id] = status
-                if status not in FINAL:
+                if status not in BATCH_FINAL:
                     break
                 pending.remove(batch_id)
             on_tick(self, "wait")

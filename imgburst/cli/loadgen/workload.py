@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgburst.cli.client import IMAGE_SUFFIXES, images_under
+from imgburst.cli.api_client import IMAGE_SUFFIXES, images_under
 from imgburst.core.synthetic import photo_bytes
 
 FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}

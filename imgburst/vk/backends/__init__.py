@@ -1,68 +1,19 @@
-"""Where burst workers run. One small interface, one file per backend (KEDA's shape)."""
+"""Where burst workers run. One small interface (`base.py`), one file per backend
+(KEDA's shape): `local.py` (processes on this machine), `kubernetes.py` (pods on the
+virtual node, ACI)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 from imgburst.core.settings import Settings
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a burst worker never started or ended on its own, as its platform says."""
-
-    reason: str  # a short word: ErrImagePull, ProviderFailed, Unschedulable, QuotaExceeded
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class BackendWorker:
-    """A burst worker as its backend sees it (a process, a pod)."""
-
-    name: str  # the Celery worker name, burst@<host>
-    created_at: float
-    detail: str = ""
-    running_at: float | None = None  # when its container started (pods), if known
-    terminating: bool = False  # being deleted: it may still run, and bill, a while
-    failure: Failure | None = None  # failed: the scaler records why, then removes it
-
-
-class StartRefused(Exception):
-    """The platform refused to create a burst worker (a quota, a bad spec). `started`
-    names those created before the refusal."""
-
-    def __init__(self, failure: Failure, started: list[str]) -> None:
-        super().__init__(f"{failure.reason}: {failure.message}")
-        self.failure = failure
-        self.started = started
-
-
-class Backend(Protocol):
-    name: str
-
-    def workers(self) -> list[BackendWorker]:
-        """Burst workers that exist: starting, started, terminating, or failed (with why);
-        those that finished cleanly are cleaned up."""
-
-    def start(self, count: int) -> list[str]:
-        """Ask for `count` new burst workers; returns their worker names, or raises
-        `StartRefused`."""
-
-    def stop(self, name: str) -> None:
-        """Remove a worker (the scaler has drained it first)."""
-
-    def close(self) -> None:
-        """Stop watching; leave running workers alone unless the backend owns them."""
+from imgburst.vk.backends.base import Backend
+from imgburst.vk.backends.kubernetes import KubernetesBackend
+from imgburst.vk.backends.local import LocalBackend
 
 
 def backend_from_settings(settings: Settings, environ: Mapping[str, str]) -> Backend:
     """The backend `SCALER_BACKEND` names; `environ` is passed on to local worker processes."""
     if settings.scaler.backend == "kubernetes":
-        from imgburst.vk.backends.kubernetes import KubernetesBackend
-
         return KubernetesBackend.from_settings(settings)
-    from imgburst.vk.backends.local import LocalBackend
-
     return LocalBackend(environ, concurrency=settings.scaler.slots_per_worker)

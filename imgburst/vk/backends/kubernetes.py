@@ -52,7 +52,7 @@ from typing import Any
 import yaml
 
 from imgburst.core.settings import Settings
-from imgburst.vk.backends import BackendWorker, Failure, StartRefused
+from imgburst.vk.backends.base import BackendWorker, Failure, StartRefused
 
 LABELS = {"app.kubernetes.io/name": "imgburst", "imgburst.io/pool": "burst"}
 INSTALL_LABEL = "imgburst.io/install"

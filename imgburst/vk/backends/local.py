@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 
 from imgburst.core.celery_app import worker_name
-from imgburst.vk.backends import BackendWorker
+from imgburst.vk.backends.base import BackendWorker
 
 STOP_GRACE_S = 60
 STAGGER_S = 0.75

@@ -38,7 +38,8 @@ def sharpen(frame: Frame, op: Sharpen, env: Env) -> Frame:
     return frame.keep(_on_colour(frame.image, lambda i: i.filter(mask)))
 
 
-def _enhance(kind: type[ImageEnhance._Enhance]) -> Callable[[Frame, Brightness, Env], Frame]:
+def _enhance(kind: Callable[[Image.Image], ImageEnhance._Enhance]
+             ) -> Callable[[Frame, Brightness, Env], Frame]:
     def apply(frame: Frame, op: Brightness, env: Env) -> Frame:
         if op.factor == 1:
             return frame

@@ -84,7 +84,8 @@ def smart_corner(frame: Frame, region: tuple[float, float]) -> tuple[float, floa
     return best[1] / to_small, best[2] / to_small
 
 
-def _pixels(frame: Frame, box: tuple[float, float, float, float]) -> tuple[float, ...]:
+def _pixels(frame: Frame, box: tuple[float, float, float, float]
+            ) -> tuple[float, float, float, float]:
     """A box in source pixels -> the same box in the frame's pixels, inside the image."""
     sx, sy = frame.image.width / frame.size[0], frame.image.height / frame.size[1]
     w, h = frame.image.size
@@ -103,7 +104,7 @@ def resize(frame: Frame, op: Resize, env: Env) -> Frame:
         return Frame.of(img)
     if op.mode == "fill-down" and target == (round(region[0]), round(region[1])) and \
             frame.scale == 1:
-        return Frame.of(img.crop(tuple(round(v) for v in box)))
+        return Frame.of(img.crop((round(box[0]), round(box[1]), round(box[2]), round(box[3]))))
     resample = FILTERS[op.filter]
     gap = REDUCING_GAP if resample != Image.Resampling.NEAREST else None
     return Frame.of(img.resize(target, resample, box=box, reducing_gap=gap))
@@ -137,8 +138,8 @@ def trim(frame: Frame, op: Trim, env: Env) -> Frame:
     each band's box, so the peak is two single-band copies of the image (not five RGBA
     ones: 1 GB more at 50 MP)."""
     img = frame.image
-    colour = rgba(op.colour) if op.colour else img.crop((0, 0, 1, 1)).convert("RGBA").getpixel(
-        (0, 0))
+    corner = img.crop((0, 0, 1, 1)).convert("RGBA").tobytes()  # one RGBA pixel: 4 bytes
+    colour = rgba(op.colour) if op.colour else (corner[0], corner[1], corner[2], corner[3])
     bands = img.getbands()
     compared = {"L": ((0, 0), (0, 1), (0, 2)), "LA": ((0, 0), (0, 1), (0, 2), (1, 3))}.get(
         img.mode, tuple((i, i) for i in range(len(bands))))
@@ -166,7 +167,9 @@ def _fill_mode(img: Image.Image, colour: tuple[int, int, int, int]) -> str:
 
 
 def _colour_for(mode: str, colour: tuple[int, int, int, int]) -> tuple[int, ...] | int:
-    return {"L": colour[0], "LA": (colour[0], colour[3]), "RGB": colour[:3]}.get(mode, colour)
+    if mode == "L":
+        return colour[0]
+    return {"LA": (colour[0], colour[3]), "RGB": colour[:3]}.get(mode, colour)
 
 
 def extend(frame: Frame, op: Extend, env: Env) -> Frame:

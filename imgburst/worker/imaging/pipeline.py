@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from imgburst.core.recipes import (
     Blur,
@@ -37,7 +38,8 @@ from imgburst.worker.imaging.frame import Env, Frame
 from imgburst.worker.imaging.source import DECODE_ERRORS, Source, decode
 from imgburst.worker.imaging.watermark import watermark
 
-APPLY: dict[type[Op], Callable[[Frame, Op, Env], Frame]] = {  # type: ignore[dict-item]
+# Each type's function takes that type of operation: a map no static type says whole.
+APPLY: dict[type[Op], Callable[[Frame, Any, Env], Frame]] = {
     Resize: geometry.resize, Crop: geometry.crop, Trim: geometry.trim,
     Extend: geometry.extend, Rotate: geometry.rotate, Flip: geometry.flip,
     Flop: geometry.flop, Grayscale: adjust.grayscale, Blur: adjust.blur,
@@ -70,8 +72,8 @@ def render(source: Source, recipe: Recipe, env: Env, accept: str | None = None
            ) -> list[Rendered]:
     """Apply each output's operations to the decoded image and encode it."""
     base = Frame(source.image, (float(source.size[0]), float(source.size[1])))
-    targets = {spec.name: geometry.resize_plan(op, base.size)[0]
-               for spec in recipe.outputs if (op := _first_resize(spec))}
+    targets = {spec.name: geometry.resize_plan(first, base.size)[0]
+               for spec in recipe.outputs if (first := _first_resize(spec))}
     order = sorted(recipe.outputs, key=lambda s: -(targets.get(s.name, (1 << 30, 1))[0]))
     reusable: list[Frame] = []  # whole-image shrinks already made, largest first
     rendered: dict[str, Rendered] = {}

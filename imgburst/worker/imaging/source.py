@@ -235,7 +235,7 @@ def ends_early(data: bytes, img: Image.Image) -> bool:
     runs only when the bottom row is the exact mid grey libjpeg fills with."""
     bottom = img.crop((0, img.height - 1, img.width, img.height)).getextrema()
     bands = bottom if isinstance(bottom[0], tuple) else (bottom,)
-    if any(band != (JPEG_FILL, JPEG_FILL) for band in bands[:3]):  # type: ignore[comparison-overlap]
+    if any(band != (JPEG_FILL, JPEG_FILL) for band in bands[:3]):
         return False
     try:
         simplejpeg.decode_jpeg(bytes(data), strict=True, min_width=1, min_height=1)
@@ -252,9 +252,11 @@ def normalize_mode(img: Image.Image, icc: bytes | None = None) -> Image.Image:
     if mode == "CMYK":
         if icc is not None and is_cmyk_profile(icc):
             try:
-                return ImageCms.profileToProfile(img, _profile(icc), SRGB, outputMode="RGB")
+                converted = ImageCms.profileToProfile(img, _profile(icc), SRGB, outputMode="RGB")
             except (ImageCms.PyCMSError, OSError):
-                pass
+                converted = None
+            if converted is not None:  # None only when converting in place, never here
+                return converted
         return img.convert("RGB")
     if mode == "P":
         return img.convert("RGBA" if "transparency" in img.info else "RGB")

@@ -6,6 +6,7 @@ Text uses Pillow's built-in scalable font, so no font file has to be shipped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import lru_cache
 
@@ -38,7 +39,7 @@ def _text_mark(op: Watermark, width: int, room: tuple[int, int], env: Env) -> Im
     if factor < 1:
         size = max(1, int(size * factor))
         left, top, right, bottom = _font(size).getbbox(op.text)
-    box = (max(1, right - left), max(1, bottom - top))
+    box = (max(1, math.ceil(right - left)), max(1, math.ceil(bottom - top)))
     env.limits.check_output(*box, "watermark text")
     mark = Image.new("RGBA", box, (0, 0, 0, 0))
     ImageDraw.Draw(mark).text((-left, -top), op.text, font=_font(size), fill=rgba(op.colour))

@@ -1,15 +1,18 @@
-"""How much work there is and who is doing it, read straight from Redis.
+"""The service's live state in Redis: what the workers and the scaler write as they run,
+and what the API, the dashboard, the scaler and the tests read.
 
+Read:
 - waiting: `LLEN` of the `images` list and of kombu's priority sub-lists;
 - in flight: the kombu `unacked` hash entries of our queue. Every message a worker has
   taken, prefetched or running (and a retry waiting for its countdown), sits there until
   it is acknowledged, so this is the broker's own count; KEDA's `LLEN` misses all of it;
 - workers: each worker's heartbeat hash (`worker/heartbeat.py` writes it every second),
-  with its pool, whether it consumes, active and reserved counts, processed total.
+  with its pool, whether it consumes, active and reserved counts, processed total;
+- the scaler's state, samples and events; each ended job's timing; the leader.
 
-The API (stats), the scaler, the workers and the tests share these readers; the few
-writers here (`nudge`, the heartbeat helpers, `record_ended`, `write_leader`) are the
-ones several layers share.
+Written here because several layers share the writers: heartbeats, `record_ended` (a job's
+timing, as it ends), `nudge` (wake the scaler), `write_leader`, and the admission room
+(`reserve_room` / `release_room`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from imgburst.core.celery_app import QUEUE
 
@@ -110,7 +114,7 @@ def in_flight(client: redis.Redis, queue: str = QUEUE) -> int:
 
 def write_heartbeat(client: redis.Redis, info: WorkerInfo) -> None:
     key = WORKER_KEY.format(name=info.name)
-    fields = {k: json.dumps(v) for k, v in info.__dict__.items()}
+    fields: dict[FieldT, EncodableT] = {k: json.dumps(v) for k, v in info.__dict__.items()}
     with client.pipeline(transaction=False) as pipe:
         pipe.hset(key, mapping=fields)
         pipe.expire(key, HEARTBEAT_TTL_S)
@@ -200,8 +204,8 @@ def scaler_state(client: redis.Redis) -> dict[str, Any] | None:
 
 def scaling_events(client: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
     """The newest `count` scaler events, oldest first."""
-    rows = client.xrevrange(EVENTS_STREAM, count=count)
-    return [json.loads(fields[b"event"]) for _id, fields in reversed(rows)]
+    rows = client.xrevrange(EVENTS_STREAM, count=count) or []
+    return [json.loads((fields or {})[b"event"]) for _id, fields in reversed(rows)]
 
 
 def samples(client: redis.Redis, since: float | None = None,
@@ -209,8 +213,8 @@ def samples(client: redis.Redis, since: float | None = None,
     """The scaler's once-a-tick samples of work and pool sizes, oldest first; only those
     after `since` (epoch seconds) when given."""
     start = f"{int(since * 1000)}" if since else "-"
-    rows = client.xrevrange(SAMPLES_STREAM, max="+", min=start, count=count)
-    found = [{_decode(k): json.loads(v) for k, v in fields.items()}
+    rows = client.xrevrange(SAMPLES_STREAM, max="+", min=start, count=count) or []
+    found = [{_decode(k): json.loads(v) for k, v in (fields or {}).items()}
              for _id, fields in reversed(rows)]
     return [s for s in found if since is None or s.get("t", 0) > since]
 
@@ -267,3 +271,33 @@ def recent_timings(client: redis.Redis, since: float,
         if float(end) >= since:  # no early stop: workers' clocks and writes interleave
             out.append((int(wait), int(run)))
     return out
+
+
+def worker_pools(client: redis.Redis) -> dict[str, Any]:
+    """Workers by pool and state: heartbeats, plus burst workers the scaler has asked
+    for that have no heartbeat yet (pending: the pod is being scheduled or pulled)."""
+    beats = live_workers(client)
+    state = scaler_state(client) or {}
+    phases: dict[str, str] = state.get("burst", {})
+    items = []
+    for w in beats:
+        phase = phases.get(w.name, "running" if w.consuming else "pending")
+        items.append({"name": w.name, "pool": w.pool, "host": w.host, "state": phase,
+                      "active": w.active, "reserved": w.reserved, "processed": w.processed,
+                      "concurrency": w.concurrency, "up_since": round(w.started_at, 3)})
+    seen = {w.name for w in beats}
+    for name, phase in sorted(phases.items()):
+        if name not in seen:
+            items.append({"name": name, "pool": "burst", "host": name.split("@", 1)[-1],
+                          "state": phase, "active": 0, "reserved": 0, "processed": 0,
+                          "concurrency": None, "up_since": None})
+    count = {
+        "base": sum(1 for w in items if w["pool"] == "base" and w["state"] == "running"),
+        "burst_running": sum(1 for w in items if w["pool"] == "burst"
+                             and w["state"] in ("running", "draining")),
+        "burst_pending": sum(1 for w in items if w["pool"] == "burst"
+                             and w["state"] == "pending"),
+        "burst_draining": sum(1 for w in items if w["pool"] == "burst"
+                              and w["state"] == "draining"),
+    }
+    return count | {"desired_burst": state.get("desired"), "items": items}

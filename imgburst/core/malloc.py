@@ -1,4 +1,5 @@
-"""glibc heap settings for a process that handles one large buffer after another.
+"""glibc malloc settings (`mallopt`) for a process that handles one large buffer after
+another.
 
 The API holds each upload's body in memory (up to 64 MB) while it splits and stores it.
 glibc's default heap hands memory freed at the top of the heap back to the kernel once
@@ -15,7 +16,7 @@ import ctypes
 import ctypes.util
 import logging
 
-log = logging.getLogger("imgburst.heap")
+log = logging.getLogger("imgburst.malloc")
 
 M_TRIM_THRESHOLD = -1  # mallopt parameter numbers, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3

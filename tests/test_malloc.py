@@ -10,7 +10,7 @@ import sys
 
 BODIES = """
 import io, json, resource
-from imgburst.core.heap import keep_freed_heap
+from imgburst.core.malloc import keep_freed_heap
 assert keep_freed_heap(256), "mallopt refused the settings"
 piece = b"x" * (256 << 10)  # what the server appends per read
 faults = []

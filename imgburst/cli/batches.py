@@ -1,0 +1,184 @@
+"""`imgburst status`, `cancel`, `fetch`, `login`: a user's batches, read and acted on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Column, Table
+from rich.text import Text
+
+from imgburst.cli.api_client import ApiError, Client, input_place, job_counts
+from imgburst.cli.console import answer, console, load_settings
+from imgburst.cli.local_key import read_local_key
+from imgburst.cli.local_url import default_url
+
+
+def api_options(fn: Callable[..., None]) -> Callable[..., None]:
+    fn = click.option("--api-key", envvar="IMGBURST_API_KEY", default=None,
+                      help="Bearer key (default IMGBURST_API_KEY, else the key `imgburst "
+                           "up` keeps in $IMGBURST_HOME/api-key).")(fn)
+    return click.option("--url", default=None,
+                        help="API URL (default IMGBURST_URL, else the running `imgburst up`'s, "
+                             "else http://127.0.0.1:8000).")(fn)
+
+def client_for(url: str | None, api_key: str | None) -> Client:
+    settings = load_settings()
+    return Client(url or default_url(settings), api_key or read_local_key(settings.home))
+
+@click.command()
+@click.argument("batch_id", required=False)
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True,
+              help="How many of the newest batches to list.")
+@api_options
+def status(batch_id: str | None, limit: int, url: str | None, api_key: str | None) -> None:
+    """Show recent batches, or one batch and its jobs."""
+    client = client_for(url, api_key)
+    if batch_id is None:
+        page = client.json("GET", "/api/v1/batches", params={"limit": limit})
+        if not page["items"]:
+            console.print("no batches yet: imgburst submit ./photos --wait")
+            return
+        # Fits 80 columns: the id whole, to copy; the date whole, the time below it.
+        table = Table(Column("batch", no_wrap=True, min_width=32), "status", "done",
+                      "failed", Column("created (UTC)", min_width=10))
+        for b in page["items"]:
+            c = b["counts"]
+            label = b["id"] + (f"\n[dim]{escape(b['name'])}[/dim]" if b.get("name") else "")
+            table.add_row(label, b["status"], f"{c['succeeded']}/{b['jobs']}",
+                          str(c["failed"]), _when(b["created_at"]))
+        answer.print(table)
+        if page["total"] > len(page["items"]):
+            console.print(f"the newest {len(page['items'])} of {page['total']} batches "
+                          "(--limit for more)")
+        return
+    batch = client.json("GET", f"/api/v1/batches/{batch_id}")
+    c = batch["counts"]
+    named = f" ({escape(batch['name'])})" if batch.get("name") else ""
+    answer.print(f"batch [bold]{batch['id']}[/bold]{named} {batch['status']}: "
+                  + ", ".join(f"{n} {s}" for s, n in c.items() if n))
+    # Job ids cut as the dashboard cuts them, one output per line, a narrow "tries",
+    # no padding at the edges: at 80 columns an output's size stays on its line, and
+    # a long input name or worker wraps rather than losing its end.
+    table = Table("job", Column("input", overflow="fold"), "status",
+                  Column("tries", justify="right"), Column("worker", overflow="fold"),
+                  Column("outputs / error", min_width=len("medium 1024x768")),
+                  pad_edge=False)
+    for job in client.jobs(batch_id):
+        detail = job["error"] or "\n".join(
+            f"{o['name']} {o['width']}x{o['height']}" for o in job["outputs"])
+        table.add_row(job["id"][:8], Text(job["input"]), job["status"],
+                      str(job["attempts"]), Text(job["worker"] or ""), Text(detail))
+    answer.print(table)
+
+@click.command()
+@api_options
+def login(url: str | None, api_key: str | None) -> None:
+    """Print a one-time link that opens the dashboard signed in with your key."""
+    link, ttl = client_for(url, api_key).login_link()
+    console.print(f"a dashboard link that signs in as your key (works once, within "
+                  f"{ttl // 60} minutes):")
+    click.echo(link)
+
+@click.command()
+@click.argument("batch_ids", metavar="BATCH...", nargs=-1, required=True)
+@api_options
+def cancel(batch_ids: tuple[str, ...], url: str | None, api_key: str | None) -> None:
+    """Cancel the jobs of one or more batches that have not started; running jobs
+    finish and finished ones keep their outputs."""
+    client = client_for(url, api_key)
+    for batch_id in batch_ids:
+        batch = client.json("DELETE", f"/api/v1/batches/{batch_id}")
+        n = batch["cancelled_jobs"]
+        left = ", ".join(f"{count} {status}" for status, count in batch["counts"].items()
+                         if count and status != "cancelled")
+        console.print(f"batch {batch['id']} {batch['status']}: {n} job"
+                      f"{'' if n == 1 else 's'} cancelled"
+                      + (f"; left as they are: {left}" if left else ""))
+
+@click.command()
+@click.argument("batch_ids", metavar="BATCH...", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Folder to write outputs into: <output>/<input>.<ext>, "
+                                  "the input's folders kept (thumb/day1/IMG_0001.webp).")
+@api_options
+def fetch(batch_ids: tuple[str, ...], out_dir: Path, url: str | None,
+          api_key: str | None) -> None:
+    """Download every output of one or more batches (all that one `submit` made)."""
+    download_outputs(client_for(url, api_key), batch_ids, out_dir)
+
+
+def download_outputs(client: Client, batch_ids: tuple[str, ...] | list[str],
+                     out_dir: Path) -> None:
+    """Every output of the batches under `out_dir` (<output>/<input's folders>/<stem>.<ext>),
+    with a bar, then which jobs gave none and why (failed, cancelled, not done yet)."""
+    every = {batch_id: list(client.jobs(batch_id)) for batch_id in batch_ids}
+    jobs = [j for batch in every.values() for j in batch if j["outputs"]]
+    total = sum(len(j["outputs"]) for j in jobs)
+    if not total:
+        raise ApiError(f"batch{'es' if len(batch_ids) > 1 else ''} {' '.join(batch_ids)} "
+                       f"{'have' if len(batch_ids) > 1 else 'has'} no outputs yet "
+                       f"(imgburst status {batch_ids[0]})")
+    written: set[Path] = set()
+    with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn(),
+                  console=console) as progress:
+        task = progress.add_task("fetch", total=total)
+        for job in jobs:
+            folders, stem = input_place(job)
+            for output in job["outputs"]:
+                ext = {"jpeg": "jpg"}.get(output["format"], output["format"])
+                target = out_dir / output["name"] / folders / f"{stem}.{ext}"
+                if target in written:  # two inputs with the same name
+                    target = target.with_name(f"{stem}-{job['id'][:8]}.{ext}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(client.request("GET", output["url"]).content)
+                written.add(target)
+                progress.advance(task)
+    console.print(f"wrote {len(written)} files under {out_dir}", markup=False)
+    for batch_id, batch_jobs in every.items():
+        missing = Counter(j["status"] for j in batch_jobs if not j["outputs"])
+        if missing:  # failed, cancelled or not done yet: say so, not just what was written
+            count = sum(missing.values())
+            said = ", ".join(f"{n} {status}" for status, n in sorted(missing.items()))
+            console.print(f"[yellow]no outputs from {count} job{'s' if count > 1 else ''} "
+                          f"({said})[/yellow]: imgburst status {batch_id}")
+
+
+def print_outcome(client: Client, batches: list[dict[str, Any]]) -> None:
+    """One line per finished batch, its failures under it; a split upload ends with the
+    whole upload's line, what the user asked about."""
+    for batch in batches:
+        c = batch["counts"]
+        took = batch["duration_ms"] and f" in {batch['duration_ms'] / 1000:.1f} s"
+        console.print(f"batch {batch['id']} {batch['status']}: {c['succeeded']} succeeded, "
+                      f"{c['failed']} failed{took or ''}")
+        if c["failed"]:
+            print_failures(client, batch["id"])
+    if len(batches) > 1:
+        total = job_counts(batches)
+        span = [datetime.fromisoformat(b[k]) for b in batches
+                for k in ("created_at", "finished_at") if b[k]]
+        seconds = (max(span) - min(span)).total_seconds() if span else 0.0
+        cancelled = f", {total['cancelled']} cancelled" if total["cancelled"] else ""
+        console.print(f"all {len(batches)} batches: {total['succeeded']} succeeded, "
+                      f"{total['failed']} failed{cancelled} in {seconds:.1f} s")
+
+
+def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
+    failed = [j for j in client.jobs(batch_id) if j["status"] == "failed"]
+    for job in failed[:limit]:
+        click.echo(f"  failed: {job['input']}: {job['error']}", err=True)
+    if len(failed) > limit:
+        click.echo(f"  ... and {len(failed) - limit} more (imgburst status {batch_id})", err=True)
+
+
+def _when(timestamp: str) -> str:
+    """An API timestamp (ISO 8601, UTC) to the second, date and time apart: a narrow
+    terminal wraps it at the space instead of cutting it to the year and month."""
+    return timestamp[:19].replace("T", " ")
