@@ -36,6 +36,15 @@ MYSQL_ROOT = {
 AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
                "K1SZFPTOtr/KBHBeksoGMGw==")
 _redis_dbs = itertools.count()
+# A test that uses one of these needs a service `.ci/run` provides: marked `services`, so
+# `pytest -m "not services and not browser"` runs on a bare machine (Python alone).
+SERVICE_FIXTURES = {"redis_server", "mysql_root", "azurite"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 def free_port() -> int:
@@ -152,7 +161,7 @@ def base_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
             "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root")}
 
 
-@pytest.fixture(params=["sqlite-local", "mysql-azurite"])
+@pytest.fixture(params=["sqlite-local", pytest.param("mysql-azurite", marks=pytest.mark.services)])
 def stack_env(request: pytest.FixtureRequest, base_env: dict[str, str]) -> dict[str, str]:
     """Both deployments the pipeline must work on: embedded defaults, and MySQL + Azure Blob."""
     if request.param == "sqlite-local":

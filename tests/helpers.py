@@ -223,3 +223,15 @@ def submit_until_a_busy_drain(client: FlaskClient, broker: Any, files: list[tupl
                 return accepted, victim
             time.sleep(0.05)
 
+
+def descendants(pid: int) -> set[int]:
+    """Every process under `pid` (its children, theirs, ...), read from /proc."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        for child in children:
+            found |= {int(child)} | descendants(int(child))
+    return found

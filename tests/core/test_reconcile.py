@@ -22,6 +22,8 @@ from imgburst.core.synthetic import photo_bytes
 from imgburst.core.telemetry import in_flight, live_workers, waiting
 from imgburst.vk.events import EventLog
 
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
+
 SLOW = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
 
 

@@ -23,7 +23,7 @@ from imgburst.core.store import (
 )
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.services)])
 def store(request, tmp_path):
     env = {"IMGBURST_HOME": str(tmp_path)}
     if request.param == "mysql":
@@ -188,7 +188,7 @@ def head_revision() -> str:
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "mysql"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("mysql", marks=pytest.mark.services)])
 def test_concurrent_start_up_migrates_once(backend, tmp_path, request):
     env = {"IMGBURST_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     if backend == "mysql":

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 from conftest import settings_for, wait_until
 from helpers import jobs_of, submit, wait_batch
@@ -15,6 +16,8 @@ from imgburst.api import create_app
 from imgburst.core.synthetic import photo_bytes
 from imgburst.core.telemetry import live_workers
 from imgburst.vk.events import EventLog
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 
 def test_spike_bursts_then_drains_back_without_losing_or_repeating_a_job(

@@ -20,6 +20,8 @@ from urllib3.filepost import encode_multipart_formdata
 from imgburst.core.celery_app import QUEUE
 from imgburst.core.synthetic import photo_bytes
 
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
+
 
 def start_api(env: dict[str, str], log: Path, ignore_sigint: bool = False) -> subprocess.Popen:
     """As a shell script's `imgburst api &` starts it when `ignore_sigint`: SIGINT ignored."""

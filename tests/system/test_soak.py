@@ -16,6 +16,8 @@ from helpers import reconcile
 
 from imgburst.core.keys import generate_key
 
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
+
 CLIENTS = 32
 SECONDS = 20
 

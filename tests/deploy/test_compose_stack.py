@@ -12,11 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from conftest import free_port, http_ok, wait_until
-from test_deploy_container import compose, unset_defaults
+from test_container import compose, unset_defaults
 
 from imgburst.core.synthetic import photo_bytes
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 VOLUME = "/var/lib/imgburst"
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import io
 import time
 
+import pytest
 from conftest import settings_for, wait_until
 from helpers import Gate, reconcile, submit, wait_batch
 
 from imgburst.api import create_app
 from imgburst.core.synthetic import photo_bytes
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 JOBS = 40  # enough that many are still to do when the store goes down, however fast
 

@@ -8,12 +8,15 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import free_port, settings_for, start_live_stack
 from PIL import Image
 from sqlalchemy import func, select
 
 from imgburst.core.schema import Job
 from imgburst.core.store import JobStore
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 
 def test_loadgen_spike_report_matches_the_store(base_env, start_worker, start_service,

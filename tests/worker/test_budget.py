@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import settings_for
 from helpers import jobs_of, submit, wait_batch
 
 from imgburst.api import create_app
 from imgburst.core.synthetic import photo_bytes
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 SLOW = {"outputs": [{"name": "slow", "format": "png", "ops": [
     {"op": "blur", "sigma": 100}, {"op": "rotate", "angle": 33}, {"op": "blur", "sigma": 100},

@@ -21,8 +21,10 @@ from conftest import free_port, start_live_stack, wait_until
 from imgburst.core.keys import generate_key
 from imgburst.vk.events import EventLog
 
+pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.slow]
+
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]

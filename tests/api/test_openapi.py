@@ -82,7 +82,7 @@ def test_no_5xx_and_every_answer_is_documented(fuzz_env, fuzz_worker):
 def hostile_bodies() -> list[object]:
     """What a schema never generates and Python's parser chokes on: deep nesting, and an
     integer past Python's 4300-digit limit, alone and inside a recipe (a float past a
-    double can't be sent as JSON by this client: tests/test_hostile_requests.py sends it)."""
+    double can't be sent as JSON by this client: tests/api/test_hostile_requests.py sends it)."""
     deep: object = []
     for _ in range(500):
         deep = [deep]

@@ -16,7 +16,7 @@ from helpers import ctrl_c
 from imgburst.cli.router import RouteError, RouterServer, load_rules, serve_in_background
 from imgburst.cli.splits import parse_expect, shares, version_of, wilson
 
-ISTIO = Path(__file__).parent.parent / "k8s" / "istio"
+ISTIO = Path(__file__).resolve().parents[2] / "k8s" / "istio"
 VERSIONS = {"v1": "v1.111111111", "v2": "v2.222222222"}
 
 
@@ -127,7 +127,7 @@ def test_up_with_two_versions_routes_by_header(base_env, tmp_path):
                            "--versions", "v1.111111111,v2.222222222", "--route", "header",
                            "--concurrency", "1"],
                           env=base_env, stdout=log, stderr=subprocess.STDOUT,
-                          cwd=Path(__file__).parent.parent)
+                          cwd=Path(__file__).resolve().parents[2])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: "imgburst is up" in (tmp_path / "up.log").read_text(), 90,

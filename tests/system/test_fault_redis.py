@@ -9,12 +9,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import redis
 from conftest import free_port, settings_for, wait_until
 from helpers import jobs_of, submit, wait_batch
 
 from imgburst.api import create_app
 from imgburst.core.synthetic import photo_bytes
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 SLOW = {"outputs": [{"name": "slow", "format": "png", "ops": [
     {"op": "resize", "width": 900}, {"op": "blur", "sigma": 12}, {"op": "rotate", "angle": 7},

@@ -21,7 +21,7 @@ from imgburst.core.blobs import (
 )
 
 
-@pytest.fixture(params=["local", "azurite"])
+@pytest.fixture(params=["local", pytest.param("azurite", marks=pytest.mark.services)])
 def blobs(request, tmp_path):
     env = {"IMGBURST_HOME": str(tmp_path), "IMGBURST_BLOB_CONTAINER": f"t{uuid.uuid4().hex[:10]}"}
     if request.param == "azurite":
@@ -99,6 +99,7 @@ def test_other_container_and_missing(blobs):
     assert not issubclass(BlobNotFound, BlobUnavailable)
 
 
+@pytest.mark.slow
 def test_unreachable_azure_is_transient():
     env = {"AZURE_STORAGE_CONNECTION_STRING":
            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"

@@ -20,6 +20,8 @@ from imgburst.api import create_app
 from imgburst.core.blobs import blob_store_from_settings
 from imgburst.core.synthetic import photo_bytes
 
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
+
 # (name, format, width, height, EXIF orientation)
 MIXED = [
     ("wide.jpg", "JPEG", 2400, 1600, None),

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 from conftest import settings_for, wait_until
 from flask.testing import FlaskClient
@@ -28,6 +29,8 @@ from imgburst.api import create_app
 from imgburst.core.synthetic import photo_bytes
 from imgburst.core.telemetry import live_workers
 from imgburst.vk.events import EventLog
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 MAX_BURST = 2
 

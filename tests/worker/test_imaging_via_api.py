@@ -20,6 +20,8 @@ from PIL import Image
 from imgburst.api import create_app
 from imgburst.core.synthetic import photo_bytes
 
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
+
 
 @pytest.fixture
 def live(base_env, start_worker):

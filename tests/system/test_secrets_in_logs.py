@@ -18,11 +18,14 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+import pytest
 import requests
 from conftest import AZURITE_KEY, free_port, http_ok, wait_until
 
 from imgburst.core.keys import digest, generate_key
 from imgburst.core.synthetic import photo_bytes
+
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 USER_KEY, ADMIN_KEY = generate_key(), generate_key()
 URL_SECRET = "url-secret-" + generate_key()

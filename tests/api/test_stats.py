@@ -177,7 +177,7 @@ def test_grafana_dashboard_charts_only_metrics_we_export(known):
     client.get("/healthz")  # so the request counter has a sample
     exported = {s.name for family in text_string_to_metric_families(
         client.get("/metrics").data.decode()) for s in family.samples}
-    path = Path(__file__).parent.parent / "k8s" / "grafana" / "imgburst-dashboard.json"
+    path = Path(__file__).resolve().parents[2] / "k8s" / "grafana" / "imgburst-dashboard.json"
     dashboard = json.loads(path.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     exprs += [a["expr"] for a in dashboard["annotations"]["list"]]

@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from conftest import free_port, wait_until
-from test_cli import descendants
+from helpers import descendants
 
 from imgburst.core.synthetic import photo_bytes
 
@@ -42,6 +43,8 @@ def alive(pids: set[int]) -> list[int]:
             and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
 
 
+@pytest.mark.services
+@pytest.mark.slow
 def test_ctrl_c_under_load_stops_in_order_and_a_restart_finishes_the_work(tmp_path):
     port = free_port()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SCALER_COOLDOWN_S": "2",
@@ -88,6 +91,8 @@ def test_ctrl_c_under_load_stops_in_order_and_a_restart_finishes_the_work(tmp_pa
         assert up.wait(timeout=90) == 0, log.read_text()
 
 
+@pytest.mark.services
+@pytest.mark.slow
 def test_a_killed_up_leaves_no_process_behind(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
            "IMGBURST_HOME": str(tmp_path / "var"), "IMGBURST_PORT": str(free_port())}

@@ -12,13 +12,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jq
 import pytest
 from click.testing import CliRunner
-from test_deploy_k8s import KUBECTL
+from test_k8s import KUBECTL
 
 from imgburst.cli.app import COMMANDS, cli
 
-GUIDE = Path(__file__).parent.parent / "docs" / "deploy-aks.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deploy-aks.md"
 ROOT = GUIDE.parent.parent
 
 
@@ -110,9 +111,7 @@ def test_the_mysql_check_runs_with_the_workers_image_and_environment(overlay):
                          capture_output=True, text=True, timeout=60).stdout
     (workers,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"
                   and d["metadata"]["name"] == "imgburst-worker"]
-    pod = json.loads(subprocess.run(["jq", "-c", program.group(1)], input=json.dumps(workers),
-                                    check=True, capture_output=True, text=True,
-                                    timeout=30).stdout)
+    pod = jq.compile(program.group(1)).input_value(workers).first()  # libjq, as jq runs it
     (check,) = pod["spec"]["containers"]
     (worker,) = workers["spec"]["template"]["spec"]["containers"]
     assert check["args"] == ["mysql-check"] and check["image"] == worker["image"]

@@ -95,6 +95,7 @@ def store_env(port: int, **extra: str) -> dict[str, str]:
             "MYSQL_PASSWORD": "tls-test-only", "MYSQL_DATABASE": "imgburst", **extra}
 
 
+@pytest.mark.services
 def test_the_store_speaks_tls_and_checks_the_server(tls_mariadb, tmp_path):
     port, ca = tls_mariadb
     store = JobStore.from_settings(Settings.from_env(store_env(port, MYSQL_SSL="true",

@@ -16,8 +16,8 @@ from jsonschema import Draft7Validator
 from imgburst.api.auth import check_auth_settings
 from imgburst.core.settings import Settings, SettingsError
 
-ROOT = Path(__file__).parent.parent
-SCHEMAS = Path(__file__).parent / "schemas"
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
 
 class RecordingEnv(dict):

@@ -47,6 +47,8 @@ from imgburst.vk.events import EventLog
 from imgburst.vk.leadership import KubeLeadership, RedisLeadership
 from imgburst.vk.scaler import Scaler
 
+pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
+
 TEMPLATE = ROOT / "k8s" / "base" / "burst-pod-template.yaml"
 BROKEN = "myregistry.azurecr.io/imgburst:broken"
 SLOW = {"outputs": [{"name": "full", "format": "png", "ops": []}]}  # 12 MP PNG: seconds

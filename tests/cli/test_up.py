@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from conftest import free_port, http_ok, start_live_stack, wait_until
-from helpers import ctrl_c
+from helpers import ctrl_c, descendants
 from PIL import Image
 
 from imgburst.core.keys import digest
@@ -29,18 +30,6 @@ def imgburst(*args: str, env: dict[str, str], timeout: float = 120,
                           capture_output=True, text=True, timeout=timeout, **popen)
 
 
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-        for child in children:
-            found |= {int(child)} | descendants(int(child))
-    return found
-
-
 def listening_addresses(port: int) -> set[str]:
     """The IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""
     found = set()
@@ -52,6 +41,8 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.services
+@pytest.mark.slow
 def test_up_submit_status_fetch_and_clean_stop(tmp_path):
     port = free_port()
     # no REDIS_URL: `up` must embed Redis
@@ -185,6 +176,8 @@ def test_submit_reports_api_errors_and_unreachable(tmp_path, base_env):
     assert result.returncode == 2 and "not JSON" in result.stderr
 
 
+@pytest.mark.services
+@pytest.mark.slow
 def test_up_stops_everything_on_sigterm(tmp_path):
     port = free_port()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
@@ -205,6 +198,8 @@ def test_up_stops_everything_on_sigterm(tmp_path):
     assert not alive, f"processes left running after SIGTERM: {alive}"
 
 
+@pytest.mark.services
+@pytest.mark.slow
 def test_up_no_auth_says_so_loudly(tmp_path):
     port = free_port()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),

@@ -28,9 +28,9 @@ from imgburst.cli.router import load_rules
 from imgburst.core.settings import Settings
 from imgburst.vk.backends.kubernetes import WorkerContainer, build_pod, check_template
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-SCHEMAS = Path(__file__).parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBERNETES_VERSION = "1.33.0"
 OVERLAYS = ["aks-virtual-nodes", "virtual-nodes-v2", "mysql-osba", "mysql-secret",
@@ -275,7 +275,7 @@ def containers(overlay: str) -> list[dict[str, Any]]:
 
 
 def test_workloads_read_the_binding_secret_keys_and_only_known_variables():
-    from test_deploy_container import known_variables
+    from test_container import known_variables
 
     known = known_variables()
     config = named("mysql-secret", "ConfigMap", "imgburst-config")["data"]
@@ -430,7 +430,7 @@ def _mebibytes(quantity: str) -> int:
 def test_every_worker_pod_holds_all_its_processes_at_their_memory_bound(overlay):
     """The pod's limit, not only each process's: the main process and every pool process
     at IMGBURST_WORKER_MAX_MEMORY_MB together, or the OOM killer ends every job in it."""
-    main_mb = 150  # a worker's main process: ~100 MB measured (tests/test_api_imaging.py)
+    main_mb = 150  # a worker's main process: ~100 MB measured (tests/worker/test_imaging_via_api.py)
     bound = Settings.from_env({}).worker_max_memory_mb
     checked = 0
     for container in containers(overlay):
