@@ -100,22 +100,22 @@ def reconcile(settings: Any, accepted: dict[str, int],
             batch = store.get_batch(batch_id)
             assert batch is not None, f"accepted batch {batch_id} is not in the store"
             jobs = store.list_jobs(batch_id, 100_000, 0)
-            assert len(jobs) == expected == batch["jobs"], (batch_id, len(jobs), expected)
+            assert len(jobs) == expected == batch.jobs, (batch_id, len(jobs), expected)
             stored = by_batch.get(batch_id, set())
             recorded = set()
             for job in jobs:
-                counts[job["status"]] = counts.get(job["status"], 0) + 1
-                assert job["status"] in ("succeeded", "failed", "cancelled"), job
-                paths = [o["blob_path"] for o in job["outputs"]]
-                if job["status"] == "succeeded":
-                    assert paths and len(set(o["name"] for o in job["outputs"])) == len(paths)
+                counts[job.status] = counts.get(job.status, 0) + 1
+                assert job.status in ("succeeded", "failed", "cancelled"), job
+                paths = [o.blob_path for o in job.outputs]
+                if job.status == "succeeded":
+                    assert paths and len(set(o.name for o in job.outputs)) == len(paths)
                     if outputs_per_job is not None:
                         assert len(paths) == outputs_per_job, job
-                    mine = {p for p in stored if p.startswith(f"outputs/{batch_id}/{job['id']}/")}
-                    assert mine == set(paths), (job["id"], mine, paths)
+                    mine = {p for p in stored if p.startswith(f"outputs/{batch_id}/{job.id}/")}
+                    assert mine == set(paths), (job.id, mine, paths)
                 else:
                     assert not paths, job
-                    assert job["status"] == "cancelled" or job["error"], job
+                    assert job.status == "cancelled" or job.error, job
                 recorded |= set(paths)
             assert recorded <= stored, recorded - stored
     finally:

@@ -29,7 +29,7 @@ from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.recipes import Recipe
 from imgburst.core.schema import MAX_BATCH_NAME
 from imgburst.core.settings import CONTAINER_RE
-from imgburst.core.store import NewJob, new_id
+from imgburst.core.store import BatchView, NewJob, new_id
 from imgburst.core.telemetry import nudge, release_room, reserve_room
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
@@ -253,10 +253,10 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
     return response
 
 
-def _batch_or_404(batch_id: str) -> dict[str, Any]:
+def _batch_or_404(batch_id: str) -> BatchView:
     """The batch, if it exists and the caller's key may see it (else the same 404)."""
     view = services().store.get_batch(batch_id)
-    if view is None or not auth.current().sees(view["owner"]):
+    if view is None or not auth.current().sees(view.owner):
         raise Problem(404, "Batch not found", f"no batch with id {batch_id!r}", field="id")
     return view
 
@@ -279,7 +279,7 @@ def list_batch_jobs(batch_id: str) -> Response:
     view = _batch_or_404(batch_id)
     limit, offset = page_args(default_limit=100, max_limit=1000)
     jobs = services().store.list_jobs(batch_id, limit, offset)
-    return jsonify({"items": [job_json(j) for j in jobs], "total": view["jobs"],
+    return jsonify({"items": [job_json(j) for j in jobs], "total": view.jobs,
                     "limit": limit, "offset": offset})
 
 

@@ -42,16 +42,16 @@ def get_output(job_id: str, name: str) -> Response:
                   else f"job {job_id} has no output named {name!r} (yet)")
         raise Problem(404, "Output not found", detail, field="name")
     try:
-        data = svc.blobs.get(output["blob_path"])
+        data = svc.blobs.get(output.blob_path)
     except BlobNotFound:
         raise Problem(404, "Output not found", f"the blob of output {name!r} is missing",
                       field="name") from None
     except BlobError as exc:
         raise Problem(503, "Blob store unavailable", f"{exc}; try again shortly",
                       headers={"Retry-After": "5"}) from None
-    response = Response(data, mimetype=MEDIA_TYPES.get(output["format"],
+    response = Response(data, mimetype=MEDIA_TYPES.get(output.format,
                                                        "application/octet-stream"))
     response.headers["Cache-Control"] = "private, max-age=86400"
     response.headers["Content-Disposition"] = (
-        f'inline; filename="{job_id}-{name}.{output["blob_path"].rsplit(".", 1)[-1]}"')
+        f'inline; filename="{job_id}-{name}.{output.blob_path.rsplit(".", 1)[-1]}"')
     return response

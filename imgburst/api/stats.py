@@ -63,11 +63,12 @@ def snapshot(svc: Services) -> dict[str, Any]:
     timings = recent_timings(svc.redis, epoch - LATENCY_WINDOW_S)  # written as jobs end
     last_10s, last_60s = ended_since(svc.redis, epoch - 10, epoch - 60)
     state = scaler_state(svc.redis)
-    counts, batches, outputs = (read.result() for read in (counts_read, batches_read,
-                                                           outputs_read))
-    gallery = [{k: v for k, v in g.items() if k != "blob_path"}
-               | {"url": output_url(svc, g["job_id"], g["name"], g["blob_path"]),
-                  "finished_at": iso(g["finished_at"])} for g in outputs]
+    counts, batches, outputs = counts_read.result(), batches_read.result(), outputs_read.result()
+    gallery = [{"job_id": g.job_id, "name": g.output.name, "format": g.output.format,
+                "width": g.output.width, "height": g.output.height, "worker": g.worker,
+                "finished_at": iso(g.finished_at), "input": g.input,
+                "url": output_url(svc, g.job_id, g.output.name, g.output.blob_path)}
+               for g in outputs]
     return {
         "at": round(time.time(), 3),
         "queue": {"waiting": waiting(svc.redis), "in_flight": in_flight(svc.redis)},

@@ -10,7 +10,8 @@ from flask import request, url_for
 from imgburst.api import auth
 from imgburst.api.errors import Problem
 from imgburst.api.output_urls import output_url
-from imgburst.api.services import services
+from imgburst.api.services import Services, services
+from imgburst.core.store import BatchView, JobView, OutputRecord
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -21,24 +22,24 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return round((end - start).total_seconds() * 1000) if start and end else None
 
 
-def batch_json(view: dict[str, Any]) -> dict[str, Any]:
+def batch_json(view: BatchView) -> dict[str, Any]:
     return {
-        "id": view["id"],
-        "name": view["name"],
-        "status": view["status"],
-        "jobs": view["jobs"],
-        "counts": view["counts"],
-        "source": view["source"],
-        "recipe": view["recipe"],
-        "owner": view["owner"],
-        "created_at": iso(view["created_at"]),
-        "started_at": iso(view["started_at"]),
-        "finished_at": iso(view["finished_at"]),
-        "cancelled_at": iso(view["cancelled_at"]),
-        "duration_ms": _ms(view["created_at"], view["finished_at"]),
+        "id": view.id,
+        "name": view.name,
+        "status": view.status,
+        "jobs": view.jobs,
+        "counts": view.counts,
+        "source": view.source,
+        "recipe": view.recipe,
+        "owner": view.owner,
+        "created_at": iso(view.created_at),
+        "started_at": iso(view.started_at),
+        "finished_at": iso(view.finished_at),
+        "cancelled_at": iso(view.cancelled_at),
+        "duration_ms": _ms(view.created_at, view.finished_at),
         "links": {
-            "self": url_for("batches.get_batch", batch_id=view["id"]),
-            "jobs": url_for("batches.list_batch_jobs", batch_id=view["id"]),
+            "self": url_for("batches.get_batch", batch_id=view.id),
+            "jobs": url_for("batches.list_batch_jobs", batch_id=view.id),
         },
     }
 
@@ -49,32 +50,32 @@ def pool_of(worker: str | None) -> str | None:
     return worker.partition("@")[0] if worker else worker
 
 
-def job_json(view: dict[str, Any]) -> dict[str, Any]:
+def job_json(view: JobView) -> dict[str, Any]:
     svc = services()
     return {
-        "id": view["id"],
-        "batch_id": view["batch_id"],
-        "input": view["input"],
-        "input_format": view["input_format"],
-        "input_bytes": view["input_bytes"],
-        "status": view["status"],
-        "error": view["error"],
-        "attempts": view["attempts"],
-        "worker": view["worker"] if auth.current().admin else pool_of(view["worker"]),
-        "created_at": iso(view["created_at"]),
-        "started_at": iso(view["started_at"]),
-        "finished_at": iso(view["finished_at"]),
-        "queue_ms": _ms(view["created_at"], view["started_at"]),
-        "processing_ms": _ms(view["started_at"], view["finished_at"]),
-        "outputs": [
-            {
-                "name": o["name"], "format": o["format"], "width": o["width"],
-                "height": o["height"], "bytes": o["bytes"],
-                "url": output_url(svc, view["id"], o["name"], o["blob_path"]),
-            }
-            for o in view["outputs"]
-        ],
+        "id": view.id,
+        "batch_id": view.batch_id,
+        "input": view.input,
+        "input_format": view.input_format,
+        "input_bytes": view.input_bytes,
+        "status": view.status,
+        "error": view.error,
+        "attempts": view.attempts,
+        "worker": view.worker if auth.current().admin else pool_of(view.worker),
+        "created_at": iso(view.created_at),
+        "started_at": iso(view.started_at),
+        "finished_at": iso(view.finished_at),
+        "queue_ms": _ms(view.created_at, view.started_at),
+        "processing_ms": _ms(view.started_at, view.finished_at),
+        "outputs": [output_json(svc, view.id, o) for o in view.outputs],
     }
+
+
+def output_json(svc: Services, job_id: str, output: OutputRecord) -> dict[str, Any]:
+    """An output as the API shows it: a URL to its bytes, never its blob path."""
+    return {"name": output.name, "format": output.format, "width": output.width,
+            "height": output.height, "bytes": output.bytes,
+            "url": output_url(svc, job_id, output.name, output.blob_path)}
 
 
 def page_args(default_limit: int = 50, max_limit: int = 500) -> tuple[int, int]:

@@ -100,12 +100,68 @@ class JobInput:
 
 @dataclass(frozen=True)
 class OutputRecord:
+    """One output of a job: what a worker records, and what the store reads back."""
+
     name: str
     format: str
     width: int
     height: int
     bytes: int
     blob_path: str
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch as the store reads it: its status and counts are its jobs' (`batch_status`)."""
+
+    id: str
+    name: str | None
+    status: str
+    jobs: int
+    counts: dict[str, int]
+    source: str
+    recipe: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancelled_at: datetime | None
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as the store reads it, with its outputs."""
+
+    id: str
+    batch_id: str
+    input: str
+    input_format: str | None
+    input_bytes: int | None
+    status: str
+    error: str | None
+    attempts: int
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    outputs: list[OutputRecord]
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """The smallest output of a recently succeeded job (the dashboard's gallery)."""
+
+    job_id: str
+    input: str
+    worker: str | None
+    finished_at: datetime
+    output: OutputRecord
+
+
+def _output(row: Any) -> OutputRecord:
+    """An `outputs` row (ORM object or Row) as the record a worker wrote."""
+    return OutputRecord(name=row.name, format=row.format, width=row.width, height=row.height,
+                        bytes=row.bytes, blob_path=row.blob_path)
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -476,7 +532,7 @@ class JobStore:
 
     # -- reads --------------------------------------------------------------------------
 
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+    def get_batch(self, batch_id: str) -> BatchView | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(Batch).where(Batch.id == batch_id)).first()
             if row is None:
@@ -484,7 +540,7 @@ class JobStore:
             return self._batch_views(conn, [row])[0]
 
     def list_batches(self, limit: int, offset: int,
-                     owner: str | None = None) -> list[dict[str, Any]]:
+                     owner: str | None = None) -> list[BatchView]:
         """Newest first; only `owner`'s batches when one is given."""
         query = select(Batch).order_by(Batch.created_at.desc(), Batch.id)
         if owner is not None:
@@ -519,7 +575,7 @@ class JobStore:
                                .where(Job.id == job_id)).first()
         return (row is not None, row.owner if row is not None else None)
 
-    def _batch_views(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    def _batch_views(self, conn: Connection, rows: Sequence[Any]) -> list[BatchView]:
         ids = [r.id for r in rows]
         counts: dict[str, dict[str, int]] = {i: {} for i in ids}
         started: dict[str, datetime] = {}
@@ -542,16 +598,14 @@ class JobStore:
             c = {s: counts[r.id].get(s, 0) for s in JOB_STATUSES}
             status = batch_status(c, r.cancelled_at is not None, r.id in started)
             done = status not in ("queued", "running")
-            views.append({
-                "id": r.id, "name": r.name, "status": status, "jobs": r.job_count,
-                "counts": c, "source": r.source, "recipe": json.loads(r.recipe),
-                "created_at": r.created_at, "started_at": started.get(r.id),
-                "finished_at": finished.get(r.id) if done else None,
-                "cancelled_at": r.cancelled_at, "owner": r.owner,
-            })
+            views.append(BatchView(
+                id=r.id, name=r.name, status=status, jobs=r.job_count, counts=c,
+                source=r.source, recipe=json.loads(r.recipe), created_at=r.created_at,
+                started_at=started.get(r.id), finished_at=finished.get(r.id) if done else None,
+                cancelled_at=r.cancelled_at, owner=r.owner))
         return views
 
-    def list_jobs(self, batch_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    def list_jobs(self, batch_id: str, limit: int, offset: int) -> list[JobView]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(Job).where(Job.batch_id == batch_id).order_by(Job.seq)
@@ -559,38 +613,31 @@ class JobStore:
             ).all()
             return self._job_views(conn, rows)
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> JobView | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(Job).where(Job.id == job_id)).first()
             return self._job_views(conn, [row])[0] if row else None
 
-    def _job_views(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
-        outputs: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
+    def _job_views(self, conn: Connection, rows: Sequence[Any]) -> list[JobView]:
+        outputs: dict[str, list[OutputRecord]] = {r.id: [] for r in rows}
         if rows:
             for o in conn.execute(
                 select(Output).where(Output.job_id.in_(list(outputs))).order_by(Output.id)
             ):
-                outputs[o.job_id].append({
-                    "name": o.name, "format": o.format, "width": o.width, "height": o.height,
-                    "bytes": o.bytes, "blob_path": o.blob_path,
-                })
-        return [{
-            "id": r.id, "batch_id": r.batch_id, "input": r.input_name,
-            "input_format": r.input_format, "input_bytes": r.input_bytes, "status": r.status,
-            "error": r.error, "attempts": r.attempts, "worker": r.worker,
-            "created_at": r.created_at, "started_at": r.started_at,
-            "finished_at": r.finished_at, "outputs": outputs[r.id],
-        } for r in rows]
+                outputs[o.job_id].append(_output(o))
+        return [JobView(
+            id=r.id, batch_id=r.batch_id, input=r.input_name, input_format=r.input_format,
+            input_bytes=r.input_bytes, status=r.status, error=r.error, attempts=r.attempts,
+            worker=r.worker, created_at=r.created_at, started_at=r.started_at,
+            finished_at=r.finished_at, outputs=outputs[r.id],
+        ) for r in rows]
 
-    def job_output(self, job_id: str, name: str) -> dict[str, Any] | None:
+    def job_output(self, job_id: str, name: str) -> OutputRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(Output).where(Output.job_id == job_id, Output.name == name)
             ).first()
-        if row is None:
-            return None
-        return {"name": row.name, "format": row.format, "blob_path": row.blob_path,
-                "bytes": row.bytes}
+        return _output(row) if row is not None else None
 
     # -- stats (the endpoint runs these reads side by side, each on its own connection) --
 
@@ -599,7 +646,7 @@ class JobStore:
             rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
         return {s: 0 for s in JOB_STATUSES} | {s: n for s, n in rows}
 
-    def active_batches(self, recent: int = 5, limit: int = 20) -> list[dict[str, Any]]:
+    def active_batches(self, recent: int = 5, limit: int = 20) -> list[BatchView]:
         """Batches with unfinished jobs, then the newest others (so a bar reaching 100% is
         seen), newest first."""
         with self.engine.connect() as conn:
@@ -617,7 +664,7 @@ class JobStore:
             rows.sort(key=lambda r: r.created_at, reverse=True)
             return self._batch_views(conn, rows[:limit])
 
-    def latest_outputs(self, limit: int = 12) -> list[dict[str, Any]]:
+    def latest_outputs(self, limit: int = 12) -> list[GalleryItem]:
         """The smallest output of each of the newest succeeded jobs (for a gallery)."""
         with self.engine.connect() as conn:
             jobs = conn.execute(
@@ -632,10 +679,8 @@ class JobStore:
                 best = smallest.get(o.job_id)
                 if best is None or o.width * o.height < best.width * best.height:
                     smallest[o.job_id] = o
-        return [{"job_id": j.id, "name": smallest[j.id].name, "format": smallest[j.id].format,
-                 "width": smallest[j.id].width, "height": smallest[j.id].height,
-                 "worker": j.worker, "finished_at": j.finished_at, "input": j.input_name,
-                 "blob_path": smallest[j.id].blob_path}
+        return [GalleryItem(job_id=j.id, input=j.input_name, worker=j.worker,
+                            finished_at=j.finished_at, output=_output(smallest[j.id]))
                 for j in jobs if j.id in smallest]
 
     def timing_histograms(self, buckets_ms: tuple[int, ...]) -> dict[str, dict[str, Any]]:

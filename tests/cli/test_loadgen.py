@@ -46,7 +46,7 @@ def test_loadgen_spike_report_matches_the_store(base_env, start_worker, start_se
     with store.engine.connect() as conn:
         by_status = dict(conn.execute(select(Job.status, func.count()).group_by(Job.status)).all())
     assert counts["jobs"] == sum(by_status.values()) == 24
-    assert {b["name"] for b in store.list_batches(20, 0)} == {"loadgen spike"}  # on the page
+    assert {b.name for b in store.list_batches(20, 0)} == {"loadgen spike"}  # on the page
     assert counts["jobs_succeeded"] == by_status.get("succeeded", 0) == 24
     assert counts["jobs_failed"] == by_status.get("failed", 0) == 0
     assert counts["images_submitted"] == 24

@@ -49,26 +49,26 @@ OUT = [OutputRecord("thumb", "webp", 10, 5, 100, "outputs/b/j/thumb.webp")]
 
 def test_job_lifecycle_and_guards(store):
     batch_id, (a, b) = make_batch(store)
-    assert store.get_batch(batch_id)["status"] == "queued"
+    assert store.get_batch(batch_id).status == "queued"
     started = store.start_job(a, "base@host-1")
     assert started is not None and started.attempts == 1 and started.batch_id == batch_id
-    assert store.get_batch(batch_id)["status"] == "running"
+    assert store.get_batch(batch_id).status == "running"
     assert store.finish_job(a, OUT)
     # a late duplicate of the same task can't restart, refinish, or fail a finished job
     assert store.start_job(a, "base@host-2") is None
     assert not store.finish_job(a, OUT + OUT[:0])
     assert not store.fail_job(a, "late failure")
     job = store.get_job(a)
-    assert job["status"] == "succeeded" and job["attempts"] == 1 and job["worker"] == "base@host-1"
-    assert job["error"] is None and len(job["outputs"]) == 1
+    assert job.status == "succeeded" and job.attempts == 1 and job.worker == "base@host-1"
+    assert job.error is None and len(job.outputs) == 1
     # a redelivered job (still running) is claimed again and counts the attempt
     store.start_job(b, "base@host-1")
     assert store.start_job(b, "burst@pod-1").attempts == 2
     assert store.fail_job(b, "unsupported format")
     assert not store.finish_job(b, OUT), "a failed job must not turn succeeded"
     batch = store.get_batch(batch_id)
-    assert batch["status"] == "partial" and batch["counts"]["succeeded"] == 1
-    assert batch["finished_at"] is not None and batch["started_at"] is not None
+    assert batch.status == "partial" and batch.counts["succeeded"] == 1
+    assert batch.finished_at is not None and batch.started_at is not None
 
 
 def test_ending_records_queue_wait_and_processing_time(store):
@@ -95,7 +95,7 @@ def test_finish_replaces_outputs_never_duplicates(store):
     _, (a, _) = make_batch(store)
     store.start_job(a, "w")
     assert store.finish_job(a, OUT + [OutputRecord("medium", "jpeg", 1, 1, 1, "p")])
-    assert [o["name"] for o in store.get_job(a)["outputs"]] == ["thumb", "medium"]
+    assert [o.name for o in store.get_job(a).outputs] == ["thumb", "medium"]
 
 
 def test_concurrent_finishes_never_deadlock(store):
@@ -113,18 +113,18 @@ def test_concurrent_finishes_never_deadlock(store):
 
     with ThreadPoolExecutor(8) as pool:
         assert sum(pool.map(finish, [ids[i::8] for i in range(8)])) == len(ids)
-    assert all(len(store.get_job(job_id)["outputs"]) == 2 for job_id in ids)
+    assert all(len(store.get_job(job_id).outputs) == 2 for job_id in ids)
 
 
 def test_cancel_only_touches_queued_jobs(store):
     batch_id, (a, b) = make_batch(store)
     store.start_job(a, "w")
     assert store.cancel_batch(batch_id) == 1
-    assert store.get_job(b)["status"] == "cancelled"
+    assert store.get_job(b).status == "cancelled"
     assert store.start_job(b, "w") is None, "a cancelled job must not run"
-    assert store.get_batch(batch_id)["status"] == "running"
+    assert store.get_batch(batch_id).status == "running"
     store.finish_job(a, OUT)
-    assert store.get_batch(batch_id)["status"] == "cancelled"
+    assert store.get_batch(batch_id).status == "cancelled"
 
 
 def test_a_cancel_after_every_job_started_changes_nothing(store):
@@ -134,28 +134,28 @@ def test_a_cancel_after_every_job_started_changes_nothing(store):
     store.start_job(b, "w")
     assert store.cancel_batch(batch_id) == 0  # b runs on
     store.finish_job(b, OUT)
-    assert store.get_batch(batch_id)["status"] == "succeeded"
+    assert store.get_batch(batch_id).status == "succeeded"
     assert store.cancel_batch(batch_id) == 0  # and once finished, it stays so
     batch = store.get_batch(batch_id)
-    assert batch["status"] == "succeeded" and batch["cancelled_at"] is None
+    assert batch.status == "succeeded" and batch.cancelled_at is None
 
 
 def test_a_repeated_cancel_keeps_the_first_time(store):
     batch_id, (a, _) = make_batch(store)
     store.start_job(a, "w")
     assert store.cancel_batch(batch_id) == 1
-    first = store.get_batch(batch_id)["cancelled_at"]
+    first = store.get_batch(batch_id).cancelled_at
     assert first is not None and store.cancel_batch(batch_id) == 0
-    assert store.get_batch(batch_id)["cancelled_at"] == first
+    assert store.get_batch(batch_id).cancelled_at == first
 
 
 def test_refused_inputs_are_recorded_failed(store):
     batch_id, ids = make_batch(store, n=1, refused=1)
-    assert store.get_job(ids[1])["status"] == "failed"
-    assert store.get_job(ids[1])["error"] == "unsupported format"
-    assert store.get_batch(batch_id)["counts"] == {"queued": 1, "running": 0, "succeeded": 0,
+    assert store.get_job(ids[1]).status == "failed"
+    assert store.get_job(ids[1]).error == "unsupported format"
+    assert store.get_batch(batch_id).counts == {"queued": 1, "running": 0, "succeeded": 0,
                                                    "failed": 1, "cancelled": 0}
-    assert store.list_batches(10, 0)[0]["id"] == batch_id and store.count_batches() == 1
+    assert store.list_batches(10, 0)[0].id == batch_id and store.count_batches() == 1
 
 
 @pytest.mark.parametrize(("counts", "cancelled", "started", "status"), [

@@ -430,7 +430,8 @@ def _mebibytes(quantity: str) -> int:
 def test_every_worker_pod_holds_all_its_processes_at_their_memory_bound(overlay):
     """The pod's limit, not only each process's: the main process and every pool process
     at IMGBURST_WORKER_MAX_MEMORY_MB together, or the OOM killer ends every job in it."""
-    main_mb = 150  # a worker's main process: ~100 MB measured (tests/worker/test_imaging_via_api.py)
+    main_mb = 150  # a worker's main process: ~100 MB measured
+    # (tests/worker/test_imaging_via_api.py)
     bound = Settings.from_env({}).worker_max_memory_mb
     checked = 0
     for container in containers(overlay):

@@ -245,7 +245,7 @@ def test_a_scaler_killed_mid_drain_and_restarted_loses_and_repeats_no_job(
         assert reconcile(settings, accepted, outputs_per_job=1) == {
             "succeeded": 10 * len(accepted)}
         store = JobStore.from_settings(settings)
-        attempts = {j["attempts"] for b in accepted for j in store.list_jobs(b, 1000, 0)}
+        attempts = {j.attempts for b in accepted for j in store.list_jobs(b, 1000, 0)}
         assert attempts == {1}, "a job ran twice"
 
         def finished_drain() -> bool:
