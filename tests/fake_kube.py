@@ -140,6 +140,13 @@ class FakeKube:
                 pod_name = body["metadata"]["name"]
                 if (namespace, pod_name) in self.pods:
                     return 409, status(409, "AlreadyExists", f'pods "{pod_name}" already exists')
+                # The API server's own validation: a container without an image is refused
+                # (422 Invalid, "spec.containers[0].image: Required value").
+                for i, c in enumerate(body.get("spec", {}).get("containers", [])):
+                    if not c.get("image"):
+                        return 422, status(422, "Invalid", (
+                            f'Pod "{pod_name}" is invalid: spec.containers[{i}].image: '
+                            "Required value"))
                 used = sum(1 for ns, _ in self.pods if ns == namespace)
                 if self.pod_quota is not None and used >= self.pod_quota:
                     return 403, status(403, "Forbidden", (

@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 from imgburst.core.celery_app import make_celery
 from imgburst.core.settings import ScalerSettings, Settings
 from imgburst.core.telemetry import WorkerInfo, record_ended, write_heartbeat
+from imgburst.vk.backends.base import StartRefused
 from imgburst.vk.backends.kubernetes import (
     KubernetesBackend,
     TemplateError,
@@ -393,3 +394,17 @@ def test_at_boot_the_scaler_decides_nothing_until_the_base_pool_registers(fake, 
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_a_pod_without_an_image_is_refused_by_the_api_server_and_said_so(fake):
+    """No workers' container read and no image in the template: the API server refuses the
+    pod (422, as a real one validates it); the scaler gets the refusal with its message."""
+    config = k8s.Configuration()
+    config.host = fake.url
+    backend = KubernetesBackend(k8s.CoreV1Api(k8s.ApiClient(config)), "imgburst",
+                                load_template(TEMPLATE))
+    with pytest.raises(StartRefused) as refused:
+        backend.start(1)
+    assert refused.value.failure.reason == "Invalid"
+    assert "spec.containers[0].image: Required value" in refused.value.failure.message
+    assert not fake.names()

@@ -39,6 +39,7 @@ from imgburst.core.telemetry import live_workers, scaler_state, write_leader
 from imgburst.vk.backends.kubernetes import (
     BackendConfigError,
     KubernetesBackend,
+    WorkerContainer,
     load_template,
     owner_reference,
     worker_container,
@@ -422,7 +423,8 @@ def test_burst_pods_are_owned_by_the_scaler_deployment_and_go_with_it(fake, base
         wait_until(lambda: not fake.names(), 10, "the garbage collector to delete the pods")
         assert sorted(node.killed) == sorted(pods) and not node.procs
         other = KubernetesBackend(k8s.CoreV1Api(api_client(fake)), "imgburst",
-                                  load_template(TEMPLATE), install="team-b")
+                                  load_template(TEMPLATE), install="team-b",
+                                  base=WorkerContainer("imgburst:1.0"))
         other.start(1)
         assert backend.workers() == [] and len(other.workers()) == 1, "installs apart"
     finally:
