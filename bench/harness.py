@@ -164,7 +164,9 @@ class Stack:
         self.last_round: tuple[list[str], datetime] | None = None  # batch ids, start
         self.env = dict(os.environ, IMGBURST_HOME=str(self.home), REDIS_URL=redis_url,
                         IMGBURST_PORT=str(self.port), IMGBURST_API_KEYS=f"bench={key}",
-                        IMGBURST_SUBMIT_RATE="off")
+                        IMGBURST_SUBMIT_RATE="off", IMGBURST_QUOTA_JOBS="off",
+                        IMGBURST_QUOTA_MB="off",  # many rounds a day, one key
+                        IMGBURST_SOURCE_CONTAINERS="bench-source")  # a non-admin key's source
         cmd = [sys.executable, "-m", "imgburst.cli"]
         log = (self.home / "stack.log").open("wb")
         self.procs = [
