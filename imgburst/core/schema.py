@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_ACTIVE = ("queued", "running")  # a job in one of these may still run
 JOB_FINAL = ("succeeded", "failed", "cancelled")  # a job in one of these never runs again
 # A batch's status is read from its jobs' (store.batch_status); `partial`: some failed.
 BATCH_STATUSES = ("queued", "running", "succeeded", "failed", "partial", "cancelled")

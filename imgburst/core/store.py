@@ -35,7 +35,15 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from imgburst.core.schema import JOB_STATUSES, Batch, IdempotencyKey, Job, Output
+from imgburst.core.schema import (
+    BATCH_FINAL,
+    JOB_ACTIVE,
+    JOB_STATUSES,
+    Batch,
+    IdempotencyKey,
+    Job,
+    Output,
+)
 from imgburst.core.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -263,7 +271,7 @@ _JOB_BEFORE = select(_jobs.c.status, _jobs.c.error, _jobs.c.attempts, _jobs.c.wo
     _jobs.c.id == bindparam("job_id"))
 # Guarded by the holder read just before: of two claims racing for one job, one wins.
 _CLAIM = (update(_jobs)
-          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(("queued", "running")),
+          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(JOB_ACTIVE),
                  _jobs.c.worker.is_not_distinct_from(bindparam("holder")))
           .values(status="running", attempts=_jobs.c.attempts + 1,
                   worker=bindparam("worker_name"), error=None,
@@ -278,7 +286,7 @@ _END_VALUES: dict[str, Any] = {"finished_at": bindparam("finished_at"),
 _SUCCEED = (update(_jobs).where(_jobs.c.id == bindparam("job_id"), _jobs.c.status == "running")
             .values(status="succeeded", error=None, **_END_VALUES))
 _FAIL = (update(_jobs)
-         .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(("queued", "running")))
+         .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(JOB_ACTIVE))
          .values(status="failed", error=bindparam("reason"), **_END_VALUES))
 _JOB_OUTPUT_IDS = select(_outputs.c.id).where(_outputs.c.job_id == bindparam("job_id"))
 _ADD_OUTPUT = insert(_outputs)
@@ -597,7 +605,7 @@ class JobStore:
         for r in rows:
             c = {s: counts[r.id].get(s, 0) for s in JOB_STATUSES}
             status = batch_status(c, r.cancelled_at is not None, r.id in started)
-            done = status not in ("queued", "running")
+            done = status in BATCH_FINAL
             views.append(BatchView(
                 id=r.id, name=r.name, status=status, jobs=r.job_count, counts=c,
                 source=r.source, recipe=json.loads(r.recipe), created_at=r.created_at,
@@ -651,7 +659,7 @@ class JobStore:
         seen), newest first."""
         with self.engine.connect() as conn:
             unfinished = conn.execute(
-                select(Job.batch_id).where(Job.status.in_(("queued", "running"))).distinct()
+                select(Job.batch_id).where(Job.status.in_(JOB_ACTIVE)).distinct()
             ).scalars().all()
             active = conn.execute(
                 select(Batch).where(Batch.id.in_(unfinished))

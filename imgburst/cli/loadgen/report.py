@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgburst.cli.loadgen.runner import RunResult, parse_time
 from imgburst.core.percentiles import percentile
+from imgburst.core.schema import JOB_ACTIVE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -68,7 +69,7 @@ def build(result: RunResult, options: dict[str, Any]) -> dict[str, Any]:
             "jobs": len(jobs),
             "jobs_succeeded": succeeded,
             "jobs_failed": sum(1 for j in jobs if j["status"] == "failed"),
-            "jobs_unfinished": sum(1 for j in jobs if j["status"] in ("queued", "running")),
+            "jobs_unfinished": sum(1 for j in jobs if j["status"] in JOB_ACTIVE),
         },
         "throughput_jobs_per_s": round(succeeded / span, 2) if span > 0 else None,
         "latency_ms": {
