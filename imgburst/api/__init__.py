@@ -23,12 +23,13 @@ from imgburst.api import (
     openapi,
     presets,
     preview,
+    receiving,
     stats,
     version,
 )
 from imgburst.api.errors import register_error_handlers
 from imgburst.api.metrics import Metrics
-from imgburst.api.quotas import Quotas
+from imgburst.api.quotas import InFlight, Quotas
 from imgburst.api.rate_limit import KeyRateLimiter
 from imgburst.api.services import Services
 from imgburst.api.uploads import UploadRequest
@@ -57,22 +58,24 @@ def create_app(settings: Settings | None = None, broker_url: str | None = None) 
     migrate(store.engine)
     metrics = Metrics()
     celery = make_celery(settings, broker_url)
+    broker = redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5)
     app.extensions["imgburst"] = Services(
         settings=settings, store=store, blobs=blob_store_from_settings(settings),
         celery=celery, metrics=metrics,
         uploads=ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload"),
-        redis=redis.Redis.from_url(celery.conf.broker_url, socket_timeout=5),
+        redis=broker,
         url_secret=settings.url_secret or secrets.token_bytes(32),
         submissions=KeyRateLimiter(celery.conf.broker_url, settings.submit_rate),
         quotas=Quotas(celery.conf.broker_url, settings.quota_jobs, settings.quota_mb),
         previews=KeyRateLimiter(celery.conf.broker_url, settings.preview_rate, "previews",
                                "IMGBURST_PREVIEW_RATE"),
+        in_flight=InFlight(broker, settings.quota_in_flight),
     )
     services = app.extensions["imgburst"]
     metrics.watch(services.redis, services.store)
     register_error_handlers(app)
-    for module in (batches, jobs, limits, presets, preview, assets, stats, demo, logins, health,
-                   version, openapi, dashboard):
+    for module in (batches, receiving, jobs, limits, presets, preview, assets, stats, demo,
+                   logins, health, version, openapi, dashboard):
         app.register_blueprint(module.bp)
 
     @app.before_request

@@ -19,6 +19,8 @@ from werkzeug.datastructures import FileStorage
 from imgburst.api import auth
 from imgburst.api.errors import Problem, refuse_unknown
 from imgburst.api.idempotency import idempotent
+from imgburst.api.long_poll import wait_for_change
+from imgburst.api.receiving import open_batch
 from imgburst.api.recipe_args import recipe_from, recipe_from_form
 from imgburst.api.services import Services, services
 from imgburst.api.uploads import BodyPart, refuse_unknown_parts
@@ -27,8 +29,8 @@ from imgburst.core.blobs import BlobError, BlobNotFound, display_name, input_pat
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.recipes import Recipe
-from imgburst.core.schema import MAX_BATCH_NAME
 from imgburst.core.settings import CONTAINER_RE
+from imgburst.core.statuses import MAX_BATCH_NAME
 from imgburst.core.store import BatchView, NewJob, new_id
 from imgburst.core.telemetry import nudge, release_room, reserve_room
 
@@ -142,11 +144,18 @@ def _create_batch(svc: Services, batch_id: str) -> Response:
         if not isinstance(body, dict):
             raise Problem(400, "Invalid body", "the body must be a JSON object with 'source' "
                           "(and optionally 'recipe')")
-        refuse_unknown(body, ("source", "recipe", "preset", "name"))
+        refuse_unknown(body, ("source", "receive", "recipe", "preset", "name"))
         name = batch_name(body.get("name"))
+        if "receive" in body and "source" in body:
+            raise Problem(400, "Invalid body", "send either source (blobs in storage) or "
+                          "receive (images to follow, one request each), not both",
+                          field="receive")
+        if "receive" in body:
+            return open_batch(svc, batch_id, body, name)
         if "source" not in body:
             raise Problem(400, "Invalid body", "source is required: {\"container\": ..., "
-                          "\"prefix\": ...}", field="source")
+                          "\"prefix\": ...}; or receive: {} to send the images one request "
+                          "each", field="source")
         recipe = recipe_from(svc, body.get("recipe"), body.get("preset"))
         prepare = lambda: _source_jobs(svc, body["source"])  # noqa: E731
     else:
@@ -271,7 +280,11 @@ def list_batches() -> Response:
 
 @bp.get("/<batch_id>")
 def get_batch(batch_id: str) -> Response:
-    return jsonify(batch_json(_batch_or_404(batch_id)))
+    """With `?wait=S` and the ETag of a previous answer in If-None-Match, a long-poll: the
+    answer comes as soon as the batch changes (or 304 after S seconds unchanged)."""
+    _batch_or_404(batch_id)
+    return wait_for_change(services(), batch_id,
+                           lambda: batch_json(_batch_or_404(batch_id)))
 
 
 @bp.get("/<batch_id>/jobs")

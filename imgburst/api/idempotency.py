@@ -80,9 +80,10 @@ def idempotent(create: Callable[[str], Response]) -> Response:
         except BaseException:
             svc.store.drop_key(owner, key)
             raise
-    if response.status_code == 202:
+    if response.status_code in (200, 201, 202):
         svc.store.finish_key(owner, key, json.dumps(
-            {"body": response.get_json(), "location": response.headers.get("Location")}))
+            {"body": response.get_json(), "location": response.headers.get("Location"),
+             "status": response.status_code}))
     else:
         svc.store.drop_key(owner, key)
     return response
@@ -97,7 +98,7 @@ def _accepted(body: dict[str, object], batch_id: str) -> Response:
 
 def _replay(saved: dict[str, object]) -> Response:
     response = jsonify(saved["body"])
-    response.status_code = 202
+    response.status_code = int(saved.get("status", 202))  # type: ignore[call-overload]
     if saved.get("location"):
         response.headers["Location"] = str(saved["location"])
     response.headers["Idempotent-Replayed"] = "true"

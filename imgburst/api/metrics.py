@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from imgburst.core.schema import JOB_FINAL
+from imgburst.core.statuses import JOB_FINAL
 from imgburst.core.store import JobStore
 from imgburst.core.telemetry import (
     burst_failures,

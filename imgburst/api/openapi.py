@@ -8,9 +8,11 @@ from flask import Blueprint, Response, jsonify
 
 from imgburst import __version__
 from imgburst.api.logins import CODE_RE, LOGIN_TTL_S
+from imgburst.api.long_poll import MAX_WAIT_S
+from imgburst.api.receiving import RESUME_KEY_CHARS
 from imgburst.core.recipes import FORMAT_OPTIONS, FORMATS, OPS, Op, OutputSpec
 from imgburst.core.recipes.recipe import MAX_OPS, MAX_OUTPUTS, NAME_PATTERN
-from imgburst.core.schema import BATCH_STATUSES, JOB_STATUSES, MAX_BATCH_NAME
+from imgburst.core.statuses import BATCH_STATUSES, CLOSED_BY, JOB_STATUSES, MAX_BATCH_NAME
 
 bp = Blueprint("openapi", __name__)
 
@@ -37,6 +39,17 @@ TOO_MANY = PROBLEM | {
                    "(IMGBURST_QUOTA_JOBS, IMGBURST_QUOTA_MB) or the queue bound "
                    "(IMGBURST_MAX_WAITING); nothing was stored: try again after "
                    "`Retry-After` seconds", "headers": RETRY_AFTER}
+
+
+RECEIVE = {"type": "object", "additionalProperties": False,
+           "description": "Open a streamed batch (status `receiving`): its images follow, "
+                          "one PUT each to links.images; POST links.close ends it",
+           "properties": {"resume": {
+               "type": "string", "minLength": 1, "maxLength": RESUME_KEY_CHARS,
+               "description": "The client's key for this upload (the CLI: a digest of the "
+                              "folder and recipe): the owner's batch opened with it and not "
+                              "closed by its client answers instead (200), reopened if it "
+                              "was closed for idleness"}}}
 
 
 def _json(ref: str, description: str) -> dict[str, Any]:
@@ -103,8 +116,19 @@ SCHEMAS: dict[str, Any] = {
         "max_frames": {"type": "integer"}}},
     "Batch": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": ["string", "null"]},
-        "status": {"type": "string", "enum": list(BATCH_STATUSES)},
-        "jobs": {"type": "integer"},
+        "status": {"type": "string", "enum": list(BATCH_STATUSES),
+                   "description": "`receiving`: a streamed batch still open for images (its "
+                                  "jobs run meanwhile)"},
+        "jobs": {"type": "integer", "description": "Images received (a streamed batch's grow "
+                                                   "as they arrive)"},
+        "closed_at": {"type": ["string", "null"],
+                      "description": "null while a streamed batch is receiving"},
+        "closed_by": {"type": ["string", "null"], "enum": [*CLOSED_BY, None],
+                      "description": "`idle`: nobody closed it, IMGBURST_RECEIVE_IDLE_S after "
+                                     "its last image (the upload was cut: `imgburst submit` "
+                                     "on the same folder reopens it)"},
+        "resumed": {"type": "boolean", "description": "Opening with receive.resume only: "
+                    "whether an open batch was found (and reopened) instead of a new one"},
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         "owner": {"type": ["string", "null"],
                   "description": "The key's owner that submitted it (null: auth off)"},
@@ -132,14 +156,20 @@ DOCUMENT: dict[str, Any] = {
                         "preset": {"type": "string", "description": "A preset's name"},
                         "name": BATCH_NAME},
                         "required": ["files"], "additionalProperties": False}},
-                    "application/json": {"schema": {"type": "object", "required": ["source"],
+                    "application/json": {"schema": {"type": "object",
+                        "oneOf": [{"required": ["source"]}, {"required": ["receive"]}],
                         "additionalProperties": False, "properties": {  # others: refused
                             "source": {"type": "object", "additionalProperties": False,
                                        "properties": {"container": {"type": "string"},
                                                       "prefix": {"type": "string"}}},
+                            "receive": RECEIVE,
                             "recipe": {"$ref": "#/components/schemas/Recipe"},
                             "preset": {"type": "string"}, "name": BATCH_NAME}}}}},
                 "responses": {"202": _json("Batch", "Accepted; Location names the batch"),
+                              "201": _json("Batch", "A streamed batch, opened (`receive`): "
+                                           "`receiving`; Location names it"),
+                              "200": _json("Batch", "`receive.resume` found the owner's "
+                                           "open batch (reopened if closed for idleness)"),
                               "400": PROBLEM,
                               "403": {"description": "A source in the service's own "
                                       "container, without an admin key",
@@ -151,11 +181,54 @@ DOCUMENT: dict[str, Any] = {
         },
         "/api/v1/batches/{batch_id}": {
             "parameters": [_id("batch_id")],
-            "get": {"summary": "One batch with counts per job status",
-                    "responses": {"200": _json("Batch", "The batch"), "404": PROBLEM}},
+            "get": {"summary": "One batch with counts per job status; with `wait`, a "
+                               "long-poll",
+                    "parameters": [
+                        {"name": "wait", "in": "query", "schema": {
+                            "type": "number", "minimum": 0, "maximum": MAX_WAIT_S},
+                         "description": "With If-None-Match: answer as soon as the batch "
+                                        "differs from that ETag, or 304 after this many s"},
+                        {"name": "If-None-Match", "in": "header", "schema": {"type": "string"},
+                         "description": "The ETag of the answer the client has"}],
+                    "responses": {"200": _json("Batch", "The batch (with its ETag)"),
+                                  "304": {"description": "Unchanged (within `wait`)"},
+                                  "400": PROBLEM, "404": PROBLEM}},
             "delete": {"summary": "Cancel the jobs that have not started",
                        "responses": {"200": _json("Batch", "The batch after cancelling"),
                                      "404": PROBLEM}},
+        },
+        "/api/v1/batches/{batch_id}/images/{name}": {
+            "parameters": [_id("batch_id"), {
+                "name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                "description": "The image's name in the batch, a path inside the folder "
+                               "(day1/IMG_0001.jpg, URL-encoded): its identity for resends"}],
+            "put": {
+                "summary": "Send one image of a receiving batch; its job is queued at once",
+                "description": "The same name with the same bytes again: 200, the same job "
+                               "(`duplicate: true`), nothing stored. The same name with other "
+                               "bytes: 409. A closed batch: 409. Each image is bounded by "
+                               "IMGBURST_MAX_FILE_MB (413); a key's images received and not "
+                               "yet processed by IMGBURST_QUOTA_IN_FLIGHT (429 + Retry-After). "
+                               "Not a submission: IMGBURST_SUBMIT_RATE does not count it",
+                "requestBody": {"required": True, "content": {"*/*": {
+                    "schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"201": {"description": "Received: its job (`failed` at once when "
+                                      "the bytes are no image the service reads)"},
+                              "200": {"description": "A resend: the job it made"},
+                              "400": PROBLEM, "404": PROBLEM, "409": PROBLEM, "413": PROBLEM,
+                              "429": TOO_MANY, "503": UNAVAILABLE}},
+        },
+        "/api/v1/batches/{batch_id}/close": {
+            "parameters": [_id("batch_id")],
+            "post": {
+                "summary": "No more images: a receiving batch ends as its jobs do",
+                "requestBody": {"required": False, "content": {"application/json": {
+                    "schema": {"type": "object", "additionalProperties": False, "properties": {
+                        "images": {"type": "integer", "minimum": 0, "description":
+                                   "How many images were sent: 409 if the batch holds "
+                                   "another number (send the missing ones, close again)"}}}}}},
+                "responses": {"200": _json("Batch", "The batch, closed (again: a no-op)"),
+                              "404": PROBLEM, "409": PROBLEM}},
         },
         "/api/v1/batches/{batch_id}/jobs": {
             "parameters": [_id("batch_id")],

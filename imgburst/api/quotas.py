@@ -14,9 +14,11 @@ are not charged (IMGBURST_MAX_WAITING still bounds the queue).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
+import redis
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -24,6 +26,8 @@ from redis import RedisError
 
 from imgburst.api.auth import Principal
 from imgburst.api.errors import Problem
+from imgburst.core.statuses import JOB_ACTIVE
+from imgburst.core.store import JobStore, new_id
 
 MB = 1 << 20
 
@@ -66,3 +70,70 @@ class Quotas:
                       f"has {remaining} of its {rate} left ({variable}). Nothing was "
                       "stored: submit less, or again after Retry-After seconds",
                       headers={"Retry-After": str(wait)})
+
+
+IN_FLIGHT_KEY = "imgburst:in-flight:{owner}"  # sorted set: job id (or request token) -> since
+UNKNOWN_AFTER_S = 60  # a request's token the store doesn't know, older than this, is dead
+IN_FLIGHT_RETRY_S = 2
+
+
+class InFlight:
+    """Per-key bound on streamed images received and not yet finished (queued or running):
+    what a streamed batch has instead of a cap on its size, so one key's folder of 100,000
+    images waits at the door, not in the queue ahead of everyone's. Kept in the broker's
+    Redis as a set of job ids per key; the job store is the truth of which are finished,
+    read only when the set is full (so a worker's finish costs nothing here)."""
+
+    def __init__(self, client: redis.Redis, bound: int) -> None:
+        self.client = client
+        self.bound = bound
+
+    def admit(self, caller: Principal, store: JobStore) -> str | None:
+        """Hold a place for one image (its token), or refuse: 429 with Retry-After. None:
+        the caller is not bounded (admin, auth off, IMGBURST_QUOTA_IN_FLIGHT=0)."""
+        if not self.bound or caller.owner is None or caller.admin:
+            return None
+        key, token = IN_FLIGHT_KEY.format(owner=caller.owner), f"request:{new_id()}"
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.zadd(key, {token: time.time()})
+                pipe.expire(key, 86400)
+                pipe.zcard(key)
+                held = pipe.execute()[-1]
+            if held > self.bound:
+                held -= self._forget_finished(key, store)
+            if held > self.bound:
+                self.client.zrem(key, token)
+                raise Problem(429, "Too many images in flight", f"this key has {self.bound} "
+                              "images received and not yet processed (IMGBURST_QUOTA_IN_FLIGHT);"
+                              " this one was not stored: send it again after Retry-After "
+                              "seconds", headers={"Retry-After": str(IN_FLIGHT_RETRY_S)})
+        except RedisError:
+            raise Problem(503, "Queue unavailable", "the broker did not answer; try again "
+                          "shortly", headers={"Retry-After": "5"}) from None
+        return token
+
+    def _forget_finished(self, key: str, store: JobStore) -> int:
+        """Drop the ids of jobs that finished (or that the store never recorded: a request
+        that died) from the set; how many were dropped."""
+        entries = [(member.decode(), score) for member, score in
+                   self.client.zrange(key, 0, -1, withscores=True)]
+        statuses = store.job_statuses({m for m, _ in entries if not m.startswith("request:")})
+        old = time.time() - UNKNOWN_AFTER_S
+        gone = [m for m, score in entries
+                if statuses.get(m) not in JOB_ACTIVE
+                and (not m.startswith("request:") or score < old)]
+        if gone:
+            self.client.zrem(key, *gone)
+        return len(gone)
+
+    def settle(self, caller: Principal, token: str | None, job_id: str | None) -> None:
+        """The request ended: its place goes to its job (queued), or is freed."""
+        if token is None:
+            return
+        key = IN_FLIGHT_KEY.format(owner=caller.owner)
+        with contextlib.suppress(RedisError), self.client.pipeline(transaction=False) as pipe:
+            pipe.zrem(key, token)
+            if job_id is not None:
+                pipe.zadd(key, {job_id: time.time()})
+            pipe.execute()

@@ -10,7 +10,7 @@ from celery import Celery
 from flask import current_app
 
 from imgburst.api.metrics import Metrics
-from imgburst.api.quotas import Quotas
+from imgburst.api.quotas import InFlight, Quotas
 from imgburst.api.rate_limit import KeyRateLimiter
 from imgburst.core.blobs import BlobStore
 from imgburst.core.settings import Settings
@@ -30,6 +30,7 @@ class Services:
     submissions: KeyRateLimiter
     quotas: Quotas  # jobs and bytes per key per window
     previews: KeyRateLimiter  # previews per key (IMGBURST_PREVIEW_RATE)
+    in_flight: InFlight  # streamed images per key not yet processed (IMGBURST_QUOTA_IN_FLIGHT)
 
 
 def services() -> Services:

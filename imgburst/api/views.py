@@ -36,10 +36,16 @@ def batch_json(view: BatchView) -> dict[str, Any]:
         "started_at": iso(view.started_at),
         "finished_at": iso(view.finished_at),
         "cancelled_at": iso(view.cancelled_at),
+        "closed_at": iso(view.closed_at),
+        "closed_by": view.closed_by,
         "duration_ms": _ms(view.created_at, view.finished_at),
         "links": {
             "self": url_for("batches.get_batch", batch_id=view.id),
             "jobs": url_for("batches.list_batch_jobs", batch_id=view.id),
+            **({"images": url_for("receiving.put_image", batch_id=view.id, name="")
+                + "{name}",
+                "close": url_for("receiving.close_batch", batch_id=view.id)}
+               if view.closed_at is None else {}),
         },
     }
 

@@ -44,7 +44,8 @@ def scaler() -> None:
                             reserve_s=settings.task_time_limit_s,
                             grace_s=settings.reconcile_grace_s,
                             blobs=blob_store_from_settings(settings),
-                            input_grace_s=settings.input_grace_s)
+                            input_grace_s=settings.input_grace_s,
+                            receive_idle_s=settings.receive_idle_s)
     runner = Scaler(settings.scaler, backend, client, celery, store=store,
                     leadership=leadership, reconciler=reconciler, home=settings.home)
     console.print(f"scaler {leadership.identity}: backend {backend.name}, max burst "

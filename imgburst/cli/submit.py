@@ -34,7 +34,7 @@ from imgburst.cli.api_client import (
 from imgburst.cli.batches import api_options, client_for, download_outputs, print_outcome
 from imgburst.cli.console import console, load_settings
 from imgburst.cli.multipart import LocalImage, MultipartFiles, fitting_parts
-from imgburst.core.schema import BATCH_FINAL, MAX_BATCH_NAME
+from imgburst.core.statuses import BATCH_FINAL, MAX_BATCH_NAME
 
 MAX_DEFAULT_NAME = 180  # of a folder's name as its batch's: the API takes 200, numbered too
 

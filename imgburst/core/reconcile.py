@@ -13,7 +13,11 @@ to `record` (the scaler's event log, which the dashboard lists):
   store is sent again, read from the store's status index, never by scanning queues;
 - a batch recorded more than `IMGBURST_RECONCILE_GRACE_S` ago whose jobs were never all
   sent (the API died mid-submission; it marks a batch once all are): its queued jobs are
-  sent (a copy of one already sent is harmless);
+  sent (a copy of one already sent is harmless); likewise a streamed image's job still
+  noted unsent (`telemetry.UNSENT_KEY`) after the grace (the API died between recording
+  it and sending it);
+- a streamed batch with no image for `IMGBURST_RECEIVE_IDLE_S` (its client went away):
+  closed as `idle`, so its images are processed and the batch ends, saying it was cut;
 - a job the store says runs on a worker that no longer runs it (its heartbeat stopped,
   or lists its active jobs without it: Celery cancels running tasks when the broker
   connection drops), on two passes in a row: handed back at once (`core.handback`:
@@ -44,9 +48,15 @@ from celery import Celery
 from imgburst.core.blobs import BlobStore
 from imgburst.core.celery_app import QUEUE, enqueue_jobs
 from imgburst.core.handback import UNACKED, hand_back, message_job, restore
-from imgburst.core.schema import JOB_FINAL
+from imgburst.core.statuses import JOB_FINAL
 from imgburst.core.store import JobStore, utcnow
-from imgburst.core.telemetry import HEARTBEAT_TTL_S, live_workers
+from imgburst.core.telemetry import (
+    HEARTBEAT_TTL_S,
+    batch_changed,
+    forget_unsent,
+    live_workers,
+    unsent_before,
+)
 
 log = logging.getLogger("imgburst.reconcile")
 INTERVAL_S = 5.0
@@ -63,10 +73,11 @@ Record = Callable[..., Any]
 class Reconciler:
     def __init__(self, store: JobStore, celery: Celery, client: redis.Redis, record: Record,
                  reserve_s: float, grace_s: float = 60.0, blobs: BlobStore | None = None,
-                 input_grace_s: float = 3600.0) -> None:
+                 input_grace_s: float = 3600.0, receive_idle_s: float = 600.0) -> None:
         self.grace_s = grace_s  # longer than any API takes to send a batch's jobs
         self.blobs = blobs
         self.input_grace_s = input_grace_s  # longer than the slowest upload
+        self.receive_idle_s = receive_idle_s
         self.sweep_cursor: str | None = None
         self.store = store
         self.celery = celery
@@ -89,6 +100,8 @@ class Reconciler:
     def run_once(self) -> None:
         self.broker_epoch()
         self.unsent_batches()
+        self.unsent_images()
+        self.idle_batches()
         self.dead_holders()
         self.stale_unacked()
         self.orphan_inputs()
@@ -126,6 +139,32 @@ class Reconciler:
             self.store.mark_queued(batch_id)
             self.record("requeued", batch=batch_id, jobs=len(jobs), reason=(
                 "its submission was cut short before all its jobs were sent"))
+
+    def unsent_images(self) -> None:
+        """Send the streamed images' jobs the API recorded but did not send (it died
+        between the two), once the grace has passed; forget those it did send."""
+        noted = unsent_before(self.client, time.time() - self.grace_s, PAGE)
+        if not noted:
+            return
+        statuses = self.store.job_statuses(set(noted))
+        queued = [job for job in noted if statuses.get(job) == "queued"]
+        if queued:
+            enqueue_jobs(self.celery, queued)
+            self.record("requeued", jobs=len(queued), reason=(
+                "streamed images were recorded but not sent (the API died in between)"))
+        forget_unsent(self.client, *noted)
+
+    def idle_batches(self) -> None:
+        """Close the streamed batches whose client went away: their images are processed,
+        and `closed_by: idle` says the batch was cut."""
+        before = utcnow() - timedelta(seconds=self.receive_idle_s)
+        for batch_id in self.store.idle_batches(before):
+            if self.store.close_batch(batch_id, "idle"):
+                batch_changed(self.client, batch_id)
+                self.record("closed-idle", batch=batch_id, reason=(
+                    f"no image for {self.receive_idle_s:g} s (IMGBURST_RECEIVE_IDLE_S): its "
+                    "client went away; the images it holds are processed, and `imgburst "
+                    "submit` on the same folder reopens it"))
 
     def broker_epoch(self) -> None:
         """Send every queued job again when the broker has lost its data."""

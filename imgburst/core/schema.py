@@ -17,18 +17,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from imgburst.core.statuses import MAX_BATCH_NAME
+
 # Microsecond timestamps on MySQL too (its DATETIME drops fractions by default).
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-JOB_ACTIVE = ("queued", "running")  # a job in one of these may still run
-JOB_FINAL = ("succeeded", "failed", "cancelled")  # a job in one of these never runs again
-# A batch's status is read from its jobs' (store.batch_status); `partial`: some failed.
-BATCH_STATUSES = ("queued", "running", "succeeded", "failed", "partial", "cancelled")
-BATCH_FINAL = ("succeeded", "failed", "partial", "cancelled")
-
-
-MAX_BATCH_NAME = 200  # characters of a batch's name
 
 
 class Base(DeclarativeBase):
@@ -38,7 +31,9 @@ class Base(DeclarativeBase):
 class Batch(Base):
     __tablename__ = "batches"
     __table_args__ = (Index("ix_batches_owner_created", "owner", "created_at"),
-                      Index("ix_batches_queued_at", "queued_at"))
+                      Index("ix_batches_queued_at", "queued_at"),
+                      Index("ix_batches_owner_resume", "owner", "resume_key"),
+                      Index("ix_batches_open", "closed_at", "received_at"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
@@ -49,7 +44,16 @@ class Batch(Base):
     owner: Mapped[str | None] = mapped_column(String(64))  # API key owner; None: auth off
     name: Mapped[str | None] = mapped_column(String(MAX_BATCH_NAME))  # a person's label
     queued_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    """When all its jobs were sent to the broker; None: not yet (or the API died first)."""
+    """When all its jobs were sent to the broker; None: not yet (or the API died first).
+    A streamed batch sends each job as its image arrives (the API's unsent set)."""
+    closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """None while a streamed batch is `receiving`; a multipart batch is closed at once."""
+    closed_by: Mapped[str | None] = mapped_column(String(16))
+    """Who closed it: `client`, `idle` (IMGBURST_RECEIVE_IDLE_S passed) or `cancel`."""
+    resume_key: Mapped[str | None] = mapped_column(String(64))
+    """A streamed batch's key from its client (per owner): a rerun finds the batch by it."""
+    received_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """A streamed batch's last image (or its opening): its idle time counts from here."""
 
 
 class Job(Base):
@@ -58,6 +62,7 @@ class Job(Base):
         Index("ix_jobs_batch_progress", "batch_id", "status", "started_at", "finished_at"),
         Index("ix_jobs_finished_timings", "finished_at", "wait_ms", "run_ms"),
         Index("ix_jobs_status_batch", "status", "batch_id"),  # batches with unfinished jobs
+        Index("uq_jobs_batch_upload", "batch_id", "upload_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -79,6 +84,10 @@ class Job(Base):
     """Queue wait: created -> first start (ms), set when the job ends."""
     run_ms: Mapped[int | None] = mapped_column(Integer)
     """Processing: first start -> end (ms; retries included), set when the job ends."""
+    upload_key: Mapped[str | None] = mapped_column(String(64))
+    """A streamed image's name, hashed (unique in its batch: a resend finds its job)."""
+    input_sha256: Mapped[str | None] = mapped_column(String(64))
+    """A streamed image's content digest: the same name with other bytes is refused."""
 
 
 class Output(Base):

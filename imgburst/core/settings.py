@@ -118,6 +118,8 @@ class Settings:
     input_grace_s: float = 3600.0  # an uploaded input with no job this long is removed
     quota_jobs: str | None = "50000/day"  # jobs a (non-admin) key may queue per window
     quota_mb: str | None = "50000/day"  # MB of inputs a key may store per window
+    quota_in_flight: int = 2000  # streamed images a (non-admin) key may have unfinished; 0: off
+    receive_idle_s: float = 600.0  # a streamed batch with no image this long is closed (cut)
     preview_rate: str | None = "60/minute"  # previews per (non-admin) key
     preview_timeout_s: int = 15  # a preview not rendered by then is a 504, and abandoned
     job_cpu_s: float = 60.0  # CPU seconds one job may use; past it, the job fails
@@ -235,6 +237,8 @@ class Settings:
             input_grace_s=_float(env, "IMGBURST_INPUT_GRACE_S", 3600.0, 1, 30 * 86400),
             quota_jobs=_rate(env, "IMGBURST_QUOTA_JOBS", "50000/day"),
             quota_mb=_rate(env, "IMGBURST_QUOTA_MB", "50000/day"),
+            quota_in_flight=_int(env, "IMGBURST_QUOTA_IN_FLIGHT", 2000, 0, 10_000_000),
+            receive_idle_s=_float(env, "IMGBURST_RECEIVE_IDLE_S", 600.0, 1, 7 * 86400),
             preview_rate=_rate(env, "IMGBURST_PREVIEW_RATE", "60/minute"),
             preview_timeout_s=_int(env, "IMGBURST_PREVIEW_TIMEOUT_S", 15, 1, 120),
             job_cpu_s=_float(env, "IMGBURST_JOB_CPU_S", 60.0, 0, 86400),

@@ -35,16 +35,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from imgburst.core.schema import (
-    BATCH_FINAL,
-    JOB_ACTIVE,
-    JOB_STATUSES,
-    Batch,
-    IdempotencyKey,
-    Job,
-    Output,
-)
+from imgburst.core.schema import Batch, IdempotencyKey, Job, Output
 from imgburst.core.settings import Settings
+from imgburst.core.statuses import BATCH_FINAL, JOB_ACTIVE, JOB_STATUSES
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MYSQL_LOCK = "imgburst_migrate"
@@ -134,6 +127,19 @@ class BatchView:
     finished_at: datetime | None
     cancelled_at: datetime | None
     owner: str | None
+    closed_at: datetime | None = None  # None: a streamed batch still `receiving`
+    closed_by: str | None = None  # client, idle (cut: IMGBURST_RECEIVE_IDLE_S) or cancel
+    received_at: datetime | None = None  # a streamed batch's last image
+
+
+@dataclass(frozen=True)
+class Received:
+    """What became of one streamed image: `added` (a new job), `same` (a resend of the
+    image the batch holds under that name: its job), `other` (the name holds other bytes:
+    its job), `closed` (the batch takes no more images)."""
+
+    outcome: str
+    job_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,9 +252,15 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def batch_status(counts: dict[str, int], cancelled: bool, started: bool) -> str:
-    """A batch's status from its jobs' counts and whether any job has started (pure)."""
+def batch_status(counts: dict[str, int], cancelled: bool, started: bool,
+                 receiving: bool = False) -> str:
+    """A batch's status from its jobs' counts, whether any job has started and whether it
+    still receives images (pure). A streamed batch closed with no image is `cancelled`."""
+    if receiving:
+        return "receiving"
     total = sum(counts.values())
+    if total == 0:
+        return "cancelled"
     waiting = counts.get("queued", 0)
     active = counts.get("running", 0)
     if waiting or active:
@@ -331,7 +343,7 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(insert(Batch).values(
                 id=batch_id, created_at=now, recipe=json.dumps(recipe), source=source[:1100],
-                job_count=len(jobs), owner=owner, name=name,
+                job_count=len(jobs), owner=owner, name=name, closed_at=now, closed_by="client",
             ))
             if jobs:
                 conn.execute(insert(Job), [
@@ -346,6 +358,98 @@ class JobStore:
                     }
                     for i, j in enumerate(jobs)
                 ])
+
+    # -- streamed batches: opened, fed an image at a time, closed ------------------------
+
+    def open_batch(self, batch_id: str, recipe: dict[str, Any], owner: str | None,
+                   name: str | None, resume_key: str | None) -> None:
+        """Record a `receiving` batch with no job yet (its images come one request each).
+        Its jobs are sent as they arrive, so it counts as sent (`queued_at`) from now."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(insert(Batch).values(
+                id=batch_id, created_at=now, recipe=json.dumps(recipe), source="stream",
+                job_count=0, owner=owner, name=name, queued_at=now, received_at=now,
+                resume_key=resume_key))
+
+    def resume_batch(self, owner: str | None, resume_key: str) -> str | None:
+        """The newest batch of `owner` with `resume_key` that its client did not close
+        (nor cancel), reopened if it was closed for idleness: a rerun of an interrupted
+        upload goes on in it. None when there is none."""
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(Batch.id, Batch.closed_by).where(
+                    Batch.owner.is_not_distinct_from(owner), Batch.resume_key == resume_key)
+                .order_by(Batch.created_at.desc()).limit(1)).first()
+            if found is None or found.closed_by not in (None, "idle"):
+                return None
+            if found.closed_by == "idle":
+                conn.execute(update(Batch).where(Batch.id == found.id)
+                             .values(closed_at=None, closed_by=None, received_at=utcnow()))
+            return cast(str, found.id)
+
+    def received(self, batch_id: str, upload_key: str, sha256: str) -> Received | None:
+        """The job the batch already holds under `upload_key`: `same` or `other` bytes."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Job.id, Job.input_sha256).where(
+                Job.batch_id == batch_id, Job.upload_key == upload_key)).first()
+        if row is None:
+            return None
+        return Received("same" if row.input_sha256 == sha256 else "other", row.id)
+
+    def add_image(self, batch_id: str, job: NewJob, upload_key: str, sha256: str) -> Received:
+        """Record one streamed image as a job of an open batch, all or nothing. A name the
+        batch holds already (two senders at once: the unique key decides) answers with
+        its job; a closed batch takes nothing."""
+        for _ in range(3):
+            if (known := self.received(batch_id, upload_key, sha256)) is not None:
+                return known
+            now = utcnow()
+            try:
+                with self.engine.begin() as conn:
+                    opened = conn.execute(
+                        update(Batch).where(Batch.id == batch_id, Batch.closed_at.is_(None))
+                        .values(job_count=Batch.job_count + 1, received_at=now)).rowcount
+                    if not opened:
+                        return Received("closed")
+                    seq = conn.execute(select(Batch.job_count).where(
+                        Batch.id == batch_id)).scalar_one() - 1
+                    conn.execute(insert(Job).values(
+                        id=job.id, batch_id=batch_id, seq=seq, input_name=job.input_name[:512],
+                        input_container=job.input_container, input_path=job.input_path,
+                        input_format=job.input_format, input_bytes=job.input_bytes,
+                        status="failed" if job.error else "queued", error=job.error,
+                        attempts=0, created_at=now, finished_at=now if job.error else None,
+                        upload_key=upload_key, input_sha256=sha256))
+                return Received("added", job.id)
+            except IntegrityError:  # the same name from another sender, just now
+                continue
+        known = self.received(batch_id, upload_key, sha256)
+        return known or Received("closed")
+
+    def close_batch(self, batch_id: str, by: str) -> bool:
+        """Close a `receiving` batch (`by`: client, idle or cancel); False if it was not
+        open. Its jobs go on; the batch ends as they do."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(
+                update(Batch).where(Batch.id == batch_id, Batch.closed_at.is_(None))
+                .values(closed_at=utcnow(), closed_by=by)).rowcount)
+
+    def idle_batches(self, before: datetime, limit: int = 100) -> list[str]:
+        """Open batches whose last image (or opening) came before `before`."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Batch.id).where(
+                Batch.closed_at.is_(None), Batch.received_at < before).limit(limit)).scalars())
+
+    def settled(self, batch_id: str) -> bool:
+        """Whether the batch is closed with no job left to run (from the progress index):
+        a cheap check for a waiting client, before reading the whole batch."""
+        with self.engine.connect() as conn:
+            open_ = conn.execute(select(Batch.closed_at).where(Batch.id == batch_id)).first()
+            if open_ is None or open_.closed_at is None:
+                return open_ is None
+            return conn.execute(select(Job.id).where(
+                Job.batch_id == batch_id, Job.status.in_(JOB_ACTIVE)).limit(1)).first() is None
 
     def start_job(self, job_id: str, worker: str,
                   holder_alive: Callable[[str], bool] | None = None) -> StartedJob | None:
@@ -532,7 +636,10 @@ class JobStore:
                 update(Job).where(Job.batch_id == batch_id, Job.status == "queued")
                 .values(status="cancelled", finished_at=now)
             ).rowcount
-            if cancelled:
+            closed = conn.execute(  # a streamed batch takes no more images
+                update(Batch).where(Batch.id == batch_id, Batch.closed_at.is_(None))
+                .values(closed_at=now, closed_by="cancel")).rowcount
+            if cancelled or closed:
                 conn.execute(update(Batch).where(Batch.id == batch_id,
                                                  Batch.cancelled_at.is_(None))
                              .values(cancelled_at=now))
@@ -604,13 +711,17 @@ class JobStore:
         views = []
         for r in rows:
             c = {s: counts[r.id].get(s, 0) for s in JOB_STATUSES}
-            status = batch_status(c, r.cancelled_at is not None, r.id in started)
+            status = batch_status(c, r.cancelled_at is not None, r.id in started,
+                                  receiving=r.closed_at is None)
             done = status in BATCH_FINAL
             views.append(BatchView(
                 id=r.id, name=r.name, status=status, jobs=r.job_count, counts=c,
                 source=r.source, recipe=json.loads(r.recipe), created_at=r.created_at,
-                started_at=started.get(r.id), finished_at=finished.get(r.id) if done else None,
-                cancelled_at=r.cancelled_at, owner=r.owner))
+                started_at=started.get(r.id),
+                finished_at=max(finished.get(r.id) or r.closed_at, r.closed_at) if done
+                else None,
+                cancelled_at=r.cancelled_at, owner=r.owner, closed_at=r.closed_at,
+                closed_by=r.closed_by, received_at=r.received_at))
         return views
 
     def list_jobs(self, batch_id: str, limit: int, offset: int) -> list[JobView]:
@@ -658,9 +769,10 @@ class JobStore:
         """Batches with unfinished jobs, then the newest others (so a bar reaching 100% is
         seen), newest first."""
         with self.engine.connect() as conn:
-            unfinished = conn.execute(
+            unfinished = [*conn.execute(
                 select(Job.batch_id).where(Job.status.in_(JOB_ACTIVE)).distinct()
-            ).scalars().all()
+            ).scalars(), *conn.execute(
+                select(Batch.id).where(Batch.closed_at.is_(None)).limit(limit)).scalars()]
             active = conn.execute(
                 select(Batch).where(Batch.id.in_(unfinished))
                 .order_by(Batch.created_at.desc()).limit(limit)

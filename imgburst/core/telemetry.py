@@ -17,6 +17,7 @@ timing, as it ends), `nudge` (wake the scaler), `write_leader`, and the admissio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -237,12 +238,18 @@ TELEMETRY_WINDOW_S = 300
 MAX_TIMINGS = 1000
 
 
+BATCH_CHANNEL = "imgburst:batch:{batch_id}"  # pub/sub: the batch's state changed
+
+
 def record_ended(client: redis.Redis, job_id: str, timings_ms: tuple[int, int] | None,
-                 now: float | None = None) -> None:
-    """A job reached a final status after running (best effort: never fails a job)."""
+                 now: float | None = None, batch_id: str | None = None) -> None:
+    """A job reached a final status after running (best effort: never fails a job); a
+    client waiting on its batch is woken in the same round trip."""
     now = time.time() if now is None else now
     try:
         with client.pipeline(transaction=False) as pipe:
+            if batch_id is not None:
+                pipe.publish(BATCH_CHANNEL.format(batch_id=batch_id), "ended")
             pipe.zadd(ENDED_KEY, {job_id: now})
             pipe.zremrangebyscore(ENDED_KEY, "-inf", now - TELEMETRY_WINDOW_S)
             if timings_ms is not None:
@@ -251,6 +258,13 @@ def record_ended(client: redis.Redis, job_id: str, timings_ms: tuple[int, int] |
             pipe.execute()
     except redis.RedisError:
         pass
+
+
+def batch_changed(client: redis.Redis, batch_id: str) -> None:
+    """Wake the clients waiting on this batch (a long-poll of `GET /batches/{id}`): an image
+    arrived, it closed, it was cancelled. Best effort: a waiter also wakes at its timeout."""
+    with contextlib.suppress(redis.RedisError):
+        client.publish(BATCH_CHANNEL.format(batch_id=batch_id), "changed")
 
 
 def ended_since(client: redis.Redis, *since: float) -> list[int]:
@@ -301,3 +315,24 @@ def worker_pools(client: redis.Redis) -> dict[str, Any]:
                               and w["state"] == "draining"),
     }
     return count | {"desired_burst": state.get("desired"), "items": items}
+
+
+# -- streamed images recorded, not yet sent to the broker -------------------------------
+# An image's job is recorded, then sent: an API that dies between the two leaves a job
+# `queued` with no task. The API notes the job here before recording it and forgets it
+# once sent; the reconciler sends what is still here after its grace.
+
+UNSENT_KEY = "imgburst:unsent"  # sorted set: job id -> when the API began recording it
+
+
+def note_unsent(client: redis.Redis, job_id: str) -> None:
+    client.zadd(UNSENT_KEY, {job_id: time.time()})
+
+
+def forget_unsent(client: redis.Redis, *job_ids: str) -> None:
+    if job_ids:
+        client.zrem(UNSENT_KEY, *job_ids)
+
+
+def unsent_before(client: redis.Redis, before: float, limit: int = 1000) -> list[str]:
+    return [_decode(m) for m in client.zrangebyscore(UNSENT_KEY, "-inf", before, 0, limit)]

@@ -76,7 +76,7 @@ class Runtime:
 
     def ended(self, job: StartedJob) -> None:
         if self.redis is not None:
-            record_ended(self.redis, job.id, job.timings_ms())
+            record_ended(self.redis, job.id, job.timings_ms(), batch_id=job.batch_id)
 
     @property
     def limits(self) -> imaging.Limits:

@@ -222,6 +222,7 @@
     if (e.kind === "requeued") return `${e.jobs} jobs sent again: ${e.reason}`;
     if (e.kind === "restored") return `${e.entries} messages restored: ${e.reason}`;
     if (e.kind === "removed-inputs") return `${e.count} inputs removed: ${e.reason}`;
+    if (e.kind === "closed-idle") return `batch ${e.batch} closed: ${e.reason}`;
     if (e.kind === "burst-recovered") return `burst workers start again after ${e.after_failures} failures`;
     if (e.kind === "scaler-leading") return `scaler ${e.identity} leads`;
     if (e.kind === "scaler-standby") return `scaler ${e.identity} stands by (${e.holder || "no"} leader)`;

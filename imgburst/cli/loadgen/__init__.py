@@ -33,7 +33,7 @@ from imgburst.cli.loadgen.shapes import (
 from imgburst.cli.loadgen.workload import Workload, WorkloadError, parse_mix
 from imgburst.cli.local_key import read_local_key
 from imgburst.cli.local_url import default_url
-from imgburst.core.schema import BATCH_FINAL
+from imgburst.core.statuses import BATCH_FINAL
 
 
 def make_shape(kind: str, rate: float, start: float, end: float, spike_rate: float,

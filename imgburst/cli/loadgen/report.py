@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgburst.cli.loadgen.runner import RunResult, parse_time
 from imgburst.core.percentiles import percentile
-from imgburst.core.schema import JOB_ACTIVE
+from imgburst.core.statuses import JOB_ACTIVE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -23,7 +23,7 @@ import requests
 
 from imgburst.cli.loadgen.shapes import Shape
 from imgburst.cli.loadgen.workload import Workload
-from imgburst.core.schema import BATCH_FINAL
+from imgburst.core.statuses import BATCH_FINAL
 
 
 @dataclass
