@@ -233,6 +233,37 @@ class Stack:
         wall = time.perf_counter() - started
         return min(wall, (last - started_wall).total_seconds())
 
+    def run_cli(self, folder: Path) -> dict[str, float]:
+        """The user's path: `imgburst submit FOLDER --wait` as a new process, the default
+        recipe, timed by its wall clock (start to exit, as the user sees it). Also from
+        the job store: the first output (the first job's finished_at) after the command
+        started, and the first job's wait between its image's arrival (the job recorded)
+        and its start on a worker."""
+        env = self.env | {"IMGBURST_URL": self.url,
+                          "IMGBURST_API_KEY": self.headers["Authorization"].split()[1]}
+        command = Path(sys.executable).with_name("imgburst")  # the console script
+        started_wall = datetime.now(UTC).replace(tzinfo=None)
+        started = time.perf_counter()
+        done = subprocess.run([str(command), "submit", str(folder), "--wait"], env=env,
+                              capture_output=True, text=True, timeout=600)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"imgburst submit failed ({done.returncode}):\n{done.stderr}")
+        batch_id = done.stdout.split()[-1]
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(Job.created_at, Job.started_at, Job.finished_at)
+                                .where(Job.batch_id == batch_id)).all()
+        first = min(rows, key=lambda r: r.created_at)
+        since = lambda moment: (moment - started_wall).total_seconds()  # noqa: E731
+        return {"wall": wall,
+                "first arrival": since(first.created_at),
+                "last arrival": since(max(r.created_at for r in rows)),
+                "last finish": since(max(r.finished_at for r in rows)),
+                "first output": (min(r.finished_at for r in rows)
+                                 - started_wall).total_seconds(),
+                "first queue": (first.started_at - first.created_at).total_seconds(),
+                "queue max": max((r.started_at - r.created_at).total_seconds() for r in rows)}
+
     def run_from_storage(self, prefix: str) -> float:
         """Like `run`, but the images are already in a container (the original demo's flow,
         `store_sources`): one JSON submit names the container and prefix."""

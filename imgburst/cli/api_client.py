@@ -4,22 +4,21 @@ shows is the command's (cli/submit.py, cli/batches.py)."""
 
 from __future__ import annotations
 
-import time
-import uuid
+import http.client
+import json
+import os
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
+from urllib.parse import urlencode, urlsplit
 
 import click
-
-from imgburst.cli.multipart import LocalImage, MultipartFiles
-from imgburst.core.settings import Settings
 
 # What a folder's images are called; the service itself goes by their magic bytes.
 IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", ".jpg", ".mpo",
                   ".png", ".tif", ".tiff", ".webp")
-MAX_TURNED_AWAY = 100  # 429s in a row for one batch before `submit` gives up
 LONGEST_WAIT_S = 300  # a 429 that says to come back later than this (a key's daily quota)
                       # ends `submit` with the API's message instead of a silent wait
 
@@ -28,55 +27,173 @@ class ApiError(click.ClickException):
     """An API answer or a connection problem, said in words a user can act on."""
 
     def __init__(self, message: str, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, title: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after  # seconds, when the API said to come back (429)
+        self.title = title  # the problem's title (`Batch closed`), when the API gave one
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _send_file(conn: http.client.HTTPConnection, file: Path) -> None:
+    """The rest of a request whose body is the file: its length, then its bytes by
+    sendfile(2) (plain sends over TLS)."""
+    with file.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(size))
+        conn.endheaders()
+        assert conn.sock is not None
+        if conn.sock.sendfile(handle, 0, size) != size:
+            raise click.ClickException(f"{file} changed while it was sent (it is shorter "
+                                       "now); send it again once it is written")
+
+
+def api_error(status: int, headers: Mapping[str, str], body: bytes,
+              keyed: bool) -> ApiError | None:
+    """The API's refusal (a problem+json answer) in words a user can act on; None for a
+    success. `keyed`: whether the request carried a key."""
+    if status == 401 and not keyed:
+        return ApiError("the API wants a key: pass --api-key or set IMGBURST_API_KEY "
+                        "(`imgburst up` makes one and keeps it in $IMGBURST_HOME/api-key)", 401)
+    if status == 401:
+        return ApiError("the API refused the key (--api-key, IMGBURST_API_KEY or "
+                        "$IMGBURST_HOME/api-key, in that order): check it is the right "
+                        "one for this API, or `imgburst keygen` and configure a new one", 401)
+    if status < 400:
+        return None
+    title = None
+    try:
+        problem = json.loads(body)
+        where = f" (field: {problem['field']})" if problem.get("field") else ""
+        title = problem.get("title")
+        message = f"{title or 'Error'}: {problem.get('detail', '')}{where}"
+    except (ValueError, KeyError, AttributeError):
+        message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+    retry_after = headers.get("Retry-After", "")
+    wait = float(retry_after) if retry_after.isdigit() else None
+    if wait is not None and wait > LONGEST_WAIT_S:  # a daily quota: say, not wait
+        wait = None
+    return ApiError(message, status, wait, title)
+
+
+class Response(NamedTuple):
+    """An answer: what callers read of it (as `requests` names it)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class Client:
+    """The API over kept-alive HTTP/1.1 connections (one per thread), from the standard
+    library's `http.client`: a command starts without loading an HTTP library (`submit`
+    sends its first image ~80 ms sooner, while the workers wait for it), and a file is sent
+    by sendfile(2), from the page cache to the socket, never read into this process (on
+    the machine of the workers, the upload's CPU is theirs to lose). Absolute URLs (an
+    output's signed URL, on Azure Blob Storage) go by `requests`: redirects, TLS
+    verification, proxies."""
+
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
-        import requests  # here, not at import: `imgburst worker` starts faster without it
-
         self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        self.https = parts.scheme == "https"
+        self.host, self.port, self.base = parts.hostname or "127.0.0.1", parts.port, parts.path
         self.timeout = timeout
-        self.http = requests.Session()
         self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.local = threading.local()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                json: Any = None, data: bytes | Path | None = None,
+                headers: Mapping[str, str] | None = None,
+                timeout: float | None = None) -> Response:
         """`path` on the API (sent with the key), or an absolute signed URL (sent without:
-        a blob store's SAS URL needs no key and must never see ours)."""
-        import requests
-
-        absolute = path.startswith(("http://", "https://"))
-        headers = kwargs.pop("headers", {}) | ({} if absolute else self.auth)
-        try:
-            response = self.http.request(method, path if absolute else self.url + path,
-                                         headers=headers,
-                                         timeout=kwargs.pop("timeout", self.timeout), **kwargs)
-        except requests.ConnectionError:
-            raise ApiError(f"can't reach the imgburst API at {self.url}: is `imgburst up` "
-                           "running? (or pass --url / set IMGBURST_URL)") from None
-        except requests.Timeout:
-            raise ApiError(f"the API at {self.url} did not answer in time") from None
-        if response.status_code == 401 and not self.auth:
-            raise ApiError("the API wants a key: pass --api-key or set IMGBURST_API_KEY "
-                           "(`imgburst up` makes one and keeps it in $IMGBURST_HOME/api-key)")
-        if response.status_code == 401:
-            raise ApiError("the API refused the key (--api-key, IMGBURST_API_KEY or "
-                           "$IMGBURST_HOME/api-key, in that order): check it is the right "
-                           "one for this API, or `imgburst keygen` and configure a new one")
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-                where = f" (field: {problem['field']})" if problem.get("field") else ""
-                message = f"{problem.get('title', 'Error')}: {problem.get('detail', '')}{where}"
-            except (ValueError, KeyError):
-                message = f"HTTP {response.status_code}: {response.text[:200]}"
-            retry_after = response.headers.get("Retry-After", "")
-            raise ApiError(message, response.status_code,
-                           float(retry_after) if retry_after.isdigit() else None)
+        a blob store's SAS URL needs no key and must never see ours). `data` as a Path:
+        the file's bytes."""
+        if path.startswith(("http://", "https://")):
+            return self._absolute(method, path, timeout)
+        sent = dict(headers or {}) | self.auth
+        body: bytes | Path | None = data
+        if json is not None:
+            body = _json_bytes(json)
+            sent["Content-Type"] = "application/json"
+        target = self.base + path + (f"?{urlencode(params)}" if params else "")
+        response = self._send(method, target, sent, body, timeout or self.timeout)
+        if (error := api_error(response.status_code, response.headers, response.content,
+                               bool(self.auth))) is not None:
+            raise error
         return response
+
+    def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's kept-alive connection (True: reused), or a new one."""
+        conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
+        if conn is not None:
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            return conn, True
+        kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        self.local.conn = kind(self.host, self.port, timeout=timeout)
+        return self.local.conn, False
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        if (conn := getattr(self.local, "conn", None)) is not None:
+            conn.close()
+            self.local.conn = None
+
+    def _send(self, method: str, target: str, headers: dict[str, str],
+              body: bytes | Path | None, timeout: float) -> Response:
+        while True:
+            conn, reused = self._connection(timeout)
+            try:
+                conn.putrequest(method, target, skip_accept_encoding=True)
+                for name, value in headers.items():
+                    conn.putheader(name, value)
+                if isinstance(body, Path):
+                    _send_file(conn, body)
+                else:
+                    if body is not None or method in ("POST", "PUT"):
+                        conn.putheader("Content-Length", str(len(body or b"")))
+                    conn.endheaders(body)
+                answer = conn.getresponse()
+                content = answer.read()
+            except TimeoutError:
+                self.close()
+                raise ApiError(f"the API at {self.url} did not answer in time") from None
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if reused:  # the server closed a kept-alive connection: once more, anew
+                    continue
+                raise self.unreachable() from None
+            if answer.will_close:
+                self.close()
+            return Response(answer.status, answer.headers, content)
+
+    def _absolute(self, method: str, url: str, timeout: float | None) -> Response:
+        import requests  # only for signed URLs (the blob store's): loaded when needed
+
+        try:
+            got = requests.request(method, url, timeout=timeout or self.timeout)
+        except requests.RequestException as exc:
+            raise ApiError(f"can't download {url.split('?')[0]}: {type(exc).__name__}") from None
+        if got.status_code >= 400:
+            raise ApiError(f"HTTP {got.status_code} from {url.split('?')[0]}", got.status_code)
+        return Response(got.status_code, got.headers, got.content)
+
+    def put_file(self, path: str, file: Path) -> Any:
+        """PUT the file's bytes to `path`: the API's JSON answer."""
+        return self.request("PUT", path, data=file, timeout=600).json()
+
+    def unreachable(self) -> ApiError:
+        """Nothing answers at the API's URL: say where we looked and what to do."""
+        return ApiError(f"can't reach the imgburst API at {self.url}: is `imgburst up` "
+                        "running? (or pass --url / set IMGBURST_URL)")
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
@@ -96,6 +213,15 @@ class Client:
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
                 return
+
+
+class LocalImage(NamedTuple):
+    """A file to upload and the name it is sent as: its path inside the folder named on
+    the command line (`day1/IMG_0001.jpg`), so two IMG_0001.jpg of two camera folders stay
+    apart in the batch and in what `imgburst fetch` writes."""
+
+    path: Path
+    name: str
 
 
 def images_under(folder: Path) -> list[Path]:
@@ -127,71 +253,9 @@ def job_counts(batches: list[dict[str, Any]]) -> Counter[str]:
     return total
 
 
-class Limits(NamedTuple):
-    """What one batch may hold, as `GET /api/v1/limits` says."""
-
-    max_files: int
-    max_upload_bytes: int
-    max_file_bytes: int
-
-
-def api_limits(client: Client, settings: Settings) -> Limits:
-    """The API's own limits: a cluster's may differ from this machine's environment, which
-    is used only with an API too old to say (404)."""
-    try:
-        said = client.json("GET", "/api/v1/limits")
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        return Limits(settings.max_files, settings.max_upload_mb << 20,
-                      settings.max_file_mb << 20)
-    return Limits(said["max_files"], said["max_upload_bytes"], said["max_file_bytes"])
-
-
 def input_place(job: dict[str, Any]) -> tuple[Path, str]:
     """The folders and stem an input's outputs are written under (`day1`, `IMG_0001`):
     the input's name as the API keeps it, with nothing that could climb out of --out."""
     parts = [p for p in PurePosixPath(job["input"]).parts if p not in ("/", ".", "..")]
     stem = PurePosixPath(parts[-1]).stem if parts else ""
     return Path(*parts[:-1]), stem or job["id"]
-
-
-def post_part(client: Client, fields: dict[str, str], part: list[LocalImage],
-              on_read: Callable[[int], None],
-              on_turned_away: Callable[[ApiError], None]) -> dict[str, Any]:
-    """One part as a batch. A 429 (the queue's bound, the key's rate: nothing was stored)
-    sends it again after the Retry-After the API gives, up to MAX_TURNED_AWAY times (a
-    key's quota, which frees up only in hours, ends it with the API's message). It
-    carries an Idempotency-Key, so a connection dropped before the answer is sent again
-    once, safely: the API answers a repeat with the batch the first one made."""
-    turned_away, dropped = 0, 0
-    key = uuid.uuid4().hex
-    while True:
-        body = MultipartFiles(fields, part, on_read=on_read)
-        try:
-            with body:
-                return client.json("POST", "/api/v1/batches", data=body, timeout=600,
-                                   headers={"Content-Type": body.content_type,
-                                            "Idempotency-Key": key})
-        except ApiError as exc:
-            if exc.status is None and not dropped:  # no answer: the same request, once
-                dropped += 1
-                time.sleep(1)
-                continue
-            turned_away += 1
-            waits = exc.status == 429 or (exc.status == 409 and dropped > 0)  # 409: the first
-            if (not waits or exc.retry_after is None or turned_away > MAX_TURNED_AWAY
-                    or exc.retry_after > LONGEST_WAIT_S):
-                raise  # is still at work (or died): its answer comes once it ends
-            if exc.status == 429:
-                on_turned_away(exc)
-            time.sleep(exc.retry_after)
-
-
-def part_fields(fields: dict[str, str], name: str | None, index: int,
-                count: int) -> dict[str, str]:
-    """The form fields of part `index` of `count`: its batch's name numbered when a folder
-    goes as several (`holiday (2/3)`)."""
-    if name is None:
-        return fields
-    return fields | {"name": name if count == 1 else f"{name} ({index + 1}/{count})"}

@@ -19,9 +19,9 @@ from imgburst import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("imgburst.cli.up:up", "Start everything on one machine: Redis (embedded if "
            "REDIS_URL is unset), API, worker."),
-    "submit": ("imgburst.cli.submit:submit", "Upload images (files or folders) as one batch, "
-               "or as several when they are more than one batch may hold (the API's limits: "
-               "GET /api/v1/limits)."),
+    "submit": ("imgburst.cli.submit:submit", "Upload images (files or folders) as one batch: "
+               "each image's job is queued as it arrives; run again, it continues an "
+               "interrupted upload and sends only what is missing."),
     "status": ("imgburst.cli.batches:status", "Show recent batches, or one batch and its "
                "jobs."),
     "fetch": ("imgburst.cli.batches:fetch", "Download every output of one or more batches "

@@ -1,10 +1,10 @@
-"""`imgburst submit`: a folder (or files) up as batches, with progress, then optionally
-waiting for them and downloading their outputs."""
+"""`imgburst submit`: a folder (or files) up as one streamed batch, with progress, then
+optionally waiting for it and downloading its outputs."""
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,18 +25,13 @@ from imgburst.cli.api_client import (
     IMAGE_SUFFIXES,
     ApiError,
     Client,
-    api_limits,
+    LocalImage,
     collect_files,
-    job_counts,
-    part_fields,
-    post_part,
 )
 from imgburst.cli.batches import api_options, client_for, download_outputs, print_outcome
-from imgburst.cli.console import console, load_settings
-from imgburst.cli.multipart import LocalImage, MultipartFiles, fitting_parts
+from imgburst.cli.console import console
+from imgburst.cli.stream import changes, close_batch, held, open_batch, resume_key, send_images
 from imgburst.core.statuses import BATCH_FINAL, MAX_BATCH_NAME
-
-MAX_DEFAULT_NAME = 180  # of a folder's name as its batch's: the API takes 200, numbered too
 
 
 @click.command()
@@ -50,7 +45,7 @@ MAX_DEFAULT_NAME = 180  # of a folder's name as its batch's: the API takes 200, 
 @click.option("--name", default=None,
               help="A name for the batch, shown beside its id (default: the folder's name "
                    "when one folder is given).")
-@click.option("--wait", is_flag=True, help="Show progress until the batches are done.")
+@click.option("--wait", is_flag=True, help="Show progress until the batch is done.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Wait (as --wait), then download the outputs here, as "
                                  "`imgburst fetch --out` does.")
@@ -58,93 +53,129 @@ MAX_DEFAULT_NAME = 180  # of a folder's name as its batch's: the API takes 200, 
 def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None,
            name: str | None, wait: bool, out_dir: Path | None, url: str | None,
            api_key: str | None) -> None:
-    """Upload images (files or folders) as one batch, or as several when they are more
-    than one batch may hold (the API's limits: GET /api/v1/limits)."""
+    """Upload images (files or folders) as one batch: each image's job is queued as it
+    arrives; run again, it continues an interrupted upload and sends only what is missing."""
     client = client_for(url, api_key)
     files = collect_files(paths)
     if not files:
         raise click.UsageError(f"no image files in the given folders (looked for "
                                f"{' '.join(IMAGE_SUFFIXES)}; hidden files are skipped)")
-    data: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     if recipe_file is not None:
         try:
-            text = recipe_file.read_text(encoding="utf-8")
-            json.loads(text)
+            fields["recipe"] = json.loads(recipe_file.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise click.BadParameter(f"{recipe_file} is not JSON: {exc}",
                                      param_hint="--recipe") from None
-        data["recipe"] = text
     if preset is not None:
-        data["preset"] = preset
-    limits = api_limits(client, load_settings())
-    if too_large := over_the_image_limit(files, limits.max_file_bytes):
-        nothing_sent(too_large, f"over the API's {limits.max_file_bytes / 2**20:g} MB "
-                                "limit for one image (IMGBURST_MAX_FILE_MB)")
+        fields["preset"] = preset
     if name is None and len(paths) == 1 and paths[0].is_dir():
-        name = paths[0].resolve().name[:MAX_DEFAULT_NAME] or None
-    widest = data | ({"name": f"{name} (999999/999999)"} if name else {})  # any part's
-    parts = fitting_parts(widest, files, limits.max_files, limits.max_upload_bytes)
+        name = paths[0].resolve().name[:MAX_BATCH_NAME] or None
     if name is not None:
-        check_name(name, len(parts))
-    if unfit := [sized(part[0]) for part in parts  # alone in its part, still too large
-                 if len(MultipartFiles(widest, part)) > limits.max_upload_bytes]:
-        nothing_sent(unfit, f"larger than one batch may be, the API's "
-                            f"{limits.max_upload_bytes / 2**20:g} MB "
-                            "(IMGBURST_MAX_UPLOAD_MB)")
-    if len(parts) > 1:
-        console.print(f"{len(files)} images: {len(parts)} batches (one holds at most "
-                      f"{limits.max_files} images and {limits.max_upload_bytes / 2**20:g} "
-                      "MB)")
-    batches: list[dict[str, Any]] = []
+        check_name(name)
+        fields["name"] = name
+    max_bytes = client.json("GET", "/api/v1/limits")["max_file_bytes"]
+    if too_large := [sized(image) for image in files if image.path.stat().st_size > max_bytes]:
+        nothing_sent(too_large, f"over the API's {max_bytes / 2**20:g} MB limit for one "
+                                "image (IMGBURST_MAX_FILE_MB)")
+    key = resume_key(list(paths), fields)
+    batch = open_batch(client, fields, key)
+    batch_id = batch["id"]
     try:
-        upload(client, data, parts, batches, name)
-    except (KeyboardInterrupt, click.ClickException) as exc:
-        upload_cut_short(exc, batches, len(parts), len(files))
-    try:  # from here on the batches exist: an interrupt must still say which they are
-        ids = [b["id"] for b in batches]
-        if not wait and out_dir is None:
-            click.echo("\n".join(ids))
-            return
-        batches = wait_for_batches(client, ids, sum(b["jobs"] for b in batches), console)
+        batch = stream(client, batch, files, lambda: open_batch(client, fields, key))
     except KeyboardInterrupt:
-        stopped("stopped waiting", [b["id"] for b in batches])
-    print_outcome(client, batches)
+        console.print(f"upload stopped; batch {batch_id} keeps what it received and waits: "
+                      "run the same command again to send the rest (it is closed "
+                      "IMGBURST_RECEIVE_IDLE_S after its last image otherwise)")
+        click.echo(batch_id)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        console.print(f"upload cut short: batch {batch_id} keeps what it received; run the "
+                      "same command again to send the rest")
+        click.echo(batch_id)
+        raise exc from None
+    if not wait and out_dir is None:
+        click.echo(batch_id)
+        if batch["jobs"] == batch["counts"]["failed"]:
+            raise SystemExit(1)  # nothing was queued: every image failed at arrival
+        return
+    try:
+        batch = wait_for_batch(client, batch, console)
+    except KeyboardInterrupt:
+        stopped("stopped waiting", batch_id)
+    print_outcome(client, [batch])
     if out_dir is None:
-        console.print(f"fetch the outputs: imgburst fetch {' '.join(ids)} --out ./outputs")
-    elif any(b["counts"]["succeeded"] for b in batches):
+        console.print(f"fetch the outputs: imgburst fetch {batch_id} --out ./outputs")
+    elif batch["counts"]["succeeded"]:
         try:
-            download_outputs(client, ids, out_dir)
+            download_outputs(client, [batch_id], out_dir)
         except KeyboardInterrupt:
-            console.print(f"download stopped; the outputs wait: imgburst fetch "
-                          f"{' '.join(ids)} --out {out_dir}", markup=False)
-            click.echo("\n".join(ids))
+            console.print(f"download stopped; the outputs wait: imgburst fetch {batch_id} "
+                          f"--out {out_dir}", markup=False)
+            click.echo(batch_id)
             raise SystemExit(130) from None
-    click.echo("\n".join(ids))
-    if any(b["status"] != "succeeded" for b in batches):
+    click.echo(batch_id)
+    if batch["status"] != "succeeded":
         raise SystemExit(1)
 
 
+def stream(client: Client, batch: dict[str, Any], files: list[LocalImage],
+           reopen: Callable[[], Any]) -> dict[str, Any]:
+    """Send the images the batch lacks under one bar, close it; the closed batch.
+    `reopen` opens it again (closed for idleness while this run was asleep)."""
+    batch_id = batch["id"]
+    todo = files
+    if batch.get("resumed"):
+        there = held(client, batch_id)
+        todo = [f for f in files if there.get(f.name) != f.path.stat().st_size]
+        console.print(f"batch [bold]{batch_id}[/bold] continues an interrupted upload: "
+                      f"{len(files) - len(todo)} of {len(files)} images are there already")
+    columns = (TextColumn(f"sending {len(todo)} images"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TextColumn("{task.fields[note]}"))
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("send", total=sum(f.path.stat().st_size for f in todo),
+                                 note="")
 
-def wait_for_batches(client: Client, batch_ids: list[str], total: int,
-                     console: Console) -> list[dict[str, Any]]:
-    """Poll the batches with one progress bar (on `console`, stderr: stdout is the batch
-    ids alone, for scripts) until each reaches a final status."""
+        def held_back(seconds: float) -> None:
+            progress.update(task, note=f"[yellow]held back: the key's images in flight "
+                                       f"(IMGBURST_QUOTA_IN_FLIGHT), sending again every "
+                                       f"{seconds:g} s[/yellow]")
+
+        sent = send_images(client, batch_id, todo, lambda n: progress.advance(task, n),
+                           held_back, reopen)
+    for image, why in sent.refused:
+        console.print(f"[yellow]not sent: {escape(image)}: {escape(why)}[/yellow]")
+    try:
+        closed = close_batch(client, batch_id, len(files) - len(sent.refused))
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        closed = client.json("POST", f"/api/v1/batches/{batch_id}/close")  # say, not hide
+        console.print(f"[yellow]{escape(exc.message)}[/yellow]")
+    failed = closed["counts"]["failed"]
+    queued = closed["jobs"] - failed
+    console.print(f"batch [bold]{batch_id}[/bold]: {queued} job{'' if queued == 1 else 's'} "
+                  "queued" + (f", {failed} failed at arrival (no image the service reads)"
+                              if failed else ""))
+    return closed
+
+
+def wait_for_batch(client: Client, batch: dict[str, Any], console: Console) -> dict[str, Any]:
+    """Follow the batch by long-poll with one progress bar (on `console`, stderr: stdout
+    is the batch id alone, for scripts) until it reaches a final status."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
-    final: dict[str, dict[str, Any]] = {}
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("processing", total=total, detail="")
-        while True:
-            latest = [final.get(i) or client.json("GET", f"/api/v1/batches/{i}")
-                      for i in batch_ids]
-            final |= {b["id"]: b for b in latest if b["status"] in BATCH_FINAL}
-            c = job_counts(latest)
-            progress.update(task, completed=c["succeeded"] + c["failed"] + c["cancelled"],
+        task = progress.add_task("processing", total=batch["jobs"], detail="")
+        for latest in changes(client, batch["id"]):
+            c = latest["counts"]
+            progress.update(task, total=latest["jobs"],
+                            completed=c["succeeded"] + c["failed"] + c["cancelled"],
                             detail=f"{c['running']} running, {c['queued']} queued, "
                                    f"{c['failed']} failed")
-            if len(final) == len(batch_ids):
+            if latest["status"] in BATCH_FINAL:
                 return latest
-            time.sleep(0.5)
+    raise AssertionError("unreachable: changes() ends only with its client")
 
 
 def nothing_sent(images: list[str], why: str) -> NoReturn:
@@ -159,72 +190,16 @@ def sized(image: LocalImage) -> str:
     return f"{image.path} ({image.path.stat().st_size / 1e6:.1f} MB)"
 
 
-def over_the_image_limit(files: list[LocalImage], max_file_bytes: int) -> list[str]:
-    """The files the API would refuse the whole upload for, each with its size."""
-    return [sized(image) for image in files if image.path.stat().st_size > max_file_bytes]
-
-
-def check_name(name: str, count: int) -> None:
-    """Refuse, before a byte is sent, a name the API would refuse once the upload is in."""
-    longest = part_fields({}, name.strip(), count - 1, count)["name"]
-    if not name.strip() or not name.isprintable() or len(longest) > MAX_BATCH_NAME:
-        raise click.BadParameter(f"a batch's name is 1..{MAX_BATCH_NAME} printable characters"
-                                 + (f", with its number ({count} batches)" if count > 1 else ""),
+def check_name(name: str) -> None:
+    """Refuse, before a byte is sent, a name the API would refuse."""
+    if not name.strip() or not name.isprintable() or len(name.strip()) > MAX_BATCH_NAME:
+        raise click.BadParameter(f"a batch's name is 1..{MAX_BATCH_NAME} printable characters",
                                  param_hint="--name")
 
 
-def upload(client: Client, fields: dict[str, str], parts: list[list[LocalImage]],
-           batches: list[dict[str, Any]], name: str | None = None) -> None:
-    """POST each part as a batch under one upload bar; `batches` gets each as it is made."""
-    forms = [part_fields(fields, name, i, len(parts)) for i in range(len(parts))]
-    lengths = [len(MultipartFiles(form, part)) for form, part in zip(forms, parts, strict=True)]
-    columns = (TextColumn(f"uploading {sum(map(len, parts))} images"), BarColumn(),
-               DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("upload", total=sum(lengths))
-        for i, part in enumerate(parts):
-            def turned_away(exc: ApiError, sent: int = sum(lengths[:i])) -> None:
-                progress.console.print(f"{escape(exc.message.split(':')[0])}: sending it again in "
-                                       f"{exc.retry_after:.0f} s (Retry-After; Ctrl-C stops)")
-                progress.update(task, completed=sent)
-
-            batch = post_part(client, forms[i], part, lambda n: progress.advance(task, n),
-                              turned_away)
-            batches.append(batch)
-            refused = batch["counts"]["failed"]
-            queued = batch["jobs"] - refused
-            progress.console.print(f"batch [bold]{batch['id']}[/bold]: {queued} "
-                                   f"job{'' if queued == 1 else 's'} queued"
-                                   + (f", {refused} refused" if refused else ""))
-
-
-def upload_cut_short(exc: BaseException, batches: list[dict[str, Any]], parts: int,
-                     images: int) -> NoReturn:
-    """Ctrl-C or an error mid-upload: say which batches were made (ids on stdout), if any."""
-    ids = [b["id"] for b in batches]
-    interrupted = isinstance(exc, KeyboardInterrupt)
-    if interrupted and len(batches) == parts:
-        stopped("stopped", ids)  # every batch was made just before
-    if interrupted:
-        console.print("upload stopped: a batch is made only once its whole upload has "
-                      "arrived (`imgburst status` lists the batches there are)")
-    if batches:
-        sent = sum(b["jobs"] for b in batches)
-        console.print(f"{len(batches)} of {parts} batches were made ({sent} of {images} "
-                      "images); the rest was not")
-        click.echo("\n".join(ids))
-    if interrupted:
-        raise SystemExit(130) from None
-    raise exc
-
-
-def stopped(what: str, batch_ids: list[str]) -> NoReturn:
-    """Ctrl-C once the batches exist: they go on; say how to follow them, ids on stdout."""
-    if len(batch_ids) == 1:
-        console.print(f"{what}; the batch goes on: imgburst status {batch_ids[0]} (cancel "
-                      f"what has not started: imgburst cancel {batch_ids[0]})")
-    else:
-        console.print(f"{what}; the {len(batch_ids)} batches go on: imgburst status (cancel "
-                      f"what has not started: imgburst cancel {' '.join(batch_ids)})")
-    click.echo("\n".join(batch_ids))
+def stopped(what: str, batch_id: str) -> NoReturn:
+    """Ctrl-C once the batch is closed: it goes on; say how to follow it, id on stdout."""
+    console.print(f"{what}; the batch goes on: imgburst status {batch_id} (cancel what has "
+                  f"not started: imgburst cancel {batch_id})")
+    click.echo(batch_id)
     raise SystemExit(130)

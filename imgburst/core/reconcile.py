@@ -45,7 +45,7 @@ from typing import Any, cast
 import redis
 from celery import Celery
 
-from imgburst.core.blobs import BlobStore
+from imgburst.core.blobs import BlobNotFound, BlobStore
 from imgburst.core.celery_app import QUEUE, enqueue_jobs
 from imgburst.core.handback import UNACKED, hand_back, message_job, restore
 from imgburst.core.statuses import JOB_FINAL
@@ -113,7 +113,11 @@ class Reconciler:
         storing them, before recording its batch) are removed."""
         if self.blobs is None:
             return
-        page, self.sweep_cursor = self.blobs.list_page(INPUTS, self.sweep_cursor, SWEEP_PAGE)
+        try:
+            page, self.sweep_cursor = self.blobs.list_page(INPUTS, self.sweep_cursor,
+                                                           SWEEP_PAGE)
+        except BlobNotFound:  # nothing was ever uploaded: no container yet
+            return
         jobs = {blob.name: parts[2] for blob in page
                 if len(parts := blob.name.split("/")) >= 4}
         known = self.store.job_statuses(set(jobs.values()))

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from imgburst import __version__
 from imgburst.core.keys import ApiKey, digest, parse_keys
-from imgburst.core.recipes import PresetError, Recipe, load_presets
+
+if TYPE_CHECKING:
+    from imgburst.core.recipes import Recipe
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -315,10 +319,36 @@ def _rate(env: Mapping[str, str], name: str = "IMGBURST_SUBMIT_RATE",
     return raw
 
 
+class BuiltinPresets(Mapping[str, "Recipe"]):
+    """The built-in presets, parsed on first use: a command that never reads a recipe
+    (`imgburst submit`, which the workers wait on) starts without the recipe code."""
+
+    @cached_property
+    def _loaded(self) -> Mapping[str, Recipe]:
+        from imgburst.core.recipes import load_presets
+
+        return load_presets(None)
+
+    def __getitem__(self, name: str) -> Recipe:
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded)
+
+    def __len__(self) -> int:
+        return len(self._loaded)
+
+
 def _presets(env: Mapping[str, str]) -> Mapping[str, Recipe]:
+    """A presets file is read and checked now (a bad one stops the start); the built-in
+    ones, which are always good, when first used."""
     path = env.get("IMGBURST_PRESETS_FILE") or None
+    if path is None:
+        return BuiltinPresets()
+    from imgburst.core.recipes import PresetError, load_presets
+
     try:
-        return load_presets(Path(path) if path else None)
+        return load_presets(Path(path))
     except PresetError as exc:
         raise SettingsError("IMGBURST_PRESETS_FILE", str(exc)) from None
 
