@@ -31,7 +31,7 @@ from imgburst.core.telemetry import BATCH_CHANNEL
 
 MAX_WAIT_S = 30.0
 MIN_SPACING_S = 0.25
-SETTLED_CHECK_S = 0.02  # while holding an answer back: how often to ask if the batch ended
+SETTLED_CHECK_S = 0.05  # while holding an answer back: how often to ask if the batch ended
 
 
 def etag(body: dict[str, Any]) -> str:

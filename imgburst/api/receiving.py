@@ -42,7 +42,7 @@ from imgburst.core.blobs import BlobError, display_name, input_path
 from imgburst.core.celery_app import enqueue_jobs
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.store import NewJob, Received, new_id
-from imgburst.core.telemetry import batch_changed, forget_unsent, note_unsent, nudge
+from imgburst.core.telemetry import batch_changed, forget_unsent, job_sent, note_unsent
 
 bp = Blueprint("receiving", __name__, url_prefix="/api/v1/batches")
 RESUME_KEY_CHARS = 64
@@ -149,17 +149,20 @@ def _not_this(svc: Services, batch_id: str, name: str, outcome: Received) -> Res
 @bp.put("/<batch_id>/images/<path:name>")
 def put_image(batch_id: str, name: str) -> Response:
     svc = services()
-    _owned(svc, batch_id)
     shown = display_name(name)
+    upload_key = hashlib.sha256(shown.encode()).hexdigest()
+    exists, owner, held = svc.store.image_slot(batch_id, upload_key)
+    if not exists or not auth.current().sees(owner):
+        raise Problem(404, "Batch not found", f"no batch with id {batch_id!r}", field="id")
     if shown.rpartition("/")[2] in ("", ".", "..") or len(name) > 1024:
         raise Problem(400, "Invalid name", "the image's name (the path after /images/) must "
                       "be a file name, or a path inside the folder (day1/IMG_0001.jpg)",
                       field="name")
     data = _image_body(svc.settings.max_file_mb << 20)
-    upload_key = hashlib.sha256(shown.encode()).hexdigest()
     digest = hashlib.sha256(data).hexdigest()
-    if (known := svc.store.received(batch_id, upload_key, digest)) is not None:
-        return _not_this(svc, batch_id, shown, known)  # a resend: nothing to store
+    if held is not None:  # a resend: nothing to store
+        return _not_this(svc, batch_id, shown,
+                         Received("same" if held[1] == digest else "other", held[0]))
     caller = auth.current()
     token = svc.in_flight.admit(caller, svc.store)
     job = None
@@ -198,19 +201,17 @@ def _receive(svc: Services, batch_id: str, name: str, data: bytes | memoryview,
     if outcome.outcome != "added":
         _discard(svc, job)
         raise _AnswerInstead(_not_this(svc, batch_id, name, outcome))
-    if fmt is not None:
+    sent = fmt is not None
+    if sent:
         try:
             enqueue_jobs(svc.celery, [job_id])
         except Exception:  # recorded and noted unsent: the reconciler sends it
-            pass
-        else:
-            with contextlib.suppress(redis.RedisError):
-                forget_unsent(svc.redis, job_id)
-        nudge(svc.redis)
+            sent = False
         svc.metrics.jobs.inc()
     else:
         svc.metrics.refused.inc()
-    batch_changed(svc.redis, batch_id)
+    with contextlib.suppress(redis.RedisError):
+        job_sent(svc.redis, batch_id, job_id if sent else None)
     return job
 
 

@@ -300,6 +300,16 @@ _SUCCEED = (update(_jobs).where(_jobs.c.id == bindparam("job_id"), _jobs.c.statu
 _FAIL = (update(_jobs)
          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(JOB_ACTIVE))
          .values(status="failed", error=bindparam("reason"), **_END_VALUES))
+# A streamed image's: whose batch it is, and the job the batch holds under its name.
+_IMAGE_SLOT = (select(_batches.c.owner, _jobs.c.id, _jobs.c.input_sha256)
+               .select_from(_batches.outerjoin(_jobs, (_jobs.c.batch_id == _batches.c.id)
+                                               & (_jobs.c.upload_key == bindparam("key"))))
+               .where(_batches.c.id == bindparam("batch_id")))
+_TAKE_SEQ = (update(_batches)
+             .where(_batches.c.id == bindparam("batch_id"), _batches.c.closed_at.is_(None))
+             .values(job_count=_batches.c.job_count + 1, received_at=bindparam("now")))
+_JOB_COUNT = select(_batches.c.job_count).where(_batches.c.id == bindparam("batch_id"))
+_ADD_JOB = insert(_jobs)
 _JOB_OUTPUT_IDS = select(_outputs.c.id).where(_outputs.c.job_id == bindparam("job_id"))
 _ADD_OUTPUT = insert(_outputs)
 
@@ -388,44 +398,45 @@ class JobStore:
                              .values(closed_at=None, closed_by=None, received_at=utcnow()))
             return cast(str, found.id)
 
+    def image_slot(self, batch_id: str, upload_key: str
+                   ) -> tuple[bool, str | None, tuple[str, str | None] | None]:
+        """For a streamed image, in one read: whether the batch exists, its owner, and the
+        job (id, content digest) it holds under `upload_key`, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_IMAGE_SLOT, {"batch_id": batch_id, "key": upload_key}).first()
+        if row is None:
+            return False, None, None
+        return True, row.owner, (row.id, row.input_sha256) if row.id is not None else None
+
     def received(self, batch_id: str, upload_key: str, sha256: str) -> Received | None:
         """The job the batch already holds under `upload_key`: `same` or `other` bytes."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(Job.id, Job.input_sha256).where(
-                Job.batch_id == batch_id, Job.upload_key == upload_key)).first()
-        if row is None:
+        held = self.image_slot(batch_id, upload_key)[2]
+        if held is None:
             return None
-        return Received("same" if row.input_sha256 == sha256 else "other", row.id)
+        return Received("same" if held[1] == sha256 else "other", held[0])
 
     def add_image(self, batch_id: str, job: NewJob, upload_key: str, sha256: str) -> Received:
         """Record one streamed image as a job of an open batch, all or nothing. A name the
         batch holds already (two senders at once: the unique key decides) answers with
         its job; a closed batch takes nothing."""
-        for _ in range(3):
-            if (known := self.received(batch_id, upload_key, sha256)) is not None:
-                return known
-            now = utcnow()
-            try:
-                with self.engine.begin() as conn:
-                    opened = conn.execute(
-                        update(Batch).where(Batch.id == batch_id, Batch.closed_at.is_(None))
-                        .values(job_count=Batch.job_count + 1, received_at=now)).rowcount
-                    if not opened:
-                        return Received("closed")
-                    seq = conn.execute(select(Batch.job_count).where(
-                        Batch.id == batch_id)).scalar_one() - 1
-                    conn.execute(insert(Job).values(
-                        id=job.id, batch_id=batch_id, seq=seq, input_name=job.input_name[:512],
-                        input_container=job.input_container, input_path=job.input_path,
-                        input_format=job.input_format, input_bytes=job.input_bytes,
-                        status="failed" if job.error else "queued", error=job.error,
-                        attempts=0, created_at=now, finished_at=now if job.error else None,
-                        upload_key=upload_key, input_sha256=sha256))
-                return Received("added", job.id)
-            except IntegrityError:  # the same name from another sender, just now
-                continue
-        known = self.received(batch_id, upload_key, sha256)
-        return known or Received("closed")
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                if not conn.execute(_TAKE_SEQ, {"batch_id": batch_id, "now": now}).rowcount:
+                    return self.received(batch_id, upload_key, sha256) or Received("closed")
+                seq = conn.execute(_JOB_COUNT, {"batch_id": batch_id}).scalar_one() - 1
+                conn.execute(_ADD_JOB, {
+                    "id": job.id, "batch_id": batch_id, "seq": seq,
+                    "input_name": job.input_name[:512], "input_container": job.input_container,
+                    "input_path": job.input_path, "input_format": job.input_format,
+                    "input_bytes": job.input_bytes,
+                    "status": "failed" if job.error else "queued", "error": job.error,
+                    "attempts": 0, "worker": None, "created_at": now, "started_at": None,
+                    "finished_at": now if job.error else None, "wait_ms": None, "run_ms": None,
+                    "upload_key": upload_key, "input_sha256": sha256})
+            return Received("added", job.id)
+        except IntegrityError:  # the same name from another sender, just now
+            return self.received(batch_id, upload_key, sha256) or Received("closed")
 
     def close_batch(self, batch_id: str, by: str) -> bool:
         """Close a `receiving` batch (`by`: client, idle or cancel); False if it was not

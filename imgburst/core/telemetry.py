@@ -334,5 +334,16 @@ def forget_unsent(client: redis.Redis, *job_ids: str) -> None:
         client.zrem(UNSENT_KEY, *job_ids)
 
 
+def job_sent(client: redis.Redis, batch_id: str, job_id: str | None) -> None:
+    """A streamed image's job was sent (`job_id`; None: none to send, it failed at arrival):
+    forget it as unsent, nudge the scaler, wake the batch's waiters: one round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        if job_id is not None:
+            pipe.zrem(UNSENT_KEY, job_id)
+            pipe.publish(NUDGE_CHANNEL, "1")
+        pipe.publish(BATCH_CHANNEL.format(batch_id=batch_id), "changed")
+        pipe.execute()
+
+
 def unsent_before(client: redis.Redis, before: float, limit: int = 1000) -> list[str]:
     return [_decode(m) for m in client.zrangebyscore(UNSENT_KEY, "-inf", before, 0, limit)]
