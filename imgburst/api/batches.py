@@ -282,7 +282,6 @@ def list_batches() -> Response:
 def get_batch(batch_id: str) -> Response:
     """With `?wait=S` and the ETag of a previous answer in If-None-Match, a long-poll: the
     answer comes as soon as the batch changes (or 304 after S seconds unchanged)."""
-    _batch_or_404(batch_id)
     return wait_for_change(services(), batch_id,
                            lambda: batch_json(_batch_or_404(batch_id)))
 

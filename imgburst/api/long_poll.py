@@ -30,7 +30,7 @@ from imgburst.api.services import Services
 from imgburst.core.telemetry import BATCH_CHANNEL
 
 MAX_WAIT_S = 30.0
-MIN_SPACING_S = 0.25
+MIN_SPACING_S = 0.5
 SETTLED_CHECK_S = 0.05  # while holding an answer back: how often to ask if the batch ended
 
 
@@ -105,8 +105,13 @@ def wait_for_change(svc: Services, batch_id: str,
 
 def _hold_back(svc: Services, batch_id: str, pubsub: Any, until: float) -> None:
     """Something changed: wait until `until` (taking the changes that come meanwhile),
-    unless the batch has settled, which is answered at once."""
+    unless the batch has settled, which is answered at once. Asked of the store only
+    after a change, at most every SETTLED_CHECK_S: the last job's end is a change."""
+    changed, checked = True, 0.0
     while (left := until - time.monotonic()) > 0:
-        if svc.store.settled(batch_id):
-            return
-        pubsub.get_message(timeout=min(left, SETTLED_CHECK_S))
+        if changed and time.monotonic() - checked >= SETTLED_CHECK_S:
+            if svc.store.settled(batch_id):
+                return
+            changed, checked = False, time.monotonic()
+        message = pubsub.get_message(timeout=min(left, SETTLED_CHECK_S))
+        changed = changed or message is not None
