@@ -7,8 +7,6 @@ recorded, and enqueued. The recipe is validated whole before anything is stored.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 from io import BytesIO
 from typing import Any
 
@@ -18,6 +16,7 @@ from werkzeug.datastructures import FileStorage
 
 from imgburst.api import auth
 from imgburst.api.errors import Problem, refuse_unknown
+from imgburst.api.fail_points import fail_point
 from imgburst.api.idempotency import idempotent
 from imgburst.api.long_poll import wait_for_change
 from imgburst.api.receiving import open_batch
@@ -168,12 +167,6 @@ def _create_batch(svc: Services, batch_id: str) -> Response:
                       headers={"Retry-After": "5"}) from None
     fail_point(svc, "after-inputs")
     return accept_batch(svc, batch_id, recipe, source, jobs, name)
-
-
-def fail_point(svc: Services, where: str) -> None:
-    """Die here, as an OOM kill would, when a test armed this point (IMGBURST_FAIL_POINT)."""
-    if svc.settings.fail_point == where:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def batch_name(raw: Any) -> str | None:

@@ -33,6 +33,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from imgburst.api import auth
 from imgburst.api.errors import Problem, refuse_unknown
+from imgburst.api.fail_points import fail_point
 from imgburst.api.json_body import parse_json
 from imgburst.api.recipe_args import recipe_from
 from imgburst.api.services import Services, services
@@ -201,6 +202,7 @@ def _receive(svc: Services, batch_id: str, name: str, data: bytes | memoryview,
     if outcome.outcome != "added":
         _discard(svc, job)
         raise _AnswerInstead(_not_this(svc, batch_id, name, outcome))
+    fail_point(svc, "image-after-record")  # tests: the API dies before it sends the job
     sent = fmt is not None
     if sent:
         try:

@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import click
@@ -38,18 +38,24 @@ def _json_bytes(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-def _send_file(conn: http.client.HTTPConnection, file: Path) -> None:
-    """The rest of a request whose body is the file: its length, then its bytes by
+def _send_file(conn: http.client.HTTPConnection, handle: BinaryIO, file: Path) -> None:
+    """The rest of a request whose body is the (open) file: its length, then its bytes by
     sendfile(2) (plain sends over TLS)."""
-    with file.open("rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        conn.putheader("Content-Type", "application/octet-stream")
-        conn.putheader("Content-Length", str(size))
-        conn.endheaders()
-        assert conn.sock is not None
-        if conn.sock.sendfile(handle, 0, size) != size:
-            raise click.ClickException(f"{file} changed while it was sent (it is shorter "
-                                       "now); send it again once it is written")
+    size = os.fstat(handle.fileno()).st_size
+    conn.putheader("Content-Type", "application/octet-stream")
+    conn.putheader("Content-Length", str(size))
+    conn.endheaders()
+    assert conn.sock is not None
+    if size and conn.sock.sendfile(handle, 0, size) != size:
+        raise click.ClickException(f"{file} changed while it was sent (it is shorter now); "
+                                   "send it again once it is written")
+
+
+def _open(file: Path) -> BinaryIO:
+    try:
+        return file.open("rb")
+    except OSError as exc:
+        raise click.ClickException(f"can't read {file}: {exc.strerror}") from None
 
 
 def api_error(status: int, headers: Mapping[str, str], body: bytes,
@@ -151,12 +157,14 @@ class Client:
               body: bytes | Path | None, timeout: float) -> Response:
         while True:
             conn, reused = self._connection(timeout)
+            handle = _open(body) if isinstance(body, Path) else None
             try:
                 conn.putrequest(method, target, skip_accept_encoding=True)
                 for name, value in headers.items():
                     conn.putheader(name, value)
-                if isinstance(body, Path):
-                    _send_file(conn, body)
+                if handle is not None:
+                    assert isinstance(body, Path)
+                    _send_file(conn, handle, body)
                 else:
                     if body is not None or method in ("POST", "PUT"):
                         conn.putheader("Content-Length", str(len(body or b"")))
@@ -171,6 +179,9 @@ class Client:
                 if reused:  # the server closed a kept-alive connection: once more, anew
                     continue
                 raise self.unreachable() from None
+            finally:
+                if handle is not None:
+                    handle.close()
             if answer.will_close:
                 self.close()
             return Response(answer.status, answer.headers, content)

@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,30 +59,39 @@ def send_images(client: Client, batch_id: str, images: list[LocalImage],
                 on_sent: Callable[[int], None], on_held_back: Callable[[float], None],
                 reopen: Callable[[], None], senders: int = SENDERS) -> Sent:
     """PUT each image, `senders` at a time. A 429 (the key's images in flight) waits its
-    Retry-After, told once to `on_held_back`, then sends again; a dropped connection sends
+    Retry-After, told to `on_held_back`, then sends again; a dropped connection sends
     again (a resend is a no-op for the API); a batch closed for idleness meanwhile is
     reopened (`reopen`) once. `on_sent(bytes)` after each image. The first image goes
     alone, the others once it is in: sharing the link with three more would delay its
-    arrival, and the first job's start, fourfold."""
+    arrival, and the first job's start, fourfold. The senders are daemon threads that
+    stop at their next step when the caller is interrupted (Ctrl-C): nothing waits on a
+    send that can no longer matter."""
     sent = Sent()
     pending = iter(images)
     take = threading.Lock()
+    first_in, stop = threading.Event(), threading.Event()
     reopened = threading.Event()
-    first_in = threading.Event()
+    errors: list[BaseException] = []
 
     def next_image() -> LocalImage | None:
         with take:
-            return next(pending, None)
+            return None if stop.is_set() else next(pending, None)
 
     def sender(first: bool) -> None:
         try:
             if not first:
                 first_in.wait()
             while (image := next_image()) is not None:
-                answer, size = _put(client, batch_id, image, on_held_back, reopen, reopened)
+                answer, size = _put(client, batch_id, image, on_held_back, reopen, reopened,
+                                    stop)
                 first_in.set()
                 record(image, answer)
                 on_sent(size)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+            errors.append(exc)
+            stop.set()
         finally:
             first_in.set()
             client.close()  # this thread's connection
@@ -98,34 +105,46 @@ def send_images(client: Client, batch_id: str, images: list[LocalImage],
             else:
                 sent.queued += 1
 
-    with ThreadPoolExecutor(senders, thread_name_prefix="send") as pool:
-        futures = [pool.submit(sender, i == 0) for i in range(min(senders, len(images)))]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in done:
-            if (error := future.exception()) is not None:
-                with take:  # the other senders stop at their next image
-                    pending = iter(())
-                raise error
+    threads = [threading.Thread(target=sender, args=(i == 0,), daemon=True,
+                                name=f"send-{i}") for i in range(min(senders, len(images)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # in slices: Ctrl-C reaches this thread
+    except BaseException:
+        stop.set()
+        raise
+    if errors:
+        raise errors[0]
     return sent
+
+
+class _Stopped(Exception):  # noqa: N818 (a signal between threads, not an error)
+    """The caller was interrupted: a sender ends where it is."""
 
 
 def _put(client: Client, batch_id: str, image: LocalImage,
          on_held_back: Callable[[float], None], reopen: Callable[[], None],
-         reopened: threading.Event) -> tuple[dict[str, Any] | str, int]:
+         reopened: threading.Event, stop: threading.Event
+         ) -> tuple[dict[str, Any] | str, int]:
     """One image: its job (a dict) or why the API refused it (a str), and its size."""
     dropped = 0
     path = f"/api/v1/batches/{batch_id}/images/{quote(image.name)}"
     while True:
+        if stop.is_set():
+            raise _Stopped
         try:
             return client.put_file(path, image.path), image.path.stat().st_size
         except ApiError as exc:
             if exc.status is None and dropped < DROPPED_RETRIES:
                 dropped += 1
-                time.sleep(min(8.0, 0.5 * 2 ** dropped))
+                stop.wait(min(8.0, 0.5 * 2 ** dropped))
                 continue
             if exc.status == 429 and exc.retry_after is not None:
                 on_held_back(exc.retry_after)
-                time.sleep(exc.retry_after)
+                stop.wait(exc.retry_after)
                 continue
             if exc.status == 409 and exc.title == "Batch closed" and not reopened.is_set():
                 with _REOPEN:

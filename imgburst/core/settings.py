@@ -407,7 +407,8 @@ def _scaler(env: Mapping[str, str]) -> ScalerSettings:
 
 
 # Where a test may have the API die as an OOM kill would (SIGKILL: no cleanup runs).
-FAIL_POINTS = ("after-inputs", "after-record", "mid-enqueue", "after-enqueue")
+FAIL_POINTS = ("after-inputs", "after-record", "mid-enqueue", "after-enqueue",
+               "image-after-record")
 
 
 def _fail_point(env: Mapping[str, str]) -> str | None:

@@ -1,26 +1,21 @@
-"""`imgburst submit`'s upload: the files it picks from a folder; its body, the bytes
-`requests` would send, streamed from the files one at a time, its length declared up
-front; a file that changes or vanishes stops the upload saying which; a folder more than
-one batch may hold, cut into as few bodies as fit."""
+"""`imgburst submit`'s upload: the files it picks from a folder; the client that sends each
+one (its bytes by sendfile, over a kept-alive connection), the API's refusals in words,
+the resume key that finds an interrupted upload's batch again."""
 
 from __future__ import annotations
 
-import os
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
 import pytest
-from urllib3.filepost import encode_multipart_formdata
 
-from imgburst.cli.api_client import ApiError, Limits, api_limits, collect_files, input_place
+from imgburst.cli.api_client import ApiError, Client, LocalImage, collect_files, input_place
 from imgburst.cli.loadgen.workload import Workload, WorkloadError
-from imgburst.cli.multipart import LocalImage, MultipartFiles, UploadError, fitting_parts
+from imgburst.cli.stream import resume_key
 from imgburst.cli.submit import check_name
-from imgburst.core.settings import Settings
-
-SIZES = {"a.jpg": 255_233, 'say "cheese"\r\n.png': 510_465, "Ünïcødé 写真.webp": 3,
-         "empty.gif": 0}  # quotes and line breaks too: urllib3 percent-encodes them
-SENT_AS = ["day1/a.jpg", 'say "cheese"\r\n.png', "Ünïcødé 写真.webp", "sub/dir/empty.gif"]
 
 
 def test_a_folder_gives_its_images_by_suffix_in_any_case_and_skips_hidden_ones(tmp_path):
@@ -58,107 +53,104 @@ def test_fetch_writes_under_the_inputs_folders_and_never_outside_out(name, folde
     assert input_place({"input": name, "id": "job-id"}) == (Path(folders), stem)
 
 
-class _ApiAnswering:
-    """Stands in for `Client` where only its answer to GET /api/v1/limits matters."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-
-    def json(self, method: str, path: str) -> None:
-        raise ApiError(f"HTTP {self.status} for {method} {path}", self.status)
-
-
-def test_limits_come_from_this_environment_only_when_the_api_is_too_old_to_say(tmp_path):
-    settings = Settings.from_env({"IMGBURST_HOME": str(tmp_path), "IMGBURST_MAX_FILES": "7"})
-    assert api_limits(_ApiAnswering(404), settings) == Limits(7, 512 << 20, 50 << 20)
-    with pytest.raises(ApiError):  # any other answer is the API's problem to report
-        api_limits(_ApiAnswering(503), settings)
-
-
 def test_a_name_the_api_would_refuse_stops_submit_before_it_sends():
-    check_name("x" * 200, 1)
-    check_name("x" * 194, 3)  # "... (3/3)"
-    for name, count in (("x" * 201, 1), ("x" * 195, 3), ("   ", 1), ("tab\there", 1)):
+    check_name("x" * 200)
+    for name in ("x" * 201, "   ", "tab\there"):
         with pytest.raises(click.BadParameter):
-            check_name(name, count)
+            check_name(name)
 
 
-def make_files(folder: Path) -> list[LocalImage]:
-    files = []
-    for (name, size), sent_as in zip(SIZES.items(), SENT_AS, strict=True):
-        path = folder / name
-        path.write_bytes((bytes(range(256)) * (size // 256 + 1))[:size])
-        files.append(LocalImage(path, sent_as))
-    return files
+def test_the_resume_key_is_the_same_for_the_same_ask_and_differs_otherwise(tmp_path,
+                                                                           monkeypatch):
+    (tmp_path / "photos").mkdir()
+    key = resume_key([tmp_path / "photos"], {"name": "photos"})
+    monkeypatch.chdir(tmp_path)  # a relative path to the same folder: the same upload
+    assert resume_key([Path("photos")], {"name": "photos"}) == key
+    assert len(key) == 64
+    for other in (resume_key([tmp_path], {"name": "photos"}),
+                  resume_key([tmp_path / "photos"], {"name": "trip"}),
+                  resume_key([tmp_path / "photos"], {"name": "photos", "preset": "web"})):
+        assert other != key
 
 
-def read_all(body: MultipartFiles, size: int) -> bytes:
-    out = bytearray()
-    while chunk := body.read(size):
-        out += chunk
-    return bytes(out)
+class _Recorder(BaseHTTPRequestHandler):
+    """A stand-in API: answers each PUT with its body's length and digest; 429 once for
+    a path ending in `busy`, a problem for one ending in `taken`; drops the connection
+    after a request when told to (a server closing kept-alive connections)."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, int, str | None]] = []
+    drop_after: set[str] = set()
+
+    def do_PUT(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, len(body), self.headers.get("Authorization")))
+        if self.path.endswith("taken"):
+            self._answer(409, b'{"title": "Name taken", "detail": "other bytes", '
+                              b'"field": "name"}', "application/problem+json")
+        else:
+            self._answer(201, b'{"bytes": %d, "sha256": "%s"}' % (
+                len(body), hashlib.sha256(body).hexdigest().encode()))
+        if self.path in self.drop_after:
+            self.close_connection = True
+
+    def _answer(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
-@pytest.mark.parametrize("size", [1, 4093, 16384, 1 << 20])
-def test_the_body_is_what_urllib3_encodes_and_as_long_as_declared(tmp_path, size):
-    files = make_files(tmp_path)
-    fields = {"recipe": '{"outputs": [{"name": "ü"}]}', "preset": "avatar"}
-    body = MultipartFiles(fields, files)
-    expected, content_type = encode_multipart_formdata(
-        list(fields.items()) + [("files", (f.name, f.path.read_bytes())) for f in files],
-        boundary=body.boundary)
-    seen: list[int] = []
-    body.on_read = seen.append
-    assert body.content_type == content_type
-    assert len(body) == len(expected)
-    assert read_all(body, size) == expected
-    assert sum(seen) == len(expected) and body.tell() == len(expected)
+@pytest.fixture
+def recorder():
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
-def test_one_file_is_open_at_a_time(tmp_path):
-    files = [LocalImage(tmp_path / f"p{i}.jpg", f"p{i}.jpg") for i in range(40)]
-    for image in files:
-        image.path.write_bytes(os.urandom(50_000))
-    body = MultipartFiles({}, files)
-    before = len(os.listdir("/proc/self/fd"))
-    most = 0
-    while body.read(8192):
-        most = max(most, len(os.listdir("/proc/self/fd")) - before)
-    assert most == 1
-    assert len(os.listdir("/proc/self/fd")) == before  # the last one closed too
+def test_a_file_goes_whole_with_the_key_and_the_connection_is_kept(tmp_path, recorder):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(bytes(range(256)) * 4000)
+    client = Client(recorder, "ib_secret")
+    answer = client.put_file("/api/v1/batches/b/images/a.jpg", photo)
+    assert answer == {"bytes": 1_024_000, "sha256": hashlib.sha256(photo.read_bytes()).hexdigest()}
+    conn = client.local.conn
+    client.put_file("/api/v1/batches/b/images/b.jpg", photo)
+    assert client.local.conn is conn  # kept alive: one connection for both
+    assert [(p, n, auth) for p, n, auth in _Recorder.seen] == [
+        ("/api/v1/batches/b/images/a.jpg", 1_024_000, "Bearer ib_secret"),
+        ("/api/v1/batches/b/images/b.jpg", 1_024_000, "Bearer ib_secret")]
+    empty = tmp_path / "empty.gif"
+    empty.write_bytes(b"")
+    assert client.put_file("/x/empty", empty)["bytes"] == 0
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (lambda p: p.write_bytes(b"short"), "got shorter while it was being uploaded"),
-    (lambda p: p.write_bytes(p.read_bytes() + b"more"), "grew while it was being uploaded"),
-    (lambda p: p.unlink(), "can't read"),
-])
-def test_a_file_changed_after_the_length_was_declared_stops_the_upload(tmp_path, change,
-                                                                       words):
-    files = make_files(tmp_path)
-    body = MultipartFiles({}, files)
-    change(files[1].path)
-    with pytest.raises(UploadError) as raised:
-        read_all(body, 65536)
-    assert words in raised.value.message and str(files[1].path) in raised.value.message
+def test_a_kept_alive_connection_the_server_closed_is_opened_anew(tmp_path, recorder):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x" * 1000)
+    _Recorder.drop_after = {"/first"}
+    client = Client(recorder)
+    client.put_file("/first", photo)
+    assert client.put_file("/second", photo)["bytes"] == 1000  # not "can't reach"
+    assert [p for p, _, _ in _Recorder.seen] == ["/first", "/second"]
 
 
-@pytest.mark.parametrize(("max_files", "max_bytes"), [(3, 1 << 30), (1000, 30_000),
-                                                      (4, 25_000), (1, 1 << 30)])
-def test_fitting_parts_are_as_few_as_fit_and_keep_the_order(tmp_path, max_files, max_bytes):
-    sizes = [9_000, 1_000, 12_000, 0, 7_500, 40_000, 3_000, 11_000, 500, 8_000]
-    files = []
-    for i, size in enumerate(sizes):
-        files.append(LocalImage(tmp_path / f"p{i:02}.jpg", f"day{i % 3}/p{i:02}.jpg"))
-        files[-1].path.write_bytes(b"x" * size)
-    fields = {"recipe": '{"outputs": [{"name": "thumb"}]}'}
-    parts = fitting_parts(fields, files, max_files, max_bytes)
-    assert [p for part in parts for p in part] == files  # every file once, in order
-    for i, part in enumerate(parts):
-        assert len(part) <= max_files
-        body = len(MultipartFiles(fields, part))
-        assert body <= max_bytes or len(part) == 1  # a file alone over the limit: its own
-        if i + 1 < len(parts):  # greedy: the next file would not have fitted
-            grown = part + parts[i + 1][:1]
-            assert len(grown) > max_files or len(MultipartFiles(fields, grown)) > max_bytes
-    assert fitting_parts(fields, [], max_files, max_bytes) == []
+def test_a_refusal_is_said_in_the_apis_words_and_nothing_answers_is_unreachable(tmp_path,
+                                                                                 recorder):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x")
+    with pytest.raises(ApiError) as refused:
+        Client(recorder).put_file("/api/v1/batches/b/images/taken", photo)
+    assert refused.value.status == 409 and refused.value.title == "Name taken"
+    assert refused.value.message == "Name taken: other bytes (field: name)"
+    with pytest.raises(ApiError) as nobody:
+        Client("http://127.0.0.1:9").put_file("/x", photo)
+    assert nobody.value.status is None and "can't reach the imgburst API" in nobody.value.message
+    with pytest.raises(click.ClickException, match="No such file"):
+        Client(recorder).put_file("/x", tmp_path / "gone.jpg")
