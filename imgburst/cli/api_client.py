@@ -10,11 +10,14 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from email.message import Message
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import click
+
+Headers = Mapping[str, str] | Message  # an answer's: `requests`' or `http.client`'s
 
 # What a folder's images are called; the service itself goes by their magic bytes.
 IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".heic", ".heif", ".jfif", ".jpeg", ".jpg", ".mpo",
@@ -58,7 +61,7 @@ def _open(file: Path) -> BinaryIO:
         raise click.ClickException(f"can't read {file}: {exc.strerror}") from None
 
 
-def api_error(status: int, headers: Mapping[str, str], body: bytes,
+def api_error(status: int, headers: Headers, body: bytes,
               keyed: bool) -> ApiError | None:
     """The API's refusal (a problem+json answer) in words a user can act on; None for a
     success. `keyed`: whether the request carried a key."""
@@ -90,7 +93,7 @@ class Response(NamedTuple):
     """An answer: what callers read of it (as `requests` names it)."""
 
     status_code: int
-    headers: Mapping[str, str]
+    headers: Headers
     content: bytes
 
     def json(self) -> Any:
@@ -162,8 +165,8 @@ class Client:
                 conn.putrequest(method, target, skip_accept_encoding=True)
                 for name, value in headers.items():
                     conn.putheader(name, value)
-                if handle is not None:
-                    assert isinstance(body, Path)
+                if isinstance(body, Path):
+                    assert handle is not None
                     _send_file(conn, handle, body)
                 else:
                     if body is not None or method in ("POST", "PUT"):

@@ -22,6 +22,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("imgburst.cli.submit:submit", "Upload images (files or folders) as one batch: "
                "each image's job is queued as it arrives; run again, it continues an "
                "interrupted upload and sends only what is missing."),
+    "preview": ("imgburst.cli.preview:preview", "Render one output of a recipe for one small "
+                "image (up to the API's preview size), as a batch would, and write it to a "
+                "file."),
+    "presets": ("imgburst.cli.preview:presets", "List the named recipes a batch may use "
+                "(`submit --preset NAME`) and what each makes."),
     "status": ("imgburst.cli.batches:status", "Show recent batches, or one batch and its "
                "jobs."),
     "fetch": ("imgburst.cli.batches:fetch", "Download every output of one or more batches "

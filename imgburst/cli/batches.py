@@ -51,8 +51,10 @@ def status(batch_id: str | None, limit: int, url: str | None, api_key: str | Non
         for b in page["items"]:
             c = b["counts"]
             label = b["id"] + (f"\n[dim]{escape(b['name'])}[/dim]" if b.get("name") else "")
-            table.add_row(label, b["status"], f"{c['succeeded']}/{b['jobs']}",
-                          str(c["failed"]), _when(b["created_at"]))
+            done = f"{c['succeeded']}/{b['jobs']}" + (
+                " so far" if b["status"] == "receiving" else "")
+            table.add_row(label, b["status"] + (" (cut)" if b.get("closed_by") == "idle" else ""),
+                          done, str(c["failed"]), _when(b["created_at"]))
         answer.print(table)
         if page["total"] > len(page["items"]):
             console.print(f"the newest {len(page['items'])} of {page['total']} batches "
@@ -63,6 +65,13 @@ def status(batch_id: str | None, limit: int, url: str | None, api_key: str | Non
     named = f" ({escape(batch['name'])})" if batch.get("name") else ""
     answer.print(f"batch [bold]{batch['id']}[/bold]{named} {batch['status']}: "
                   + ", ".join(f"{n} {s}" for s, n in c.items() if n))
+    if batch["status"] == "receiving":
+        answer.print(f"receiving: {batch['jobs']} images so far, {done_of(c)} done; it takes "
+                     "more until its upload closes it (or IMGBURST_RECEIVE_IDLE_S after its "
+                     "last image)")
+    elif batch.get("closed_by") == "idle":
+        answer.print(f"cut: its upload stopped after {batch['jobs']} images and it was closed "
+                     "for idleness; `imgburst submit` on the same folder sends the rest")
     # Job ids cut as the dashboard cuts them, one output per line, a narrow "tries",
     # no padding at the edges: at 80 columns an output's size stays on its line, and
     # a long input name or worker wraps rather than losing its end.
@@ -176,6 +185,11 @@ def print_failures(client: Client, batch_id: str, limit: int = 10) -> None:
         click.echo(f"  failed: {job['input']}: {job['error']}", err=True)
     if len(failed) > limit:
         click.echo(f"  ... and {len(failed) - limit} more (imgburst status {batch_id})", err=True)
+
+
+def done_of(counts: dict[str, int]) -> int:
+    """Jobs that reached a final status."""
+    return counts["succeeded"] + counts["failed"] + counts["cancelled"]
 
 
 def _when(timestamp: str) -> str:

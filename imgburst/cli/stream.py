@@ -51,7 +51,7 @@ class Sent:
 
     queued: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (name, why), at arrival
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (name, why): not stored
+    not_sent: list[tuple[str, str]] = field(default_factory=list)  # (name, why): not stored
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -99,7 +99,7 @@ def send_images(client: Client, batch_id: str, images: list[LocalImage],
     def record(image: LocalImage, answer: dict[str, Any] | str) -> None:
         with sent.lock:
             if isinstance(answer, str):
-                sent.refused.append((image.name, answer))
+                sent.not_sent.append((image.name, answer))
             elif answer["status"] == "failed":
                 sent.failed.append((image.name, answer["error"] or "failed"))
             else:

@@ -143,10 +143,10 @@ def stream(client: Client, batch: dict[str, Any], files: list[LocalImage],
 
         sent = send_images(client, batch_id, todo, lambda n: progress.advance(task, n),
                            held_back, reopen)
-    for image, why in sent.refused:
+    for image, why in sent.not_sent:
         console.print(f"[yellow]not sent: {escape(image)}: {escape(why)}[/yellow]")
     try:
-        closed = close_batch(client, batch_id, len(files) - len(sent.refused))
+        closed = close_batch(client, batch_id, len(files) - len(sent.not_sent))
     except ApiError as exc:
         if exc.status != 409:
             raise

@@ -100,6 +100,14 @@ class Decision:
     def acts(self) -> bool:
         return bool(self.start or self.stop or self.reap)
 
+    @property
+    def stabilized(self) -> int:
+        """The burst workers the scaler holds itself to: the most desired within the
+        cooldown (Kubernetes' HPA reports its desiredReplicas after the same kind of
+        stabilization window). It rises with the work at once and falls only when the
+        scaler stops workers: the dashboard's "desired" line, and the state's."""
+        return max([self.desired, *(wanted for _, wanted in self.window)])
+
 
 def desired_burst(policy: Policy, work: int, base_slots: int) -> int:
     """Burst workers needed for `work` jobs beside `base_slots` processes of the base pool."""

@@ -262,13 +262,13 @@ class Scaler:
             log.warning("leader heartbeat not written: %s", exc)
         self.events.publish(
             state={"at": round(obs.now, 3), "backend": self.backend.name,
-                   "desired": decision.desired, "max_burst": self.policy.max_burst,
+                   "desired": decision.stabilized, "max_burst": self.policy.max_burst,
                    "reason": decision.reason, "burst": phases, "leader": self.identity,
                    "backoff_until": self.backoff.until},
             sample={"t": round(obs.now, 3), "waiting": obs.waiting,
                     "in_flight": obs.in_flight, "base": obs.base_workers,
                     "burst_running": counts[RUNNING] + counts[DRAINING],
-                    "burst_pending": counts[PENDING], "desired": decision.desired},
+                    "burst_pending": counts[PENDING], "desired": decision.stabilized},
             up=len(started), down=len(decision.stop) + len(decision.reap))
 
     def _drain_in_background(self, name: str, since: float | None = None) -> None:

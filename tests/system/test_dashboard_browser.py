@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from conftest import free_port, start_live_stack, wait_until
+from conftest import free_port, http_ok, start_live_stack, wait_until
+from playwright.sync_api import sync_playwright
 
 from imgburst.core.keys import generate_key
+from imgburst.core.synthetic import photo_bytes
 from imgburst.vk.events import EventLog
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.slow]
@@ -56,7 +58,6 @@ def wait_js(page, expression: str, timeout: float = 30) -> None:
 
 
 def test_dashboard_shows_a_burst_live(live_stack, base_env):
-    from playwright.sync_api import sync_playwright
 
     held = "held: the base pool clears this work within 2 s"  # a small batch, before it
     events = EventLog(redis.Redis.from_url(base_env["REDIS_URL"]))
@@ -183,5 +184,50 @@ def test_dashboard_shows_a_burst_live(live_stack, base_env):
         keyed.goto(live_stack + f"/#key={ADMIN_KEY}")
         wait_js(keyed, "document.getElementById('live').textContent.includes('scaler')")
         assert ADMIN_KEY not in keyed.url
+        browser.close()
+    assert not errors, errors
+
+
+def test_dashboard_lists_every_batch_a_page_at_a_time_and_a_receiving_ones_progress(
+        base_env, start_service):
+    """13 batches of one key: the table pages through all of them (10 a page), and a
+    streamed batch still receiving says how many of its images came and how many are
+    done. A non-admin key sees its own batches, not another key's."""
+    port = free_port()
+    alice = generate_key()
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_AUTH": "on",
+                      "IMGBURST_API_KEYS": f"alice={alice},bob={generate_key()}",
+                      "IMGBURST_SUBMIT_RATE": "off"}
+    start_service(env, "api", "--host", "127.0.0.1")  # no worker: nothing moves on
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the API")
+    keyed = {"Authorization": f"Bearer {alice}"}
+    for i in range(12):
+        requests.post(f"{url}/api/v1/batches", headers=keyed, timeout=5, data={"name": f"b{i}"},
+                      files={"files": ("p.jpg", photo_bytes(i, 32, 32))}).raise_for_status()
+    opened = requests.post(f"{url}/api/v1/batches", headers=keyed, timeout=5,
+                           json={"receive": {}, "name": "streaming"}).json()
+    for i in range(2):
+        requests.put(f"{url}/api/v1/batches/{opened['id']}/images/p{i}.jpg", headers=keyed,
+                     data=photo_bytes(i, 32, 32), timeout=5).raise_for_status()
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/#key={alice}")
+        wait_js(page, "document.getElementById('batches-page').textContent === '1–10 of 13'")
+        first = page.eval_on_selector_all("#batches tr.batch", "rs => rs.map(r => r.textContent)")
+        assert len(first) == 10 and "streaming" in first[0], first
+        assert "receiving" in first[0] and "0 done of 2 received so far" in first[0], first[0]
+        assert page.is_disabled("#batches-newer") and not page.is_disabled("#batches-older")
+        page.click("#batches-older")
+        wait_js(page, "document.getElementById('batches-page').textContent === '11–13 of 13'")
+        names = page.eval_on_selector_all("#batches tr.batch .batch-name",
+                                          "ns => ns.map(n => n.textContent)")
+        assert names == ["b2", "b1", "b0"], names  # the oldest, on the last page
+        assert page.is_disabled("#batches-older")
+        page.click("#batches-newer")
+        wait_js(page, "document.getElementById('batches-page').textContent === '1–10 of 13'")
         browser.close()
     assert not errors, errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from imgburst.vk.policy import (
@@ -259,3 +261,19 @@ def test_scale_down_goes_to_the_highest_size_wanted_within_the_cooldown():
     assert decisions == [(0, "steady"), (0, "below capacity (0 jobs)"),
                          (0, "below capacity"), (2, "scale down"), (3, "scale down")]
     assert window == ((1111, 0),), "a run of one size is one entry"
+
+
+def test_the_desired_line_holds_through_the_cooldown_and_falls_when_workers_stop():
+    """The dashboard's "desired" is what the scaler holds itself to: 4 burst workers for
+    a spike stay desired through the cooldown (not 0 while they run it out), and it
+    falls at the decision that stops them."""
+    spike = decide(P, Observation(now=1000, waiting=10, in_flight=0, base_workers=1), None)
+    assert spike.desired == spike.stabilized == 4 and spike.start == 4
+    quiet = Observation(now=1001, waiting=0, in_flight=0, base_workers=1, burst=running(4))
+    d = decide(P, quiet, None, spike.wanted_since, spike.window)
+    assert (d.desired, d.stabilized, d.stop) == (0, 4, ())
+    for now in range(1002, 1061, 10):
+        d = decide(P, replace(quiet, now=now), d.below_since, d.wanted_since, d.window)
+        assert d.stabilized == 4 and d.stop == ()
+    last = decide(P, replace(quiet, now=1062), d.below_since, d.wanted_since, d.window)
+    assert len(last.stop) == 4 and last.stabilized == 0

@@ -155,6 +155,40 @@
     $("tile-run").textContent = `${ms(run.p50)} · ${ms(run.p95)}`;
   }
 
+  // The key's own batches (an admin key's: all), newest first, a page at a time, from
+  // GET /api/v1/batches: every batch, not only the ones the stats list as active.
+  const PAGE = 10;
+  let batchOffset = 0;
+
+  async function batchPage() {
+    const response = await fetch(`/api/v1/batches?limit=${PAGE}&offset=${batchOffset}`,
+      { cache: "no-store", headers: authHeaders() });
+    if (!response.ok) throw new Error(`batches answered ${response.status}`);
+    const page = await response.json();
+    if (page.total && batchOffset >= page.total) {  // the page emptied: back to the last
+      batchOffset = Math.max(0, (Math.ceil(page.total / PAGE) - 1) * PAGE);
+      return batchPage();
+    }
+    batches(page.items);
+    const last = batchOffset + page.items.length;
+    $("batches-page").textContent = page.total ? `${batchOffset + 1}–${last} of ${page.total}` : "";
+    $("batches-newer").disabled = batchOffset === 0;
+    $("batches-older").disabled = last >= page.total;
+  }
+
+  function turnPage(step) {
+    batchOffset = Math.max(0, batchOffset + step * PAGE);
+    batchPage().catch(() => {});
+  }
+
+  function progress(b) {
+    const done = b.counts.succeeded + b.counts.failed + b.counts.cancelled;
+    const failed = b.counts.failed ? ` (${b.counts.failed} failed)` : "";
+    if (b.status === "receiving") return `${done} done of ${b.jobs} received so far${failed}`;
+    const cut = b.closed_by === "idle" ? " · cut: its upload stopped" : "";
+    return `${done} / ${b.jobs}${failed}${cut}`;
+  }
+
   function batches(items) {
     const body = $("batches").tBodies[0];
     body.replaceChildren();
@@ -181,7 +215,7 @@
       fill.style.width = (b.jobs ? (100 * done / b.jobs).toFixed(1) : 0) + "%";
       bar.appendChild(fill);
       row.insertCell().appendChild(bar);
-      row.insertCell().textContent = `${done} / ${b.jobs}` + (b.counts.failed ? ` (${b.counts.failed} failed)` : "");
+      row.insertCell().textContent = progress(b);
     }
   }
 
@@ -294,7 +328,7 @@
       chart($("chart-workers"), stats.at, [
         { key: "base", cls: "base" }, { key: "burst_running", cls: "burst" },
         { key: "burst_pending", cls: "pending" }], { key: "desired", cls: "desired" }, stats.events);
-      batches(stats.batches);
+      await batchPage();
       workers(stats.workers.items);
       events(stats.events);
       gallery(stats.gallery);
@@ -309,6 +343,9 @@
       setTimeout(poll, POLL_MS);
     }
   }
+
+  $("batches-newer").addEventListener("click", () => turnPage(-1));
+  $("batches-older").addEventListener("click", () => turnPage(1));
 
   $("spike").addEventListener("submit", async (event) => {
     event.preventDefault();
