@@ -9,7 +9,7 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.message import Message
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NamedTuple
@@ -117,6 +117,7 @@ class Client:
         self.timeout = timeout
         self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.local = threading.local()
+        self.hint: Callable[[], str] | None = None  # what to do when nothing answers
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 json: Any = None, data: bytes | Path | None = None,
@@ -206,8 +207,9 @@ class Client:
 
     def unreachable(self) -> ApiError:
         """Nothing answers at the API's URL: say where we looked and what to do."""
-        return ApiError(f"can't reach the imgburst API at {self.url}: is `imgburst up` "
-                        "running? (or pass --url / set IMGBURST_URL)")
+        hint = self.hint() if self.hint else ("is `imgburst up` running? (or pass --url / "
+                                              "set IMGBURST_URL)")
+        return ApiError(f"can't reach the imgburst API at {self.url}: {hint}")
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()

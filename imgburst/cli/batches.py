@@ -17,7 +17,7 @@ from rich.text import Text
 from imgburst.cli.api_client import ApiError, Client, input_place, job_counts
 from imgburst.cli.console import answer, console, load_settings
 from imgburst.cli.local_key import read_local_key
-from imgburst.cli.local_url import default_url
+from imgburst.cli.local_url import default_url, elsewhere_hint
 
 
 def api_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -30,7 +30,9 @@ def api_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 def client_for(url: str | None, api_key: str | None) -> Client:
     settings = load_settings()
-    return Client(url or default_url(settings), api_key or read_local_key(settings.home))
+    client = Client(url or default_url(settings), api_key or read_local_key(settings.home))
+    client.hint = lambda: elsewhere_hint(settings.home, client.url)
+    return client
 
 @click.command()
 @click.argument("batch_id", required=False)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 Z_999 = 3.2905  # two-sided 99.9%
-VERSION_RE = re.compile(r"I am (v[0-9A-Za-z_-]+)")
+VERSION_RE = re.compile(r"I am (\S+)")
 
 
 def wilson(k: int, n: int, z: float = Z_999) -> tuple[float, float]:
@@ -33,11 +33,15 @@ def wilson(k: int, n: int, z: float = Z_999) -> tuple[float, float]:
 
 
 def version_of(status: int, body: str) -> str:
-    """`v1` for `I am v1.111111111`; `error` for a non-2xx answer; `other` otherwise."""
+    """`v1` for `I am v1.111111111` (the demo's tags: their major); `0.1.0` for a plain
+    `imgburst up`'s `I am 0.1.0`; `error` for a non-2xx answer; `other` otherwise."""
     if not 200 <= status < 300:
         return "error"
     match = VERSION_RE.search(body)
-    return match[1].split(".")[0] if match else "other"
+    if not match:
+        return "other"
+    version = match[1]
+    return version.split(".")[0] if re.fullmatch(r"v\d+\..*", version) else version
 
 
 def parse_expect(text: str) -> dict[str, float]:

@@ -22,7 +22,12 @@ from imgburst.cli.local_url import default_url
                    "99.9% interval.")
 def traffic(url: str | None, count: int, headers: tuple[str, ...], concurrency: int,
             expect: str | None) -> None:
-    """Count which API version answers `/version` (the Istio routing demo, measured)."""
+    """Count which API version answers `/version` (the Istio routing demo, measured).
+
+    \b
+    URL: where to send them, `/version` appended (default: IMGBURST_URL, else the URL of
+    the `imgburst up` that runs with this IMGBURST_HOME, else http://127.0.0.1:8000; in
+    the cluster, the Istio ingress gateway's address)."""
     try:
         parsed = dict(t.parse_header(h) for h in headers)
         expected = t.parse_expect(expect) if expect else {}

@@ -34,7 +34,7 @@ from rich.panel import Panel
 from imgburst.cli.api_client import ApiError, Client
 from imgburst.cli.console import cannot_listen, load_settings
 from imgburst.cli.local_key import admin_entry, ensure_local_key, key_file
-from imgburst.cli.local_url import forget_url, remember_url
+from imgburst.cli.local_url import forget_url, register_running, remember_url
 from imgburst.cli.router import RouterServer, load_rules, serve_in_background
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
@@ -197,6 +197,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
     settings.home.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     router = None
+    listed: Path | None = None
     keys, key = auth_env(settings, no_auth)
     env = dict(os.environ, IMGBURST_HOME=str(settings.home), IMGBURST_PORT=str(port)) | keys
     try:
@@ -242,6 +243,7 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         with console.status("waiting for the API..."):
             wait_http(f"{url}/healthz", api)
         remember_url(settings.home, url)  # `imgburst submit` here finds it without --url
+        listed = register_running(settings.home, url)  # and elsewhere says where it runs
         dashboard = dashboard_lines(url, key)  # before the rule: the banner comes whole
         console.rule("[bold green]imgburst is up")
         for line in dashboard:
@@ -271,6 +273,8 @@ def run_stack(settings: Settings, port: int | None, concurrency: int | None,
         return 0
     finally:
         forget_url(settings.home, f"http://127.0.0.1:{port}")
+        if listed is not None:
+            listed.unlink(missing_ok=True)
         if router is not None:
             router.shutdown()
             router.server_close()

@@ -33,6 +33,8 @@ def test_versions_are_read_from_the_body():
     assert version_of(200, "I am v1.111111111") == "v1"
     assert version_of(200, "I am v2.222222222\n") == "v2"
     assert version_of(503, "I am v1") == "error" and version_of(200, "hello") == "other"
+    assert version_of(200, "I am 0.1.0") == "0.1.0"  # a plain `imgburst up`: its version
+    assert version_of(200, "I am v3") == "v3"
     assert parse_expect("v1=90, v2=10%") == {"v1": 0.9, "v2": 0.1}
     with pytest.raises(ValueError, match="VERSION=PERCENT"):
         parse_expect("v1:90")

@@ -20,6 +20,7 @@ from conftest import free_port, http_ok, start_live_stack, wait_until
 from helpers import ctrl_c, descendants
 from PIL import Image
 
+from imgburst.cli import local_url
 from imgburst.core.keys import digest
 from imgburst.core.reconcile import EPOCH_KEY
 from imgburst.core.settings import Settings
@@ -117,6 +118,11 @@ def test_up_submit_status_fetch_and_clean_stop(tmp_path):
         assert (tmp_path / "var" / "api-url").read_text() == f"{url}\n"
         wrong = imgburst("status", env=env | {"IMGBURST_API_KEY": "ib_not-this-one"})
         assert wrong.returncode == 1 and "refused the key" in wrong.stderr, wrong.stderr
+        lost = imgburst("status", env=unset | {"IMGBURST_HOME": str(tmp_path / "elsewhere"),
+                                               "IMGBURST_URL": f"http://127.0.0.1:{free_port()}"})
+        assert lost.returncode == 1, lost.stderr  # another folder: says which `up` runs
+        assert f"an `imgburst up` runs with another home (IMGBURST_HOME={tmp_path / 'var'} " \
+               f"at {url})" in " ".join(lost.stderr.split()), lost.stderr
         keyless = imgburst("status", env=env | {"IMGBURST_HOME": str(tmp_path / "elsewhere")})
         assert keyless.returncode == 1 and "wants a key" in keyless.stderr, keyless.stderr
         fetch = imgburst("fetch", batch_id, "--out", str(tmp_path / "out"), env=env)
@@ -318,6 +324,21 @@ def test_default_url_prefers_the_environment_then_the_running_up(tmp_path, monke
     assert (tmp_path / "api-url").exists()
     forget_url(tmp_path, "http://127.0.0.1:8123")
     assert not (tmp_path / "api-url").exists()
+
+
+def test_running_ups_are_listed_while_they_run_and_stale_ones_dropped(tmp_path, monkeypatch):
+    monkeypatch.setattr(local_url.tempfile, "gettempdir", lambda: str(tmp_path))
+    entry = local_url.register_running(tmp_path / "a" / "var", "http://127.0.0.1:8001")
+    assert local_url.running_ups() == [(tmp_path / "a" / "var", "http://127.0.0.1:8001")]
+    hint = local_url.elsewhere_hint(tmp_path / "b" / "var", "http://127.0.0.1:8000")
+    assert f"IMGBURST_HOME={tmp_path / 'a' / 'var'} at http://127.0.0.1:8001" in hint
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = entry.with_name(f"up-{dead.pid}.json")
+    stale.write_text(entry.read_text())  # an `up` that was killed: its entry stayed
+    assert len(local_url.running_ups()) == 1 and not stale.exists()
+    entry.unlink()
+    assert "is `imgburst up` running?" in local_url.elsewhere_hint(tmp_path, "http://x")
 
 
 def test_a_folder_over_a_multipart_batchs_caps_goes_as_one_batch_and_fetch_takes_it(

@@ -119,7 +119,11 @@ def loadgen(url: str | None, kind: str, rate: float, start: float, end: float,
             clients: int | None, api_key: str | None, wait_s: float, seed: int,
             out: Path | None) -> None:
     """Generate load against an imgburst API (open model, or closed with --clients),
-    then report."""
+    then report.
+
+    \b
+    URL: the API to load (default: IMGBURST_URL, else the URL of the `imgburst up` that
+    runs with this IMGBURST_HOME, else http://127.0.0.1:8000)."""
     settings = load_settings()
     url = (url or default_url(settings)).rstrip("/")
     try:
