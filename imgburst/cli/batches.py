@@ -113,22 +113,33 @@ def cancel(batch_ids: tuple[str, ...], url: str | None, api_key: str | None) -> 
                       f"{'' if n == 1 else 's'} cancelled"
                       + (f"; left as they are: {left}" if left else ""))
 
+EXISTING = ("skip", "overwrite", "rename")
+
+
 @click.command()
 @click.argument("batch_ids", metavar="BATCH...", nargs=-1, required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Folder to write outputs into: <output>/<input>.<ext>, "
                                   "the input's folders kept (thumb/day1/IMG_0001.webp).")
+@click.option("--existing", type=click.Choice(EXISTING), default="skip", show_default=True,
+              help="A file already there (a fetch run before): keep it (skip), replace it "
+                   "(overwrite), or write beside it as <stem>-<job id>.<ext> (rename).")
 @api_options
-def fetch(batch_ids: tuple[str, ...], out_dir: Path, url: str | None,
+def fetch(batch_ids: tuple[str, ...], out_dir: Path, existing: str, url: str | None,
           api_key: str | None) -> None:
-    """Download every output of one or more batches (all that one `submit` made)."""
-    download_outputs(client_for(url, api_key), batch_ids, out_dir)
+    """Download every output of one or more batches (all that one `submit` made).
+
+    Two inputs with the same path (in two batches, or twice in one) both land: the
+    second as <stem>-<its job id>.<ext>, and fetch says which. A file that was there
+    before is kept (--existing skip), so running fetch again completes a download."""
+    download_outputs(client_for(url, api_key), batch_ids, out_dir, existing)
 
 
 def download_outputs(client: Client, batch_ids: tuple[str, ...] | list[str],
-                     out_dir: Path) -> None:
+                     out_dir: Path, existing: str = "skip") -> None:
     """Every output of the batches under `out_dir` (<output>/<input's folders>/<stem>.<ext>),
-    with a bar, then which jobs gave none and why (failed, cancelled, not done yet)."""
+    with a bar, then what was skipped or renamed, and which jobs gave none and why
+    (failed, cancelled, not done yet)."""
     every = {batch_id: list(client.jobs(batch_id)) for batch_id in batch_ids}
     jobs = [j for batch in every.values() for j in batch if j["outputs"]]
     total = sum(len(j["outputs"]) for j in jobs)
@@ -137,21 +148,40 @@ def download_outputs(client: Client, batch_ids: tuple[str, ...] | list[str],
                        f"{'have' if len(batch_ids) > 1 else 'has'} no outputs yet "
                        f"(imgburst status {batch_ids[0]})")
     written: set[Path] = set()
+    skipped: list[Path] = []
+    renamed: list[str] = []  # what was written under another name, and why
     with Progress(TextColumn("downloading"), BarColumn(), MofNCompleteColumn(),
                   console=console) as progress:
         task = progress.add_task("fetch", total=total)
         for job in jobs:
             folders, stem = input_place(job)
             for output in job["outputs"]:
+                progress.advance(task)
                 ext = {"jpeg": "jpg"}.get(output["format"], output["format"])
                 target = out_dir / output["name"] / folders / f"{stem}.{ext}"
-                if target in written:  # two inputs with the same name
-                    target = target.with_name(f"{stem}-{job['id'][:8]}.{ext}")
+                beside = target.with_name(f"{stem}-{job['id'][:8]}.{ext}")
+                if target in written:  # two inputs with the same path, in this fetch
+                    renamed.append(f"{job['input']} of batch {job['batch_id']} has the same "
+                                   f"path as another input: its {output['name']} is {beside}")
+                    target = beside
+                elif target.exists() and existing == "skip":
+                    skipped.append(target)
+                    continue
+                elif target.exists() and existing == "rename":
+                    renamed.append(f"{target} was there: written as {beside}")
+                    target = beside
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(client.request("GET", output["url"]).content)
                 written.add(target)
-                progress.advance(task)
     console.print(f"wrote {len(written)} files under {out_dir}", markup=False)
+    if skipped:
+        console.print(f"kept {len(skipped)} files that were there already, e.g. {skipped[0]} "
+                      "(--existing overwrite replaces them, --existing rename writes beside "
+                      "them)", markup=False)
+    for line in renamed[:5]:
+        console.print(f"renamed: {line}", markup=False)
+    if len(renamed) > 5:
+        console.print(f"... and {len(renamed) - 5} more renamed", markup=False)
     for batch_id, batch_jobs in every.items():
         missing = Counter(j["status"] for j in batch_jobs if not j["outputs"])
         if missing:  # failed, cancelled or not done yet: say so, not just what was written

@@ -373,7 +373,26 @@ def test_a_folder_over_a_multipart_batchs_caps_goes_as_one_batch_and_fetch_takes
     written = sorted(p.relative_to(out / "thumb").as_posix() for p in out.rglob("*.webp"))
     assert written == sorted(name.replace(".jpg", ".webp") for name in names)  # folders kept
     assert Image.open(out / "medium" / "day2" / "p0.jpg").size == (64, 48)
-    ids = [batch_id]
+    again = imgburst("fetch", batch_id, "--out", str(out), env=env)  # run again: completes
+    assert "wrote 0 files" in again.stderr and "kept 14 files that were there already" in \
+        " ".join(again.stderr.split()), again.stderr
+    (out / "thumb" / "day1" / "p0.webp").write_bytes(b"changed by hand")
+    beside = imgburst("fetch", batch_id, "--out", str(out), "--existing", "rename", env=env)
+    assert "wrote 14 files" in beside.stderr and "renamed: " in beside.stderr, beside.stderr
+    assert (out / "thumb" / "day1" / "p0.webp").read_bytes() == b"changed by hand"  # kept
+    assert len(list((out / "thumb" / "day1").glob("p0-*.webp"))) == 1
+    replaced = imgburst("fetch", batch_id, "--out", str(out), "--existing", "overwrite", env=env)
+    assert "wrote 14 files" in replaced.stderr, replaced.stderr
+    assert Image.open(out / "thumb" / "day1" / "p0.webp").size == (64, 48)
+    second = imgburst("submit", str(photos), "--wait", env=env).stdout.strip()  # anew
+    both = imgburst("fetch", batch_id, second, "--out", str(tmp_path / "both"), env=env)
+    said = " ".join(both.stderr.split())  # the same 7 paths in each batch
+    assert both.returncode == 0 and "wrote 28 files" in said, both.stderr
+    assert f"of batch {second} has the same path as another input" in said, said
+    assert f"of batch {batch_id} has" not in said  # the first batch's keep their names
+    assert "... and 9 more renamed" in said, said
+    assert len(list((tmp_path / "both").rglob("*-*.*"))) == 14
+    ids = [batch_id, second]
     odd = tmp_path / "[holiday] photos"  # brackets are rich's markup: shown as they are
     (odd / "[/x]").mkdir(parents=True)
     (odd / "[/x]" / "[bold]a.jpg").write_bytes(photo_bytes(9, 64, 48))
@@ -387,7 +406,7 @@ def test_a_folder_over_a_multipart_batchs_caps_goes_as_one_batch_and_fetch_takes
     assert "│ [/x]/[bold]a.jpg │" in shown.stdout, shown.stdout
     newest = imgburst("status", "--limit", "1", env=env)
     assert newest.returncode == 0 and batch_id not in newest.stdout, newest.stdout
-    assert "the newest 1 of 2 batches (--limit for more)" in newest.stderr, newest.stderr
+    assert "the newest 1 of 3 batches (--limit for more)" in newest.stderr, newest.stderr
     assert "[holiday] photos" in newest.stdout
     every = imgburst("status", env=env)
     assert all(i in every.stdout for i in ids) and "newest" not in every.stderr, every.stderr
@@ -398,7 +417,7 @@ def test_a_folder_over_a_multipart_batchs_caps_goes_as_one_batch_and_fetch_takes
     assert "the API's 1 MB limit for one image" in refused.stderr, refused.stderr
     assert "huge.png (1.0 MB)" in refused.stderr and "nothing was sent" in refused.stderr
     listed = requests.get(f"{url}/api/v1/batches", timeout=5).json()
-    assert listed["total"] == 2  # nothing of the refused folder reached the API
+    assert listed["total"] == 3  # nothing of the refused folder reached the API
 
 
 
@@ -493,3 +512,32 @@ def test_an_api_killed_mid_upload_loses_nothing_it_was_sent(base_env, start_serv
     events = requests.get(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5).json()["events"]
     assert any(e["kind"] == "requeued" and "streamed images" in e["reason"] for e in events), [
         (e["kind"], e.get("reason")) for e in events]
+
+
+def test_preview_and_presets_from_the_command_line(base_env, start_service, start_worker,
+                                                   tmp_path):
+    port = free_port()
+    env = base_env | {"IMGBURST_PORT": str(port)}
+    start_live_stack(env, start_service, start_worker)
+    listed = imgburst("presets", env=env | {"COLUMNS": "120"})
+    assert listed.returncode == 0, listed.stderr
+    assert "avatar-2x: webp, resize 128x128 fill" in listed.stdout, listed.stdout
+    assert "thumb: webp, resize 256x256 fit" in listed.stdout
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(photo_bytes(3, 800, 600))
+    first = subprocess.run([sys.executable, "-m", "imgburst.cli", "preview", str(photo)],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "cat.thumb.webp"  # the default recipe's first output
+    assert Image.open(tmp_path / "cat.thumb.webp").size == (256, 192)
+    assert "thumb: 256x192 WEBP" in first.stderr, first.stderr
+    chosen = imgburst("preview", str(photo), "--preset", "avatar", "--output", "avatar-2x",
+                      "--out", str(tmp_path / "out" / "me.webp"), env=env)
+    assert chosen.returncode == 0, chosen.stderr
+    assert Image.open(tmp_path / "out" / "me.webp").size == (256, 256)
+    unknown = imgburst("preview", str(photo), "--preset", "avatar", "--output", "big", env=env)
+    assert unknown.returncode == 1 and "output must be one of avatar, avatar-2x" in \
+        unknown.stderr, unknown.stderr
+    both = imgburst("preview", str(photo), "--preset", "avatar", "--recipe", str(photo),
+                    env=env)
+    assert both.returncode == 2 and "give --preset or --recipe, not both" in both.stderr
