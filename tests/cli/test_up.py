@@ -541,3 +541,29 @@ def test_preview_and_presets_from_the_command_line(base_env, start_service, star
     both = imgburst("preview", str(photo), "--preset", "avatar", "--recipe", str(photo),
                     env=env)
     assert both.returncode == 2 and "give --preset or --recipe, not both" in both.stderr
+
+
+def test_an_abandoned_upload_is_closed_for_idleness_processed_and_said_to_be_cut(
+        base_env, start_service, start_worker):
+    """A client opens a batch, sends two images and goes away: the reconciler closes the
+    batch IMGBURST_RECEIVE_IDLE_S after the last image, the images are processed, and the
+    batch (and `imgburst status`) say it was cut."""
+    port = free_port()
+    env = base_env | {"IMGBURST_PORT": str(port), "IMGBURST_RECEIVE_IDLE_S": "2"}
+    url = start_live_stack(env, start_service, start_worker)
+    batch_id = requests.post(f"{url}/api/v1/batches", json={"receive": {}, "name": "gone"},
+                             timeout=5).json()["id"]
+    for i in range(2):
+        requests.put(f"{url}/api/v1/batches/{batch_id}/images/p{i}.jpg", timeout=5,
+                     data=photo_bytes(i, 64, 48)).raise_for_status()
+    shown = imgburst("status", batch_id, env=env)
+    assert "receiving: 2 images so far" in " ".join(shown.stdout.split()), shown.stdout
+    batch = lambda: requests.get(f"{url}/api/v1/batches/{batch_id}", timeout=5).json()  # noqa: E731
+    wait_until(lambda: batch()["status"] == "succeeded", 30, "the abandoned batch to end")
+    assert batch()["closed_by"] == "idle" and batch()["counts"]["succeeded"] == 2
+    cut = imgburst("status", batch_id, env=env)
+    assert "cut: its upload stopped after 2 images" in " ".join(cut.stdout.split()), cut.stdout
+    listing = imgburst("status", env=env | {"COLUMNS": "120"})
+    assert "succeeded (cut)" in listing.stdout, listing.stdout
+    events = requests.get(f"{url}/api/v1/stats", timeout=5).json()["events"]
+    assert any(e["kind"] == "closed-idle" and e["batch"] == batch_id for e in events)
