@@ -21,7 +21,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -346,4 +346,5 @@ def job_sent(client: redis.Redis, batch_id: str, job_id: str | None) -> None:
 
 
 def unsent_before(client: redis.Redis, before: float, limit: int = 1000) -> list[str]:
-    return [_decode(m) for m in client.zrangebyscore(UNSENT_KEY, "-inf", before, 0, limit)]
+    members = cast(list[bytes], client.zrangebyscore(UNSENT_KEY, "-inf", before, 0, limit))
+    return [_decode(m) for m in members]
