@@ -81,9 +81,12 @@ def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None
     key = resume_key(list(paths), fields)
     batch = open_batch(client, fields, key)
     batch_id = batch["id"]
+    closed: list[dict[str, Any]] = []  # the batch, once closed: Ctrl-C then only stops
     try:
-        batch = stream(client, batch, files, lambda: open_batch(client, fields, key))
+        batch = stream(client, batch, files, lambda: open_batch(client, fields, key), closed)
     except KeyboardInterrupt:
+        if closed:  # every image is in: the batch goes on
+            stopped("stopped", batch_id)
         console.print(f"upload stopped; batch {batch_id} keeps what it received and waits: "
                       "run the same command again to send the rest (it is closed "
                       "IMGBURST_RECEIVE_IDLE_S after its last image otherwise)")
@@ -120,9 +123,10 @@ def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None
 
 
 def stream(client: Client, batch: dict[str, Any], files: list[LocalImage],
-           reopen: Callable[[], Any]) -> dict[str, Any]:
-    """Send the images the batch lacks under one bar, close it; the closed batch.
-    `reopen` opens it again (closed for idleness while this run was asleep)."""
+           reopen: Callable[[], Any], closed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Send the images the batch lacks under one bar, close it; the closed batch (also
+    put in `closed` the moment it is). `reopen` opens it again (closed for idleness
+    while this run was asleep)."""
     batch_id = batch["id"]
     todo = files
     if batch.get("resumed"):
@@ -146,18 +150,19 @@ def stream(client: Client, batch: dict[str, Any], files: list[LocalImage],
     for image, why in sent.not_sent:
         console.print(f"[yellow]not sent: {escape(image)}: {escape(why)}[/yellow]")
     try:
-        closed = close_batch(client, batch_id, len(files) - len(sent.not_sent))
+        answer = close_batch(client, batch_id, len(files) - len(sent.not_sent))
     except ApiError as exc:
         if exc.status != 409:
             raise
-        closed = client.json("POST", f"/api/v1/batches/{batch_id}/close")  # say, not hide
+        answer = client.json("POST", f"/api/v1/batches/{batch_id}/close")  # say, not hide
         console.print(f"[yellow]{escape(exc.message)}[/yellow]")
-    failed = closed["counts"]["failed"]
-    queued = closed["jobs"] - failed
+    closed.append(answer)
+    failed = answer["counts"]["failed"]
+    queued = answer["jobs"] - failed
     console.print(f"batch [bold]{batch_id}[/bold]: {queued} job{'' if queued == 1 else 's'} "
                   "queued" + (f", {failed} failed at arrival (no image the service reads)"
                               if failed else ""))
-    return closed
+    return answer
 
 
 def wait_for_batch(client: Client, batch: dict[str, Any], console: Console) -> dict[str, Any]:
