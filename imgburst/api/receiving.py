@@ -152,8 +152,8 @@ def put_image(batch_id: str, name: str) -> Response:
     svc = services()
     shown = display_name(name)
     upload_key = hashlib.sha256(shown.encode()).hexdigest()
-    exists, owner, held = svc.store.image_slot(batch_id, upload_key)
-    if not exists or not auth.current().sees(owner):
+    slot = svc.store.image_slot(batch_id, upload_key)
+    if slot is None or not auth.current().sees(slot.owner):
         raise Problem(404, "Batch not found", f"no batch with id {batch_id!r}", field="id")
     if shown.rpartition("/")[2] in ("", ".", "..") or len(name) > 1024:
         raise Problem(400, "Invalid name", "the image's name (the path after /images/) must "
@@ -161,9 +161,11 @@ def put_image(batch_id: str, name: str) -> Response:
                       field="name")
     data = _image_body(svc.settings.max_file_mb << 20)
     digest = hashlib.sha256(data).hexdigest()
-    if held is not None:  # a resend: nothing to store
-        return _not_this(svc, batch_id, shown,
-                         Received("same" if held[1] == digest else "other", held[0]))
+    if slot.held is not None:  # a resend: nothing to store
+        return _not_this(svc, batch_id, shown, Received(
+            "same" if slot.held[1] == digest else "other", slot.held[0]))
+    if not slot.open:  # nothing stored, nothing charged
+        return _not_this(svc, batch_id, shown, Received("closed"))
     caller = auth.current()
     token = svc.in_flight.admit(caller, svc.store)
     job = None
@@ -179,8 +181,8 @@ def put_image(batch_id: str, name: str) -> Response:
 def _receive(svc: Services, batch_id: str, name: str, data: bytes | memoryview,
              upload_key: str, digest: str) -> NewJob:
     """Store the image, record its job, send it (an unsupported file is recorded as a
-    failed job, as in a multipart batch: the counts hold every file sent). Raises the answer for a
-    name taken meanwhile or a batch closed meanwhile, after removing what it stored."""
+    failed job, as in a multipart batch: the counts hold every file sent). Raises the
+    answer for a name taken or a batch closed meanwhile, after removing what it stored."""
     job_id = new_id()
     head = bytes(data[:SNIFF_BYTES])
     fmt = sniff(head)

@@ -143,6 +143,15 @@ class Received:
 
 
 @dataclass(frozen=True)
+class ImageSlot:
+    """What a streamed image's request needs to know of its batch before storing it."""
+
+    owner: str | None
+    open: bool
+    held: tuple[str, str | None] | None  # the job (id, content digest) under its name
+
+
+@dataclass(frozen=True)
 class JobView:
     """A job as the store reads it, with its outputs."""
 
@@ -301,7 +310,7 @@ _FAIL = (update(_jobs)
          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(JOB_ACTIVE))
          .values(status="failed", error=bindparam("reason"), **_END_VALUES))
 # A streamed image's: whose batch it is, and the job the batch holds under its name.
-_IMAGE_SLOT = (select(_batches.c.owner, _jobs.c.id, _jobs.c.input_sha256)
+_IMAGE_SLOT = (select(_batches.c.owner, _batches.c.closed_at, _jobs.c.id, _jobs.c.input_sha256)
                .select_from(_batches.outerjoin(_jobs, (_jobs.c.batch_id == _batches.c.id)
                                                & (_jobs.c.upload_key == bindparam("key"))))
                .where(_batches.c.id == bindparam("batch_id")))
@@ -398,19 +407,20 @@ class JobStore:
                              .values(closed_at=None, closed_by=None, received_at=utcnow()))
             return cast(str, found.id)
 
-    def image_slot(self, batch_id: str, upload_key: str
-                   ) -> tuple[bool, str | None, tuple[str, str | None] | None]:
-        """For a streamed image, in one read: whether the batch exists, its owner, and the
-        job (id, content digest) it holds under `upload_key`, if any."""
+    def image_slot(self, batch_id: str, upload_key: str) -> ImageSlot | None:
+        """For a streamed image, in one read: the batch's owner, whether it is open, and
+        the job it holds under `upload_key`, if any. None: no such batch."""
         with self.engine.connect() as conn:
             row = conn.execute(_IMAGE_SLOT, {"batch_id": batch_id, "key": upload_key}).first()
         if row is None:
-            return False, None, None
-        return True, row.owner, (row.id, row.input_sha256) if row.id is not None else None
+            return None
+        return ImageSlot(row.owner, row.closed_at is None,
+                         (row.id, row.input_sha256) if row.id is not None else None)
 
     def received(self, batch_id: str, upload_key: str, sha256: str) -> Received | None:
         """The job the batch already holds under `upload_key`: `same` or `other` bytes."""
-        held = self.image_slot(batch_id, upload_key)[2]
+        slot = self.image_slot(batch_id, upload_key)
+        held = slot.held if slot is not None else None
         if held is None:
             return None
         return Received("same" if held[1] == sha256 else "other", held[0])
