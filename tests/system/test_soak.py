@@ -19,7 +19,7 @@ from imgburst.core.keys import generate_key
 pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
 
 CLIENTS = 32
-SECONDS = 20
+SECONDS = 12
 
 
 @pytest.mark.timeout(600)
