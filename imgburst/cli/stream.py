@@ -146,7 +146,8 @@ def _put(client: Client, batch_id: str, image: LocalImage,
                 on_held_back(exc.retry_after)
                 stop.wait(exc.retry_after)
                 continue
-            if exc.status == 409 and exc.title == "Batch closed" and not reopened.is_set():
+            if (exc.status == 409 and exc.title == "Batch closed" and "idleness" in exc.message
+                    and not reopened.is_set()):  # a client's close or a cancel stays
                 with _REOPEN:
                     if not reopened.is_set():
                         reopen()
