@@ -47,11 +47,10 @@ def held(client: Client, batch_id: str) -> dict[str, int]:
 
 @dataclass
 class Sent:
-    """What became of the images sent: jobs made, and the names the API refused."""
+    """The images the API refused to store (each with why): the batch's counts say the
+    rest (jobs queued, and failed at arrival)."""
 
-    queued: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (name, why), at arrival
-    not_sent: list[tuple[str, str]] = field(default_factory=list)  # (name, why): not stored
+    not_sent: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -97,13 +96,9 @@ def send_images(client: Client, batch_id: str, images: list[LocalImage],
             client.close()  # this thread's connection
 
     def record(image: LocalImage, answer: dict[str, Any] | str) -> None:
-        with sent.lock:
-            if isinstance(answer, str):
+        if isinstance(answer, str):
+            with sent.lock:
                 sent.not_sent.append((image.name, answer))
-            elif answer["status"] == "failed":
-                sent.failed.append((image.name, answer["error"] or "failed"))
-            else:
-                sent.queued += 1
 
     threads = [threading.Thread(target=sender, args=(i == 0,), daemon=True,
                                 name=f"send-{i}") for i in range(min(senders, len(images)))]
@@ -166,15 +161,12 @@ def close_batch(client: Client, batch_id: str, images: int) -> dict[str, Any]:
     return client.json("POST", f"/api/v1/batches/{batch_id}/close", json={"images": images})
 
 
-def changes(client: Client, batch_id: str, first: dict[str, Any] | None = None
-            ) -> Iterator[dict[str, Any]]:
-    """The batch each time it changes, by long-poll: no polling delay between its end and
-    the answer that says so."""
-    tag = None
-    if first is None:
-        response = client.request("GET", f"/api/v1/batches/{batch_id}")
-        first, tag = response.json(), response.headers.get("ETag")
-    yield first
+def changes(client: Client, batch_id: str) -> Iterator[dict[str, Any]]:
+    """The batch now, then each time it changes, by long-poll: no polling delay between
+    its end and the answer that says so."""
+    response = client.request("GET", f"/api/v1/batches/{batch_id}")
+    tag = response.headers.get("ETag")
+    yield response.json()
     while True:
         response = client.request("GET", f"/api/v1/batches/{batch_id}",
                                   params={"wait": LONG_POLL_S}, timeout=LONG_POLL_S + 30,
