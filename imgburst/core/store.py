@@ -288,19 +288,21 @@ def batch_status(counts: dict[str, int], cancelled: bool, started: bool,
 # The statements of a job's run, built once: on SQLite, building a statement (and its
 # ORM-aware parts) cost several times what running it did, twice per job, in every worker.
 _jobs, _batches, _outputs = (cast(Table, model.__table__) for model in (Job, Batch, Output))
-_JOB_BEFORE = select(_jobs.c.status, _jobs.c.error, _jobs.c.attempts, _jobs.c.worker).where(
-    _jobs.c.id == bindparam("job_id"))
-# Guarded by the holder read just before: of two claims racing for one job, one wins.
+# A claim is two statements: this read (the job, its recipe, its holder) and the update
+# below, guarded by what was read (holder and attempts): of two claims racing for one job,
+# one wins, and the winner knows the row it wrote without reading it back.
+_JOB_BEFORE = (select(_jobs.c.status, _jobs.c.error, _jobs.c.attempts, _jobs.c.worker,
+                      _jobs.c.batch_id, _jobs.c.input_container, _jobs.c.input_path,
+                      _jobs.c.created_at, _jobs.c.started_at, _batches.c.recipe)
+               .join(_batches, _batches.c.id == _jobs.c.batch_id)
+               .where(_jobs.c.id == bindparam("job_id")))
 _CLAIM = (update(_jobs)
           .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(JOB_ACTIVE),
-                 _jobs.c.worker.is_not_distinct_from(bindparam("holder")))
+                 _jobs.c.worker.is_not_distinct_from(bindparam("holder")),
+                 _jobs.c.attempts == bindparam("attempts_before"))
           .values(status="running", attempts=_jobs.c.attempts + 1,
                   worker=bindparam("worker_name"), error=None,
                   started_at=func.coalesce(_jobs.c.started_at, bindparam("now"))))
-_CLAIMED = (select(_jobs.c.id, _jobs.c.batch_id, _jobs.c.input_container, _jobs.c.input_path,
-                   _jobs.c.attempts, _jobs.c.created_at, _jobs.c.started_at, _batches.c.recipe)
-            .join(_batches, _batches.c.id == _jobs.c.batch_id)
-            .where(_jobs.c.id == bindparam("job_id")))
 _TIMES = select(_jobs.c.created_at, _jobs.c.started_at).where(_jobs.c.id == bindparam("job_id"))
 _END_VALUES: dict[str, Any] = {"finished_at": bindparam("finished_at"),
                                "wait_ms": bindparam("wait"), "run_ms": bindparam("run")}
@@ -323,13 +325,14 @@ _JOB_OUTPUT_IDS = select(_outputs.c.id).where(_outputs.c.job_id == bindparam("jo
 _ADD_OUTPUT = insert(_outputs)
 
 
-def _ended(conn: Connection, job_id: str) -> dict[str, Any]:
+def _ended(conn: Connection, job_id: str, started: StartedJob | None) -> dict[str, Any]:
     """Parameters of an ending UPDATE: finished_at, and the job's queue wait and processing
-    time (None for a job that never started)."""
+    time (None for a job that never started). The times come from the claim when the
+    caller holds it (they do not change while the job runs), else from the store."""
     now = utcnow()
-    row = conn.execute(_TIMES, {"job_id": job_id}).first()
+    row = started if started is not None else conn.execute(_TIMES, {"job_id": job_id}).first()
     params: dict[str, Any] = {"job_id": job_id, "finished_at": now, "wait": None, "run": None}
-    if row is not None and row.started_at is not None:
+    if row is not None and row.started_at is not None and row.created_at is not None:
         params["wait"] = max(0, round((row.started_at - row.created_at).total_seconds() * 1000))
         params["run"] = max(0, round((now - row.started_at).total_seconds() * 1000))
     return params
@@ -487,21 +490,23 @@ class JobStore:
             if (before.status == "running" and before.worker and before.worker != worker[:255]
                     and holder_alive is not None and holder_alive(before.worker)):
                 return None
+            now = utcnow()
             claimed = conn.execute(_CLAIM, {"job_id": job_id, "worker_name": worker[:255],
-                                            "now": utcnow(), "holder": before.worker}).rowcount
+                                            "now": now, "holder": before.worker,
+                                            "attempts_before": before.attempts}).rowcount
             if not claimed:
                 return None
-            row = conn.execute(_CLAIMED, {"job_id": job_id}).one()
         last_error = None
         if before.status == "running" and before.attempts:
             last_error = before.error or (f"the worker running attempt {before.attempts} was "
                                           "lost (killed, or out of memory)")
         elif before.attempts and before.error:  # handed back
             last_error = before.error
-        return StartedJob(id=row.id, batch_id=row.batch_id, input_container=row.input_container,
-                          input_path=row.input_path, recipe=json.loads(row.recipe),
-                          attempts=row.attempts, created_at=row.created_at,
-                          started_at=row.started_at, last_error=last_error)
+        return StartedJob(id=job_id, batch_id=before.batch_id,
+                          input_container=before.input_container,
+                          input_path=before.input_path, recipe=json.loads(before.recipe),
+                          attempts=before.attempts + 1, created_at=before.created_at,
+                          started_at=before.started_at or now, last_error=last_error)
 
     def claim_key(self, owner: str, key: str, digest: str, batch_id: str,
                   stale_s: float) -> tuple[str, str | None]:
@@ -621,16 +626,21 @@ class JobStore:
             conn.execute(update(Job).where(Job.id == job_id, Job.status == "running")
                          .values(error=error[:4000]))
 
-    def finish_job(self, job_id: str, outputs: list[OutputRecord]) -> bool:
-        """Mark a running job succeeded with exactly these outputs; False if it was not running."""
+    def finish_job(self, job_id: str, outputs: list[OutputRecord],
+                   started: StartedJob | None = None) -> bool:
+        """Mark a running job succeeded with exactly these outputs; False if it was not
+        running. `started`, the claim of this run, spares two reads: the job's times, and
+        (on a first attempt, which no earlier run can have left outputs for) its old
+        outputs."""
         with self.engine.begin() as conn:
-            if not conn.execute(_SUCCEED, _ended(conn, job_id)).rowcount:
+            if not conn.execute(_SUCCEED, _ended(conn, job_id, started)).rowcount:
                 return False
             # A rerun's old rows go by primary key: a DELETE by job_id of rows that are not
             # there takes an InnoDB gap lock, and concurrent finishes deadlocked on it.
-            stale = conn.execute(_JOB_OUTPUT_IDS, {"job_id": job_id}).scalars().all()
-            if stale:
-                conn.execute(delete(Output).where(Output.id.in_(stale)))
+            if started is None or started.attempts > 1:
+                stale = conn.execute(_JOB_OUTPUT_IDS, {"job_id": job_id}).scalars().all()
+                if stale:
+                    conn.execute(delete(Output).where(Output.id.in_(stale)))
             if outputs:
                 conn.execute(_ADD_OUTPUT, [
                     {"job_id": job_id, "name": o.name, "format": o.format, "width": o.width,
@@ -639,10 +649,11 @@ class JobStore:
                 ])
         return True
 
-    def fail_job(self, job_id: str, error: str) -> bool:
-        """Mark a job failed with its error, unless it already reached a final state."""
+    def fail_job(self, job_id: str, error: str, started: StartedJob | None = None) -> bool:
+        """Mark a job failed with its error, unless it already reached a final state
+        (`started`: as for `finish_job`)."""
         with self.engine.begin() as conn:
-            return bool(conn.execute(_FAIL, {**_ended(conn, job_id),
+            return bool(conn.execute(_FAIL, {**_ended(conn, job_id, started),
                                              "reason": error[:4000]}).rowcount)
 
     def cancel_batch(self, batch_id: str) -> int:

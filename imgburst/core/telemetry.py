@@ -241,19 +241,40 @@ MAX_TIMINGS = 1000
 BATCH_CHANNEL = "imgburst:batch:{batch_id}"  # pub/sub: the batch's state changed
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A job that reached a final status after running: what the dashboard's throughput and
+    latency, and a client waiting on its batch, learn of it."""
+
+    job_id: str
+    timings_ms: tuple[int, int] | None  # (queue wait, processing)
+    at: float  # epoch seconds
+    batch_id: str | None = None
+
+
 def record_ended(client: redis.Redis, job_id: str, timings_ms: tuple[int, int] | None,
                  now: float | None = None, batch_id: str | None = None) -> None:
     """A job reached a final status after running (best effort: never fails a job); a
     client waiting on its batch is woken in the same round trip."""
-    now = time.time() if now is None else now
+    record_ends(client, [Ended(job_id, timings_ms, time.time() if now is None else now,
+                               batch_id)])
+
+
+def record_ends(client: redis.Redis, ends: list[Ended]) -> None:
+    """`record_ended` for several jobs in one round trip (the windows trimmed once)."""
+    if not ends:
+        return
+    newest = max(end.at for end in ends)
+    timings = [f"{end.at:.3f} {end.timings_ms[0]} {end.timings_ms[1]}"
+               for end in ends if end.timings_ms is not None]
     try:
         with client.pipeline(transaction=False) as pipe:
-            if batch_id is not None:
+            for batch_id in dict.fromkeys(end.batch_id for end in ends if end.batch_id):
                 pipe.publish(BATCH_CHANNEL.format(batch_id=batch_id), "ended")
-            pipe.zadd(ENDED_KEY, {job_id: now})
-            pipe.zremrangebyscore(ENDED_KEY, "-inf", now - TELEMETRY_WINDOW_S)
-            if timings_ms is not None:
-                pipe.lpush(TIMINGS_KEY, f"{now:.3f} {timings_ms[0]} {timings_ms[1]}")
+            pipe.zadd(ENDED_KEY, {end.job_id: end.at for end in ends})
+            pipe.zremrangebyscore(ENDED_KEY, "-inf", newest - TELEMETRY_WINDOW_S)
+            if timings:
+                pipe.lpush(TIMINGS_KEY, *timings)
                 pipe.ltrim(TIMINGS_KEY, 0, MAX_TIMINGS - 1)
             pipe.execute()
     except redis.RedisError:

@@ -20,7 +20,7 @@ import redis
 from billiard.exceptions import TimeLimitExceeded
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import task_failure, worker_process_init
+from celery.signals import task_failure, worker_process_init, worker_process_shutdown
 from sqlalchemy import exc as sa_exc
 
 from imgburst.core.blobs import (
@@ -43,8 +43,9 @@ from imgburst.core.celery_app import (
 from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, Recipe, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobInput, JobStore, OutputRecord, StartedJob
-from imgburst.core.telemetry import is_alive, record_ended
+from imgburst.core.telemetry import Ended, is_alive
 from imgburst.worker import budget, heartbeat, imaging
+from imgburst.worker.end_sender import EndSender
 
 log = logging.getLogger("imgburst.worker")
 ASSET_CACHE = 32
@@ -63,6 +64,7 @@ class Runtime:
     blobs: BlobStore
     asset_cache: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     redis: redis.Redis | None = None  # live telemetry for the dashboard (best effort)
+    ends: EndSender | None = None  # writes `redis`'s job ends off the job's path
 
     def holder_alive(self, worker: str) -> bool:
         """Whether another worker that holds a job still beats; unknown counts as alive
@@ -75,8 +77,8 @@ class Runtime:
             return True
 
     def ended(self, job: StartedJob) -> None:
-        if self.redis is not None:
-            record_ended(self.redis, job.id, job.timings_ms(), batch_id=job.batch_id)
+        if self.ends is not None:
+            self.ends.send(Ended(job.id, job.timings_ms(), time.time(), job.batch_id))
 
     @property
     def limits(self) -> imaging.Limits:
@@ -114,10 +116,11 @@ _runtime: Runtime | None = None
 def runtime(settings: Settings) -> Runtime:
     global _runtime
     if _runtime is None:
+        client = (redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+                  if settings.redis_url else None)
         _runtime = Runtime(settings, JobStore.from_settings(settings),
-                           blob_store_from_settings(settings),
-                           redis=redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-                           if settings.redis_url else None)
+                           blob_store_from_settings(settings), redis=client,
+                           ends=EndSender(client) if client is not None else None)
     return _runtime
 
 
@@ -162,7 +165,7 @@ def run_job(rt: Runtime, job_id: str, worker: str) -> str:
         raise
     except BlobError as exc:
         return _fail(rt, job, str(exc))
-    if rt.store.finish_job(job_id, records):  # not when cancelled or failed meanwhile
+    if rt.store.finish_job(job_id, records, job):  # not when cancelled or failed meanwhile
         rt.ended(job)
         release_input(rt, job)
     log.info("job %s succeeded in %.0f ms (attempt %d)", job_id,
@@ -206,7 +209,7 @@ def release_input(rt: Runtime, job: StartedJob | JobInput) -> None:
 
 
 def _fail(rt: Runtime, job: StartedJob, error: str) -> str:
-    if rt.store.fail_job(job.id, error):
+    if rt.store.fail_job(job.id, error, job):
         rt.ended(job)
     log.info("job %s failed: %s", job.id, error)
     return "failed"
@@ -277,6 +280,13 @@ def create_worker_app(settings: Settings) -> Celery:
     @worker_process_init.connect(weak=False)
     def _warm_up(**_kwargs: object) -> None:
         prepare_process(settings)
+
+    @worker_process_shutdown.connect(weak=False)
+    def _write_ends(**_kwargs: object) -> None:
+        """A pool process leaving (worker shutdown, memory bound) writes its last job ends
+        first: a client waiting on a batch learns of its last job now, not at a timeout."""
+        if _runtime is not None and _runtime.ends is not None:
+            _runtime.ends.flush()
 
     return app
 

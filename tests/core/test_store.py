@@ -10,8 +10,10 @@ from datetime import timedelta
 
 import pytest
 from conftest import settings_for
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import OperationalError
 
+from imgburst.core.schema import Job
 from imgburst.core.store import (
     JobStore,
     NewJob,
@@ -78,9 +80,9 @@ def test_ending_records_queue_wait_and_processing_time(store):
     with store.engine.begin() as conn:  # queued 3 s ago, so the wait can't be 0
         conn.execute(text("UPDATE jobs SET created_at = :t WHERE id = :id"),
                      {"t": utcnow() - timedelta(seconds=3), "id": ran})
-    store.start_job(ran, "w")
+    started = store.start_job(ran, "w")
     time.sleep(0.05)
-    assert store.finish_job(ran, OUT)
+    assert store.finish_job(ran, OUT, started)  # the times come from the claim
     assert store.fail_job(never, "cancelled by its owner")
     with store.engine.connect() as conn:
         rows = {r.id: r for r in conn.execute(text(
@@ -233,3 +235,39 @@ def test_a_claim_refuses_a_job_a_live_worker_holds_and_two_claims_never_both_win
         claims = list(pool.map(lambda i: store.start_job(b, f"w@{i}", lambda _: True),
                                range(8)))
     assert sum(c is not None for c in claims) == 1
+
+
+def test_a_claim_returns_the_row_it_wrote(store):
+    """The claim does not read its row back: what it returns must be what the store holds
+    (a worker's timings and its next attempt's numbering come from it)."""
+    _batch, (a, _b) = make_batch(store)
+    first = store.start_job(a, "base@one")
+    again = store.start_job(a, "base@one", holder_alive=lambda _: True)
+    with store.engine.connect() as conn:
+        row = conn.execute(select(Job.attempts, Job.started_at, Job.created_at)
+                           .where(Job.id == a)).one()
+    assert (again.attempts, again.started_at, again.created_at) == (
+        row.attempts, row.started_at, row.created_at) == (2, first.started_at, first.created_at)
+    assert again.recipe == {"outputs": []} and again.input_path.endswith("/0")
+
+
+def test_two_processes_of_one_worker_never_both_claim_a_redelivered_job(store):
+    """Both pool processes of a worker carry its name, so the holder guard alone lets a
+    redelivered job (running, held by that name) be claimed by both at once; the attempt
+    count read with it makes one of them lose."""
+    _batch, (a, _b) = make_batch(store)
+    assert store.start_job(a, "base@one").attempts == 1
+
+    def claim(_i: int) -> int | None:
+        try:
+            started = store.start_job(a, "base@one", lambda _: True)
+        except OperationalError:  # SQLite: a writer that lost the race may be refused
+            return None
+        return started.attempts if started else None
+
+    with ThreadPoolExecutor(8) as pool:
+        won = [n for n in pool.map(claim, range(8)) if n is not None]
+    with store.engine.connect() as conn:
+        attempts = conn.execute(text("SELECT attempts FROM jobs WHERE id = :id"),
+                                {"id": a}).scalar_one()
+    assert sorted(won) == list(range(2, attempts + 1))  # each win counted once, none shared

@@ -1,0 +1,46 @@
+"""Job-end telemetry written by a pool process's thread: nothing a job hands over is lost
+while Redis answers, a waiting client is woken, and a Redis outage stops nothing."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from imgburst.core.telemetry import (
+    BATCH_CHANNEL,
+    ENDED_KEY,
+    TIMINGS_KEY,
+    Ended,
+    recent_timings,
+)
+from imgburst.worker.end_sender import EndSender
+
+
+def test_every_end_handed_over_is_written_and_its_batch_woken(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    waiter = client.pubsub()
+    waiter.subscribe(BATCH_CHANNEL.format(batch_id="b1"))
+    waiter.get_message(timeout=1)  # the subscription's confirmation
+    sender = EndSender(client)
+    now = time.time()
+    for i in range(500):  # faster than one round trip each: written in groups
+        sender.send(Ended(f"job-{i}", (5, i), now, "b1" if i == 499 else None))
+    assert sender.flush(timeout=5)
+    assert client.zcard(ENDED_KEY) == 500
+    assert sorted(run for _wait, run in recent_timings(client, now - 1)) == list(range(500))
+    message = waiter.get_message(timeout=2)
+    assert message is not None and message["data"] == b"ended"
+    assert client.llen(TIMINGS_KEY) == 500
+
+
+def test_a_redis_outage_loses_those_ends_and_stops_nothing(redis_url):
+    broken = EndSender(redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2))
+    broken.send(Ended("lost", (1, 1), time.time()))
+    assert broken.flush(timeout=5)  # written off (best effort), never stuck
+    working = redis.Redis.from_url(redis_url)
+    broken.client = working  # Redis is back
+    broken.send(Ended("after", (1, 1), time.time()))
+    assert broken.flush(timeout=5)
+    assert working.zscore(ENDED_KEY, "after") is not None
+    assert working.zscore(ENDED_KEY, "lost") is None
