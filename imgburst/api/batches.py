@@ -31,7 +31,13 @@ from imgburst.core.recipes import Recipe
 from imgburst.core.settings import CONTAINER_RE
 from imgburst.core.statuses import MAX_BATCH_NAME
 from imgburst.core.store import BatchView, NewJob, new_id
-from imgburst.core.telemetry import nudge, release_room, reserve_room
+from imgburst.core.telemetry import (
+    forget_unsent,
+    jobs_sent,
+    note_unsent,
+    release_room,
+    reserve_room,
+)
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 
@@ -218,32 +224,39 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
     if source.startswith("blobs:"):
         admit(svc, sum(1 for j in jobs if j.error is None))
         svc.quotas.charge(auth.current(), sum(1 for j in jobs if j.error is None))
+    queued = [j.id for j in jobs if j.error is None]
     try:
+        note_unsent(svc.redis, *queued)  # before they are recorded: the reconciler's to send
         svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs,
                                owner=auth.current().owner, name=name)
-    except Exception:
+    except Exception as exc:
+        with contextlib.suppress(redis.RedisError):
+            forget_unsent(svc.redis, *queued)
         if not source.startswith("blobs:"):  # uploaded inputs are ours to remove
             for job in jobs:
                 if job.error is None:
                     with contextlib.suppress(BlobError):
                         svc.blobs.delete(job.input_path)
+        if isinstance(exc, redis.RedisError):
+            raise Problem(503, "Queue unavailable", "the broker did not answer; nothing was "
+                          "recorded, submit again shortly",
+                          headers={"Retry-After": "5"}) from None
         raise
     fail_point(svc, "after-record")
-    queued = [j.id for j in jobs if j.error is None]
     try:  # cut short here (the process dies), the reconciler sends the rest
         if svc.settings.fail_point == "mid-enqueue":
             enqueue_jobs(svc.celery, queued[:len(queued) // 2])
             fail_point(svc, "mid-enqueue")
         enqueue_jobs(svc.celery, queued)
-        svc.store.mark_queued(batch_id)
-        fail_point(svc, "after-enqueue")
-        nudge(svc.redis)
     except Exception as exc:  # broker down: nothing may stay "queued" without a task
         for job_id in queued:
             svc.store.fail_job(job_id, "could not be queued: the broker was unreachable")
         raise Problem(503, "Queue unavailable", f"the broker did not accept the jobs "
                       f"({type(exc).__name__}); the batch was marked failed, submit it again",
                       headers={"Retry-After": "5"}) from None
+    fail_point(svc, "after-enqueue")
+    with contextlib.suppress(redis.RedisError):  # else the reconciler forgets them (sent)
+        jobs_sent(svc.redis, queued)
     svc.metrics.batches.inc()
     svc.metrics.jobs.inc(len(queued))
     svc.metrics.refused.inc(len(jobs) - len(queued))

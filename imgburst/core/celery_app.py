@@ -46,6 +46,10 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
             "health_check_interval": 25,
         },
         broker_connection_retry_on_startup=True,
+        # "This number can be tweaked depending on the number of threads ... using a
+        # connection" (Celery's docs, broker_pool_limit, default 10): the API's 16 waitress
+        # threads enqueue at once, and the six without a connection waited for one.
+        broker_pool_limit=32,
         task_default_queue=QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

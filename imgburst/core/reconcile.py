@@ -134,7 +134,9 @@ class Reconciler:
 
     def unsent_batches(self) -> None:
         """Send the queued jobs of batches whose submission was cut short: recorded more
-        than the grace ago, never marked all sent (the API died mid-enqueue)."""
+        than the grace ago, never marked all sent (the API died mid-enqueue). Only batches
+        recorded before the unsent notes (`unsent_images`) took this over have such a
+        mark missing."""
         before = utcnow() - timedelta(seconds=self.grace_s)
         for batch_id in self.store.unsent_batches(before):
             jobs = self.store.queued_in(batch_id)
@@ -145,8 +147,9 @@ class Reconciler:
                 "its submission was cut short before all its jobs were sent"))
 
     def unsent_images(self) -> None:
-        """Send the streamed images' jobs the API recorded but did not send (it died
-        between the two), once the grace has passed; forget those it did send."""
+        """Send the jobs (of a submission, or of a streamed image) the API noted unsent and
+        recorded but did not send (it died between the two), once the grace has passed;
+        forget those it did send."""
         noted = unsent_before(self.client, time.time() - self.grace_s, PAGE)
         if not noted:
             return
@@ -155,7 +158,7 @@ class Reconciler:
         if queued:
             enqueue_jobs(self.celery, queued)
             self.record("requeued", jobs=len(queued), reason=(
-                "streamed images were recorded but not sent (the API died in between)"))
+                "jobs were recorded but not sent (the API died in between)"))
         forget_unsent(self.client, *noted)
 
     def idle_batches(self) -> None:

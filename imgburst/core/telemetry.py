@@ -343,11 +343,18 @@ def worker_pools(client: redis.Redis) -> dict[str, Any]:
 # `queued` with no task. The API notes the job here before recording it and forgets it
 # once sent; the reconciler sends what is still here after its grace.
 
+# Whether a recorded job was sent is a fact about the broker, so it is kept beside it: the
+# API notes a job here before recording it and forgets it once sent (a Redis round trip,
+# not a second write transaction in the job store); the reconciler sends what a dead
+# API left noted. A broker that lost its data lost these too, and `broker_epoch` then
+# sends every queued job.
 UNSENT_KEY = "imgburst:unsent"  # sorted set: job id -> when the API began recording it
 
 
-def note_unsent(client: redis.Redis, job_id: str) -> None:
-    client.zadd(UNSENT_KEY, {job_id: time.time()})
+def note_unsent(client: redis.Redis, *job_ids: str) -> None:
+    if job_ids:
+        now = time.time()
+        client.zadd(UNSENT_KEY, dict.fromkeys(job_ids, now))
 
 
 def forget_unsent(client: redis.Redis, *job_ids: str) -> None:
@@ -363,6 +370,16 @@ def job_sent(client: redis.Redis, batch_id: str, job_id: str | None) -> None:
             pipe.zrem(UNSENT_KEY, job_id)
             pipe.publish(NUDGE_CHANNEL, "1")
         pipe.publish(BATCH_CHANNEL.format(batch_id=batch_id), "changed")
+        pipe.execute()
+
+
+def jobs_sent(client: redis.Redis, job_ids: list[str]) -> None:
+    """A submission's jobs were sent: forget them as unsent and nudge the scaler, in one
+    round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        if job_ids:
+            pipe.zrem(UNSENT_KEY, *job_ids)
+        pipe.publish(NUDGE_CHANNEL, "1")
         pipe.execute()
 
 

@@ -263,12 +263,27 @@ def test_dead_broker_refuses_before_storing_anything(base_env):
 
 
 def test_dead_broker_at_enqueue_fails_the_batch_with_503(base_env):
-    """Without the backpressure check (IMGBURST_MAX_WAITING=0) the broker is first needed
-    at enqueue: the recorded batch must then be marked failed, never left queued."""
-    app = create_app(settings_for(base_env | {"REDIS_URL": "redis://127.0.0.1:9/0",
-                                              "IMGBURST_MAX_WAITING": "0"}))
-    app.extensions["imgburst"].celery.conf.broker_connection_max_retries = 1
-    app.extensions["imgburst"].celery.conf.broker_connection_timeout = 1
+    """Without the backpressure check (IMGBURST_MAX_WAITING=0) the broker's Redis is first
+    needed to note the jobs unsent, before anything is recorded: a dead one gets a 503 and
+    leaves nothing behind. A broker that stops between the note and the enqueue leaves a
+    recorded batch, which must then be marked failed, never left queued."""
+    settings = settings_for(base_env | {"REDIS_URL": "redis://127.0.0.1:9/0",
+                                        "IMGBURST_MAX_WAITING": "0"})
+    app = create_app(settings)
+    client = app.test_client()
+    response = client.post("/api/v1/batches", data=files(("a.jpg", JPEG)),
+                           content_type="multipart/form-data")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "nothing was recorded" in response.get_json()["detail"]
+    assert client.get("/api/v1/batches").get_json()["items"] == []
+    inputs = settings.home / "blobs" / "imgburst" / "inputs"
+    assert not [p for p in inputs.rglob("*") if p.is_file()], "its input was left behind"
+
+    app = create_app(settings_for(base_env | {"IMGBURST_MAX_WAITING": "0"}))
+    celery = app.extensions["imgburst"].celery
+    celery.conf.broker_url = "redis://127.0.0.1:9/0"  # the note is written, the send fails
+    celery.conf.broker_connection_max_retries = 1
+    celery.conf.broker_connection_timeout = 1
     client = app.test_client()
     response = client.post("/api/v1/batches", data=files(("a.jpg", JPEG)),
                            content_type="multipart/form-data")
