@@ -510,7 +510,8 @@ def test_an_api_killed_mid_upload_loses_nothing_it_was_sent(base_env, start_serv
                         timeout=5).json()["items"]
     assert sorted(j["input"] for j in jobs) == [f"p{i}.jpg" for i in range(4)]
     events = requests.get(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5).json()["events"]
-    assert any(e["kind"] == "requeued" and "streamed images" in e["reason"] for e in events), [
+    assert any(e["kind"] == "requeued" and "recorded but not sent" in e["reason"]
+               for e in events), [
         (e["kind"], e.get("reason")) for e in events]
 
 
