@@ -22,7 +22,6 @@ for MariaDB, root on 127.0.0.1:3306 (`SCALE_MYSQL_*` to change it): a database
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import psutil
 import pymysql
 import redis
 from harness import Stack, images
-from PIL import Image
+from overhead import tiny_png
 
 from imgburst.core.telemetry import ENDED_KEY, waiting
 
@@ -171,12 +170,6 @@ def measure(stack: Stack, client: redis.Redis, count: int, sleep_ms: float, seco
     return result
 
 
-def tiny_png(seed: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (16, 12), (seed % 256, 80, 160)).save(out, "PNG")
-    return out.getvalue()
-
-
 def run_store(store: str, counts: list[int], sleep_ms: float, seconds: float,
               real: bool) -> list[tuple[int, dict[str, float]]]:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -231,7 +224,7 @@ def main() -> None:
           f", {args.seconds:g} s windows, {psutil.cpu_count()} cores", flush=True)
     for store in args.stores.split(","):
         rows = run_store(store, counts, args.sleep_ms, args.seconds, real)
-        best_count, best = max(rows, key=lambda r: r[1]["jobs_s"])
+        _count, best = max(rows, key=lambda r: r[1]["jobs_s"])
         print(f"RESULT scale_{store}_jobs_s {best['jobs_s']:.0f} jobs/s")
         if real:
             continue

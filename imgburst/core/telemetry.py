@@ -338,16 +338,13 @@ def worker_pools(client: redis.Redis) -> dict[str, Any]:
     return count | {"desired_burst": state.get("desired"), "items": items}
 
 
-# -- streamed images recorded, not yet sent to the broker -------------------------------
-# An image's job is recorded, then sent: an API that dies between the two leaves a job
-# `queued` with no task. The API notes the job here before recording it and forgets it
-# once sent; the reconciler sends what is still here after its grace.
-
-# Whether a recorded job was sent is a fact about the broker, so it is kept beside it: the
-# API notes a job here before recording it and forgets it once sent (a Redis round trip,
-# not a second write transaction in the job store); the reconciler sends what a dead
-# API left noted. A broker that lost its data lost these too, and `broker_epoch` then
-# sends every queued job.
+# -- jobs recorded, not yet sent to the broker (submissions and streamed images) ---------
+# A job is recorded, then sent: an API that dies between the two leaves it `queued` with
+# no task. Whether it was sent is a fact about the broker, so it is kept beside it: the
+# API notes the job here before recording it and forgets it once sent (a Redis round
+# trip, not a second write transaction in the job store); the reconciler sends what is
+# still here after its grace. A broker that lost its data lost these too, and
+# `broker_epoch` then sends every queued job.
 UNSENT_KEY = "imgburst:unsent"  # sorted set: job id -> when the API began recording it
 
 

@@ -24,7 +24,7 @@ def test_every_end_handed_over_is_written_and_its_batch_woken(redis_url):
     waiter.get_message(timeout=1)  # the subscription's confirmation
     sender = EndSender(client)
     now = time.time()
-    for i in range(500):  # faster than one round trip each: written in groups
+    for i in range(500):  # handed over faster than one round trip each
         sender.send(Ended(f"job-{i}", (5, i), now, "b1" if i == 499 else None))
     assert sender.flush(timeout=5)
     assert client.zcard(ENDED_KEY) == 500
