@@ -31,7 +31,7 @@ from imgburst.core.telemetry import BATCH_CHANNEL
 
 MAX_WAIT_S = 30.0
 MIN_SPACING_S = 0.5
-SETTLED_CHECK_S = 0.05  # while holding an answer back: how often to ask if the batch ended
+SETTLED_CHECK_S = 0.02  # while holding an answer back: at most how often to ask if the batch ended
 
 
 def etag(body: dict[str, Any]) -> str:
@@ -107,11 +107,16 @@ def _hold_back(svc: Services, batch_id: str, pubsub: Any, until: float) -> None:
     """Something changed: wait until `until` (taking the changes that come meanwhile),
     unless the batch has settled, which is answered at once. Asked of the store only
     after a change, at most every SETTLED_CHECK_S: the last job's end is a change."""
-    changed, checked = True, 0.0
+    changed, checked = True, float("-inf")
     while (left := until - time.monotonic()) > 0:
-        if changed and time.monotonic() - checked >= SETTLED_CHECK_S:
+        next_check = checked + SETTLED_CHECK_S
+        if changed and time.monotonic() >= next_check:
             if svc.store.settled(batch_id):
                 return
             changed, checked = False, time.monotonic()
-        message = pubsub.get_message(timeout=min(left, SETTLED_CHECK_S))
+            continue
+        # A change waits only for its check's turn, not a whole SETTLED_CHECK_S: the
+        # last job's end is answered within SETTLED_CHECK_S of the previous check.
+        wait = next_check - time.monotonic() if changed else left
+        message = pubsub.get_message(timeout=max(0.0, min(left, wait)))
         changed = changed or message is not None

@@ -8,14 +8,16 @@ import time
 from urllib.parse import quote
 
 import pytest
+import redis
 from conftest import settings_for
 from test_auth import ALICE, BOB
 
 from imgburst.api import create_app
+from imgburst.api.long_poll import MIN_SPACING_S
 from imgburst.core.reconcile import Reconciler
 from imgburst.core.store import JobStore
 from imgburst.core.synthetic import photo_bytes
-from imgburst.core.telemetry import UNSENT_KEY
+from imgburst.core.telemetry import UNSENT_KEY, batch_changed
 
 PHOTOS = [photo_bytes(i, 64, 48) for i in range(4)]
 
@@ -223,3 +225,33 @@ def test_waiting_on_a_batch_answers_when_it_changes_or_304_after_the_wait(base_e
     assert 0.4 < took < 2, took  # woken by the image, not at the wait's end
     bad = client.get(f"/api/v1/batches/{batch_id}?wait=99", headers={"If-None-Match": tag})
     assert bad.status_code == 400 and bad.get_json()["field"] == "wait"
+
+
+def test_a_waiter_learns_of_the_batchs_end_at_once_not_at_its_next_progress_answer(base_env):
+    """Progress answers are spaced MIN_SPACING_S apart, but the end comes at once, even
+    when it follows another job's end by a few milliseconds (the last two jobs of a
+    batch on two pool processes)."""
+    settings = settings_for(base_env)
+    app = create_app(settings)
+    client = app.test_client()
+    batch_id = open_batch(client).get_json()["id"]
+    for name, data in (("a.jpg", PHOTOS[0]), ("b.jpg", PHOTOS[1])):
+        put(client, batch_id, name, data)
+    client.post(f"/api/v1/batches/{batch_id}/close")
+    tag = client.get(f"/api/v1/batches/{batch_id}").headers["ETag"]
+    store = JobStore.from_settings(settings)
+    broker = redis.Redis.from_url(settings.redis_url)
+    first, second = (j["id"] for j in client.get(f"/api/v1/batches/{batch_id}/jobs")
+                     .get_json()["items"])
+
+    def end(job_id: str) -> None:
+        store.fail_job(job_id, "done for the test")
+        batch_changed(broker, batch_id)
+
+    threading.Timer(0.1, end, (first,)).start()
+    threading.Timer(0.11, end, (second,)).start()
+    started = time.monotonic()
+    answer = client.get(f"/api/v1/batches/{batch_id}?wait=20", headers={"If-None-Match": tag})
+    took = time.monotonic() - started
+    assert answer.get_json()["status"] == "failed", answer.get_json()
+    assert took < 0.1 + MIN_SPACING_S / 2, took
