@@ -41,6 +41,7 @@ from imgburst.api.uploads import held_body
 from imgburst.api.views import batch_json
 from imgburst.core.blobs import BlobError, display_name, input_path
 from imgburst.core.celery_app import enqueue_jobs
+from imgburst.core.content_digest import ContentDigest
 from imgburst.core.formats import SNIFF_BYTES, sniff, unsupported_message
 from imgburst.core.store import NewJob, Received, new_id
 from imgburst.core.telemetry import batch_changed, forget_unsent, job_sent, note_unsent
@@ -160,10 +161,10 @@ def put_image(batch_id: str, name: str) -> Response:
                       "be a file name, or a path inside the folder (day1/IMG_0001.jpg)",
                       field="name")
     data = _image_body(svc.settings.max_file_mb << 20)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = ContentDigest.of(data)
     if slot.held is not None:  # a resend: nothing to store
         return _not_this(svc, batch_id, shown, Received(
-            "same" if slot.held[1] == digest else "other", slot.held[0]))
+            "same" if digest.matches(slot.held[1]) else "other", slot.held[0]))
     if not slot.open:  # nothing stored, nothing charged
         return _not_this(svc, batch_id, shown, Received("closed"))
     caller = auth.current()
@@ -179,7 +180,7 @@ def put_image(batch_id: str, name: str) -> Response:
 
 
 def _receive(svc: Services, batch_id: str, name: str, data: bytes | memoryview,
-             upload_key: str, digest: str) -> NewJob:
+             upload_key: str, digest: ContentDigest) -> NewJob:
     """Store the image, record its job, send it (an unsupported file is recorded as a
     failed job, as in a multipart batch: the counts hold every file sent). Raises the
     answer for a name taken or a batch closed meanwhile, after removing what it stored."""

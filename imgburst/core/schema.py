@@ -86,8 +86,9 @@ class Job(Base):
     """Processing: first start -> end (ms; retries included), set when the job ends."""
     upload_key: Mapped[str | None] = mapped_column(String(64))
     """A streamed image's name, hashed (unique in its batch: a resend finds its job)."""
-    input_sha256: Mapped[str | None] = mapped_column(String(64))
-    """A streamed image's content digest: the same name with other bytes is refused."""
+    input_digest: Mapped[str | None] = mapped_column(String(64))
+    """A streamed image's content digest (`core.content_digest`): the same name with other
+    bytes is refused."""
 
 
 class Output(Base):

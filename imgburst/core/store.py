@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from imgburst.core.content_digest import ContentDigest
 from imgburst.core.schema import Batch, IdempotencyKey, Job, Output
 from imgburst.core.settings import Settings
 from imgburst.core.statuses import BATCH_FINAL, JOB_ACTIVE, JOB_STATUSES
@@ -313,7 +314,7 @@ _FAIL = (update(_jobs)
          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(JOB_ACTIVE))
          .values(status="failed", error=bindparam("reason"), **_END_VALUES))
 # A streamed image's: whose batch it is, and the job the batch holds under its name.
-_IMAGE_SLOT = (select(_batches.c.owner, _batches.c.closed_at, _jobs.c.id, _jobs.c.input_sha256)
+_IMAGE_SLOT = (select(_batches.c.owner, _batches.c.closed_at, _jobs.c.id, _jobs.c.input_digest)
                .select_from(_batches.outerjoin(_jobs, (_jobs.c.batch_id == _batches.c.id)
                                                & (_jobs.c.upload_key == bindparam("key"))))
                .where(_batches.c.id == bindparam("batch_id")))
@@ -434,17 +435,19 @@ class JobStore:
         if row is None:
             return None
         return ImageSlot(row.owner, row.closed_at is None,
-                         (row.id, row.input_sha256) if row.id is not None else None)
+                         (row.id, row.input_digest) if row.id is not None else None)
 
-    def received(self, batch_id: str, upload_key: str, sha256: str) -> Received | None:
+    def received(self, batch_id: str, upload_key: str,
+                 digest: ContentDigest) -> Received | None:
         """The job the batch already holds under `upload_key`: `same` or `other` bytes."""
         slot = self.image_slot(batch_id, upload_key)
         held = slot.held if slot is not None else None
         if held is None:
             return None
-        return Received("same" if held[1] == sha256 else "other", held[0])
+        return Received("same" if digest.matches(held[1]) else "other", held[0])
 
-    def add_image(self, batch_id: str, job: NewJob, upload_key: str, sha256: str) -> Received:
+    def add_image(self, batch_id: str, job: NewJob, upload_key: str,
+                  digest: ContentDigest) -> Received:
         """Record one streamed image as a job of an open batch, all or nothing. A name the
         batch holds already (two senders at once: the unique key decides) answers with
         its job; a closed batch takes nothing."""
@@ -452,7 +455,7 @@ class JobStore:
         try:
             with self._writing() as conn:
                 if not conn.execute(_TAKE_SEQ, {"batch_id": batch_id, "now": now}).rowcount:
-                    return self.received(batch_id, upload_key, sha256) or Received("closed")
+                    return self.received(batch_id, upload_key, digest) or Received("closed")
                 seq = conn.execute(_JOB_COUNT, {"batch_id": batch_id}).scalar_one() - 1
                 conn.execute(_ADD_JOB, {
                     "id": job.id, "batch_id": batch_id, "seq": seq,
@@ -462,10 +465,10 @@ class JobStore:
                     "status": "failed" if job.error else "queued", "error": job.error,
                     "attempts": 0, "worker": None, "created_at": now, "started_at": None,
                     "finished_at": now if job.error else None, "wait_ms": None, "run_ms": None,
-                    "upload_key": upload_key, "input_sha256": sha256})
+                    "upload_key": upload_key, "input_digest": digest.value})
             return Received("added", job.id)
         except IntegrityError:  # the same name from another sender, just now
-            return self.received(batch_id, upload_key, sha256) or Received("closed")
+            return self.received(batch_id, upload_key, digest) or Received("closed")
 
     def close_batch(self, batch_id: str, by: str) -> bool:
         """Close a `receiving` batch (`by`: client, idle or cancel); False if it was not

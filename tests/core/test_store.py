@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -13,11 +14,13 @@ from conftest import settings_for
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import OperationalError
 
+from imgburst.core.content_digest import ContentDigest
 from imgburst.core.schema import Job
 from imgburst.core.store import (
     JobStore,
     NewJob,
     OutputRecord,
+    Received,
     batch_status,
     migrate,
     new_id,
@@ -218,6 +221,42 @@ def test_the_migrations_build_the_schema_the_code_declares(store):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("mysql", marks=pytest.mark.services)])
+def test_an_image_received_before_migration_0010_is_still_known_by_its_bytes(backend, tmp_path,
+                                                                           request):
+    """0010 renames the digest's column; a streamed image recorded before it (a SHA-256)
+    is still a no-op to resend with the same bytes, and refused with other bytes."""
+    from alembic import command
+    from alembic.config import Config
+
+    from imgburst.core.store import MIGRATIONS
+
+    env = {"IMGBURST_HOME": str(tmp_path)}
+    if backend == "mysql":
+        env |= request.getfixturevalue("mysql_env")
+    store = JobStore.from_settings(settings_for(env))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0009")
+    data, now = b"a photo's bytes" * 100, utcnow()
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO batches (id, created_at, recipe, source, job_count) "
+                          "VALUES ('b1', :now, '{}', 'receive', 1)"), {"now": now})
+        conn.execute(text(
+            "INSERT INTO jobs (id, batch_id, seq, input_name, input_container, input_path, "
+            "status, attempts, created_at, upload_key, input_sha256) VALUES ('j1', 'b1', 0, "
+            "'a.jpg', 'imgburst', 'x', 'queued', 0, :now, 'k', :digest)"),
+            {"now": now, "digest": hashlib.sha256(data).hexdigest()})
+    migrate(store.engine)
+    try:
+        assert store.received("b1", "k", ContentDigest.of(data)) == Received("same", "j1")
+        assert store.received("b1", "k", ContentDigest.of(data + b"!")) == Received("other", "j1")
+    finally:
+        store.dispose()
 
 
 def test_a_claim_refuses_a_job_a_live_worker_holds_and_two_claims_never_both_win(store):
