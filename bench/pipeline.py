@@ -245,6 +245,7 @@ def main() -> None:
     api_pid, worker_pid = stack.procs[0].pid, stack.procs[1].pid
     base_times, tuned_times, our_times, stored_times, thin_times = [], [], [], [], []
     thin_single: list[float] = []
+    user_cpu: dict[str, list[float]] = {k: [] for k in ("workers", "consumer", "api", "command")}
     user: dict[str, list[float]] = {k: [] for k in (
         "wall", "first output", "first queue", "queue max", "ratio", "first arrival",
         "last arrival", "last finish")}
@@ -265,9 +266,14 @@ def main() -> None:
             tuned_times.append(run_baseline(paths, args.processes, blocks)[0])
 
         def users_path() -> None:
+            before = [probe() for probe in probes]
             for key, value in stack.run_cli(folder).items():
                 if key in user:
                     user[key].append(value)
+            after = [probe() for probe in probes]  # client_cpu: the command, a child
+            for key, b, a in zip(("workers", "consumer", "api", "command"), before, after,
+                                 strict=True):
+                user_cpu[key].append(a - b)
 
         def ours() -> None:
             before = [probe() for probe in probes]
@@ -403,6 +409,14 @@ def main() -> None:
           f"Celery's consumer {per_image['consumer']:.1f}, API {per_image['api']:.1f}, client "
           f"{per_image['client']:.1f}; the pool's CPU-seconds over ours, per round: "
           f"{med['ratio']:.2f} (median): on {cores} busy cores the wall ratio follows it")
+    on_path = {key: 1000 * statistics.median(v) / args.images for key, v in user_cpu.items()}
+    path_cpu_ratio = med["base"] / sum(statistics.median(user_cpu[key])  # the pool's
+                                       for key in ("workers", "api", "command"))  # in workers
+    print(f"CPU-milliseconds per image, the user's path (medians): pool processes "
+          f"{on_path['workers'] - on_path['consumer']:.0f}, Celery's consumer "
+          f"{on_path['consumer']:.1f}, API {on_path['api']:.1f}, the command "
+          f"{on_path['command']:.1f} (its start included); the baseline pool's CPU-seconds "
+          f"over these: {path_cpu_ratio:.2f}")
     print(f"ours, upload, from the job store's times (medians): the first job starts "
           f"{1000 * med['first job']:.0f} ms after the first submit; from then to the last "
           f"job's end, pool processes are without a job {100 * med['idle']:.1f}% of the "
@@ -420,6 +434,8 @@ def main() -> None:
     print(f"RESULT pipeline_user_path_ratio_max {max(user['ratio']):.2f} x")
     print(f"RESULT pipeline_user_path_s {users['wall']:.2f} s")
     print(f"RESULT pipeline_user_path_thinnest {base / thin_user:.2f} x")
+    print(f"RESULT pipeline_user_path_cpu_ratio {path_cpu_ratio:.2f} x")
+    print(f"RESULT pipeline_user_path_api_cpu {on_path['api']:.1f} ms/image")
     print(f"RESULT pipeline_time_to_first_output {1000 * users['first output']:.0f} ms")
     print(f"RESULT pipeline_first_job_after_arrival {1000 * users['first queue']:.0f} ms")
     print(f"RESULT pipeline_baseline_throughput {rate['base']:.2f} images/s")

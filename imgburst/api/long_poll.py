@@ -3,11 +3,12 @@
 The answer comes as soon as the batch differs from what the client saw (its ETag), or
 `304 Not Modified` after S seconds (at most MAX_WAIT_S), so `imgburst submit --wait`
 learns that its batch finished when it does, not at its next poll. Woken by the
-batch's Redis channel (`core.telemetry.BATCH_CHANNEL`: a job ended, an image arrived,
+batch's Redis channel (`core.telemetry.BATCH_CHANNEL`: N jobs ended, an image arrived,
 the batch closed), never by polling the store. While jobs are still running, answers
 are at most one per MIN_SPACING_S per waiter (a progress bar needs no more, and a busy
 batch's every job end would otherwise be a read of the batch); the batch's end is
-answered at once.
+answered at once. The store is asked whether it has ended only when it may have: the
+job ends counted reach the jobs left unfinished at the last read, or another change came.
 
 Without `wait`, a GET is a conditional GET as HTTP has it: 304 when If-None-Match
 matches, else the batch.
@@ -31,7 +32,6 @@ from imgburst.core.telemetry import BATCH_CHANNEL
 
 MAX_WAIT_S = 30.0
 MIN_SPACING_S = 0.5
-SETTLED_CHECK_S = 0.02  # while holding an answer back: at most how often to ask if the batch ended
 
 
 def etag(body: dict[str, Any]) -> str:
@@ -88,9 +88,11 @@ def wait_for_change(svc: Services, batch_id: str,
         if (tag := etag(body)) != seen:
             return _answer(body, tag)
         while (left := deadline - time.monotonic()) > 0:
-            if pubsub.get_message(timeout=left) is None:
+            message = pubsub.get_message(timeout=left)
+            if message is None:
                 continue  # the timeout, or a subscription's confirmation
-            _hold_back(svc, batch_id, pubsub, started + MIN_SPACING_S)
+            _hold_back(svc, batch_id, pubsub, started + MIN_SPACING_S, message,
+                       _unfinished(body))
             body = read()
             if (tag := etag(body)) != seen:
                 return _answer(body, tag)
@@ -103,20 +105,30 @@ def wait_for_change(svc: Services, batch_id: str,
             pubsub.close()
 
 
-def _hold_back(svc: Services, batch_id: str, pubsub: Any, until: float) -> None:
-    """Something changed: wait until `until` (taking the changes that come meanwhile),
-    unless the batch has settled, which is answered at once. Asked of the store only
-    after a change, at most every SETTLED_CHECK_S: the last job's end is a change."""
-    changed, checked = True, float("-inf")
-    while (left := until - time.monotonic()) > 0:
-        next_check = checked + SETTLED_CHECK_S
-        if changed and time.monotonic() >= next_check:
-            if svc.store.settled(batch_id):
-                return
-            changed, checked = False, time.monotonic()
-            continue
-        # A change waits only for its check's turn, not a whole SETTLED_CHECK_S: the
-        # last job's end is answered within SETTLED_CHECK_S of the previous check.
-        wait = next_check - time.monotonic() if changed else left
-        message = pubsub.get_message(timeout=max(0.0, min(left, wait)))
-        changed = changed or message is not None
+def _unfinished(body: dict[str, Any]) -> int:
+    """Jobs of the batch not yet at a final status, as `body` (the batch read) says."""
+    counts = body["counts"]
+    return int(body["jobs"]) - counts["succeeded"] - counts["failed"] - counts["cancelled"]
+
+
+def _hold_back(svc: Services, batch_id: str, pubsub: Any, until: float,
+               message: dict[str, Any], unfinished: int) -> None:
+    """`message` came: wait until `until` (taking the changes that come meanwhile),
+    unless the batch has settled, which is answered at once. The store is asked only
+    when the batch may have settled: once the ends counted from the messages ("ended
+    N") reach the `unfinished` jobs of the last read, or on any other change (closed,
+    cancelled). A message lost costs at most the wait until `until`."""
+    ended = 0
+    while True:
+        data = message["data"]
+        kind, _, count = (data.decode() if isinstance(data, bytes) else str(data)).partition(" ")
+        if kind == "ended":
+            ended += int(count) if count.isdigit() else 1
+        if (kind != "ended" or ended >= unfinished) and svc.store.settled(batch_id):
+            return
+        while (left := until - time.monotonic()) > 0:
+            if (got := pubsub.get_message(timeout=left)) is not None:
+                message = got
+                break
+        else:
+            return

@@ -26,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     insert,
     select,
@@ -318,6 +319,11 @@ _IMAGE_SLOT = (select(_batches.c.owner, _batches.c.closed_at, _jobs.c.id, _jobs.
                .select_from(_batches.outerjoin(_jobs, (_jobs.c.batch_id == _batches.c.id)
                                                & (_jobs.c.upload_key == bindparam("key"))))
                .where(_batches.c.id == bindparam("batch_id")))
+# Whether a batch has ended: closed, and none of its jobs left to run.
+_SETTLED = (select(_batches.c.closed_at,
+                   exists().where(_jobs.c.batch_id == _batches.c.id,
+                                  _jobs.c.status.in_(JOB_ACTIVE)).label("active"))
+            .where(_batches.c.id == bindparam("batch_id")))
 _TAKE_SEQ = (update(_batches)
              .where(_batches.c.id == bindparam("batch_id"), _batches.c.closed_at.is_(None))
              .values(job_count=_batches.c.job_count + 1, received_at=bindparam("now")))
@@ -488,11 +494,8 @@ class JobStore:
         """Whether the batch is closed with no job left to run (from the progress index):
         a cheap check for a waiting client, before reading the whole batch."""
         with self.engine.connect() as conn:
-            open_ = conn.execute(select(Batch.closed_at).where(Batch.id == batch_id)).first()
-            if open_ is None or open_.closed_at is None:
-                return open_ is None
-            return conn.execute(select(Job.id).where(
-                Job.batch_id == batch_id, Job.status.in_(JOB_ACTIVE)).limit(1)).first() is None
+            row = conn.execute(_SETTLED, {"batch_id": batch_id}).first()
+        return row is None or (row.closed_at is not None and not row.active)
 
     def start_job(self, job_id: str, worker: str,
                   holder_alive: Callable[[str], bool] | None = None) -> StartedJob | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -238,7 +239,9 @@ TELEMETRY_WINDOW_S = 300
 MAX_TIMINGS = 1000
 
 
-BATCH_CHANNEL = "imgburst:batch:{batch_id}"  # pub/sub: the batch's state changed
+# pub/sub: the batch's state changed, "ended N" (N of its jobs reached a final status
+# after running) or "changed" (an image arrived, it closed, it was cancelled)
+BATCH_CHANNEL = "imgburst:batch:{batch_id}"
 
 
 @dataclass(frozen=True)
@@ -269,8 +272,8 @@ def record_ends(client: redis.Redis, ends: list[Ended]) -> None:
                for end in ends if end.timings_ms is not None]
     try:
         with client.pipeline(transaction=False) as pipe:
-            for batch_id in dict.fromkeys(end.batch_id for end in ends if end.batch_id):
-                pipe.publish(BATCH_CHANNEL.format(batch_id=batch_id), "ended")
+            for batch_id, count in Counter(e.batch_id for e in ends if e.batch_id).items():
+                pipe.publish(BATCH_CHANNEL.format(batch_id=batch_id), f"ended {count}")
             pipe.zadd(ENDED_KEY, {end.job_id: end.at for end in ends})
             pipe.zremrangebyscore(ENDED_KEY, "-inf", newest - TELEMETRY_WINDOW_S)
             if timings:
