@@ -22,6 +22,7 @@ _names = itertools.count()
 
 class Sink(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as waitress, the API's server, sets by default
 
     def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
         left = int(self.headers.get("Content-Length", 0))
