@@ -5,7 +5,8 @@ JPEG where SHA-256 took 2 ms, half of the API's CPU for one image, and 128 bits 
 accidental match negligible. It does not resist a crafted collision, and needs not: it
 compares a batch's images with resends into the same batch, which only its owner may
 make, so a forged match could only turn the owner's own resend into a no-op.
-Digests recorded before it (migration 0010) are SHA-256, bare hex, and still compared so.
+Digests recorded before it (`jobs.input_sha256`, before migration 0010) are SHA-256,
+bare hex, and still compared so.
 """
 
 from __future__ import annotations

@@ -89,6 +89,9 @@ class Job(Base):
     input_digest: Mapped[str | None] = mapped_column(String(64))
     """A streamed image's content digest (`core.content_digest`): the same name with other
     bytes is refused."""
+    input_sha256: Mapped[str | None] = mapped_column(String(64))
+    """The same, as recorded before migration 0010 (and by older pods during an upgrade):
+    read when `input_digest` is empty."""
 
 
 class Output(Base):

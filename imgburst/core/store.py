@@ -315,7 +315,8 @@ _FAIL = (update(_jobs)
          .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(JOB_ACTIVE))
          .values(status="failed", error=bindparam("reason"), **_END_VALUES))
 # A streamed image's: whose batch it is, and the job the batch holds under its name.
-_IMAGE_SLOT = (select(_batches.c.owner, _batches.c.closed_at, _jobs.c.id, _jobs.c.input_digest)
+_IMAGE_SLOT = (select(_batches.c.owner, _batches.c.closed_at, _jobs.c.id,
+                      func.coalesce(_jobs.c.input_digest, _jobs.c.input_sha256).label("digest"))
                .select_from(_batches.outerjoin(_jobs, (_jobs.c.batch_id == _batches.c.id)
                                                & (_jobs.c.upload_key == bindparam("key"))))
                .where(_batches.c.id == bindparam("batch_id")))
@@ -441,7 +442,7 @@ class JobStore:
         if row is None:
             return None
         return ImageSlot(row.owner, row.closed_at is None,
-                         (row.id, row.input_digest) if row.id is not None else None)
+                         (row.id, row.digest) if row.id is not None else None)
 
     def received(self, batch_id: str, upload_key: str,
                  digest: ContentDigest) -> Received | None:

@@ -226,8 +226,9 @@ def test_the_migrations_build_the_schema_the_code_declares(store):
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("mysql", marks=pytest.mark.services)])
 def test_an_image_received_before_migration_0010_is_still_known_by_its_bytes(backend, tmp_path,
                                                                            request):
-    """0010 renames the digest's column; a streamed image recorded before it (a SHA-256)
-    is still a no-op to resend with the same bytes, and refused with other bytes."""
+    """0010 adds a column for the new digest; a streamed image recorded before it (its
+    SHA-256 in the old column, as an older pod still writes it during an upgrade) is
+    still a no-op to resend with the same bytes, and refused with other bytes."""
     from alembic import command
     from alembic.config import Config
 

@@ -1,6 +1,7 @@
-"""A streamed image's content digest is XXH3-128 (`core/content_digest.py`): the column
-that held its SHA-256 is named for what it holds now. Digests already recorded stay (bare
-SHA-256 hex, still compared as such).
+"""A streamed image's content digest is XXH3-128 (`core/content_digest.py`), kept in a
+column of its own. `input_sha256` stays, read for the rows recorded before: during a
+rolling upgrade the older pods still write it and read every column they know, so a
+rename would break them until they are replaced.
 
 Revision ID: 0010
 Revises: 0009
@@ -18,11 +19,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
-        batch.alter_column("input_sha256", new_column_name="input_digest",
-                           existing_type=sa.String(64), existing_nullable=True)
+        batch.add_column(sa.Column("input_digest", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
-        batch.alter_column("input_digest", new_column_name="input_sha256",
-                           existing_type=sa.String(64), existing_nullable=True)
+        batch.drop_column("input_digest")
