@@ -32,6 +32,7 @@ from imgburst.core.settings import CONTAINER_RE
 from imgburst.core.statuses import MAX_BATCH_NAME
 from imgburst.core.store import BatchView, NewJob, new_id
 from imgburst.core.telemetry import (
+    batch_changed,
     forget_unsent,
     jobs_sent,
     note_unsent,
@@ -304,8 +305,10 @@ def list_batch_jobs(batch_id: str) -> Response:
 @bp.delete("/<batch_id>")
 def cancel_batch(batch_id: str) -> Response:
     _batch_or_404(batch_id)
-    store = services().store
+    svc = services()
+    store = svc.store
     cancelled = store.cancel_batch(batch_id)
+    batch_changed(svc.redis, batch_id)  # its waiters: the batch may have ended here
     view = store.get_batch(batch_id)
     assert view is not None
     return jsonify(batch_json(view) | {"cancelled_jobs": cancelled})

@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import redis
@@ -43,7 +44,7 @@ from imgburst.core.celery_app import (
 from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, Recipe, RecipeError, parse_recipe
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobInput, JobStore, OutputRecord, StartedJob
-from imgburst.core.telemetry import Ended, is_alive
+from imgburst.core.telemetry import Ended, is_alive, record_ends
 from imgburst.worker import budget, heartbeat, imaging
 from imgburst.worker.end_sender import EndSender
 
@@ -268,8 +269,10 @@ def create_worker_app(settings: Settings) -> Celery:
             return
         store = JobStore.from_settings(settings)
         try:
-            store.fail_job(args[0], f"took longer than the {settings.task_time_limit_s} s "
-                           "limit and was stopped")
+            if store.fail_job(args[0], f"took longer than the {settings.task_time_limit_s} s "
+                              "limit and was stopped") and settings.redis_url:
+                with redis.Redis.from_url(settings.redis_url, socket_timeout=2) as client:
+                    _told_ended(lambda end: record_ends(client, [end]), store, args[0])
         except TRANSIENT as exc:
             log.error("job %s: could not record its time-out: %s", args[0], exc)
         finally:
@@ -340,6 +343,15 @@ def preview_redis(url: str) -> redis.Redis:
 
 def _give_up(rt: Runtime, job_id: str, error: str) -> None:
     try:
-        rt.store.fail_job(job_id, error)
+        if rt.store.fail_job(job_id, error) and rt.ends is not None:
+            _told_ended(rt.ends.send, rt.store, job_id)
     except TRANSIENT as exc:
         log.error("job %s: could not record its failure (%s): %s", job_id, error, exc)
+
+
+def _told_ended(send: Callable[[Ended], None], store: JobStore, job_id: str) -> None:
+    """A job that ended off its run's path (given up, stopped by the hard limit) is told
+    as every end is: a client waiting on its batch counts it (`api/long_poll.py`), and
+    would otherwise learn of the batch's end only at its long-poll's timeout."""
+    if (known := store.job_input(job_id)) is not None:
+        send(Ended(job_id, None, time.time(), known.batch_id))

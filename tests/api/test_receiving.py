@@ -262,3 +262,17 @@ def test_a_waiter_learns_of_the_batchs_end_at_once_and_the_store_is_asked_once(b
     assert answer.get_json()["status"] == "failed", answer.get_json()
     assert took < 0.14 + MIN_SPACING_S / 2, took
     assert len(asked) == 1, asked
+
+
+def test_a_waiter_learns_at_once_that_its_batch_was_cancelled(client):
+    """A cancel ends the jobs that had not started, with no worker to tell it."""
+    batch_id = open_batch(client).get_json()["id"]
+    put(client, batch_id, "a.jpg", PHOTOS[0])
+    client.post(f"/api/v1/batches/{batch_id}/close")
+    tag = client.get(f"/api/v1/batches/{batch_id}").headers["ETag"]
+    threading.Timer(0.2, lambda: client.application.test_client()
+                    .delete(f"/api/v1/batches/{batch_id}")).start()
+    started = time.monotonic()
+    answer = client.get(f"/api/v1/batches/{batch_id}?wait=20", headers={"If-None-Match": tag})
+    assert answer.get_json()["status"] == "cancelled", answer.get_json()
+    assert time.monotonic() - started < 0.2 + MIN_SPACING_S, time.monotonic() - started

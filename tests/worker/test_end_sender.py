@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 
 import redis
+from conftest import settings_for
 
+from imgburst.core.blobs import blob_store_from_settings
+from imgburst.core.store import JobStore, NewJob, migrate
 from imgburst.core.telemetry import (
     BATCH_CHANNEL,
     ENDED_KEY,
@@ -14,6 +17,7 @@ from imgburst.core.telemetry import (
     Ended,
     recent_timings,
 )
+from imgburst.worker import tasks
 from imgburst.worker.end_sender import EndSender
 
 
@@ -48,3 +52,28 @@ def test_a_redis_outage_loses_those_ends_and_stops_nothing(redis_url):
     assert broken.flush(timeout=5)
     assert working.zscore(ENDED_KEY, "after") is not None
     assert working.zscore(ENDED_KEY, "lost") is None
+
+
+def test_a_job_given_up_is_told_ended_as_any_other(base_env):
+    """A job failed off its run's path (retries spent) wakes its batch's waiters too:
+    they count job ends, and would otherwise wait for their long-poll's timeout."""
+    settings = settings_for(base_env)
+    store = JobStore.from_settings(settings)
+    migrate(store.engine)
+    client = redis.Redis.from_url(settings.redis_url)
+    waiter = client.pubsub(ignore_subscribe_messages=True)
+    waiter.subscribe(BATCH_CHANNEL.format(batch_id="b1"))
+    store.create_batch("b1", {"outputs": []}, "upload:test",
+                       [NewJob("j1", "a.jpg", "imgburst", "inputs/b1/j1/input.jpg", "jpeg", 10)])
+    sender = EndSender(client)
+    rt = tasks.Runtime(settings, store, blob_store_from_settings(settings), redis=client,
+                       ends=sender)
+    tasks._give_up(rt, "j1", "gave up after 6 tries: the blob store did not answer")
+    assert sender.flush(timeout=5)
+    message = None
+    deadline = time.monotonic() + 5
+    while message is None and time.monotonic() < deadline:
+        message = waiter.get_message(timeout=1)
+    assert message is not None and message["data"] == b"ended 1"
+    assert store.get_job("j1").status == "failed"
+    store.dispose()
