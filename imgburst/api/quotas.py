@@ -95,7 +95,10 @@ class InFlight:
             return None
         key, token = IN_FLIGHT_KEY.format(owner=caller.owner), f"request:{new_id()}"
         try:
-            with self.client.pipeline(transaction=False) as pipe:
+            # One transaction: each request counts its own place with those taken before
+            # it, never a neighbour's taken after (MULTI/EXEC: "all the commands in a
+            # transaction are serialized and executed sequentially", redis.io).
+            with self.client.pipeline(transaction=True) as pipe:
                 pipe.zadd(key, {token: time.time()})
                 pipe.expire(key, 86400)
                 pipe.zcard(key)

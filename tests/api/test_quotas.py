@@ -8,11 +8,16 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 from conftest import settings_for
 from test_auth import ADMIN, ALICE, BOB, keyed
 
 from imgburst.api import create_app
+from imgburst.api.auth import Principal
+from imgburst.api.errors import Problem
+from imgburst.api.quotas import IN_FLIGHT_KEY, InFlight
 from imgburst.core.celery_app import QUEUE
+from imgburst.core.store import JobStore, migrate
 from imgburst.core.synthetic import photo_bytes
 
 PHOTO = photo_bytes(1, 320, 240)
@@ -83,3 +88,35 @@ def test_concurrent_submissions_never_pass_the_queue_bound(keys_env):
     assert sorted(answers) == [202] * 5 + [429] * 5, answers
     assert redis.llen(QUEUE) == 100
     assert redis.zcard("imgburst:admitting") == 0  # every held room was released
+
+
+def test_images_arriving_at_once_fill_the_in_flight_bound_exactly(base_env):
+    """The bound on a key's images in flight, met by many requests at once: exactly
+    `bound` are admitted, never more, and none refused while there is room (counting
+    a request's own place and its neighbours' in one step)."""
+    settings = settings_for(base_env)
+    store = JobStore.from_settings(settings)
+    migrate(store.engine)
+    client = redis.Redis.from_url(settings.redis_url)
+    alice = Principal("alice", admin=False)
+    for _ in range(20):  # interleavings vary: many rounds
+        client.delete(IN_FLIGHT_KEY.format(owner="alice"))
+        bound = InFlight(client, 4)
+        start = threading.Barrier(8)
+        admitted: list[str] = []
+
+        def one(start: threading.Barrier, bound: InFlight, admitted: list[str]) -> None:
+            start.wait()
+            try:
+                admitted.append(bound.admit(alice, store))
+            except Problem as refused:
+                assert refused.status == 429
+
+        threads = [threading.Thread(target=one, args=(start, bound, admitted))
+                   for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(admitted) == 4, admitted
+    store.dispose()
