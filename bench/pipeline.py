@@ -69,8 +69,10 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import redis
@@ -96,6 +98,8 @@ from imgburst.core.celery_app import make_celery
 from imgburst.core.recipes import DEFAULT_RECIPE
 from imgburst.core.settings import Settings
 from imgburst.worker import imaging
+
+T = TypeVar("T")
 
 
 def _process_file(path: Path) -> tuple[int, float]:
@@ -261,7 +265,17 @@ def main() -> None:
         stack.run_cli(folder)
         stack.store_sources(paths, "photos/")  # for the runs from storage, once
         probes = (lambda: cpu_of([worker_pid]), lambda: own_cpu(worker_pid),
-                  lambda: cpu_of([api_pid]), client_cpu)
+                  lambda: cpu_of([api_pid]), client_cpu)  # client_cpu: a command, a child
+
+        def spent(run: Callable[[], T], into: dict[str, list[float]], client: str) -> T:
+            """`run()`, and the CPU-seconds each side spent in it, appended to `into`
+            (workers, Celery's consumer, API, and the client as `client`)."""
+            before = [probe() for probe in probes]
+            result = run()
+            for key, b, a in zip(("workers", "consumer", "api", client), before,
+                                 [probe() for probe in probes], strict=True):
+                into[key].append(a - b)
+            return result
 
         def baselines() -> None:
             took, base_cpu = run_baseline(paths, args.processes)
@@ -270,27 +284,19 @@ def main() -> None:
             tuned_times.append(run_baseline(paths, args.processes, blocks)[0])
 
         def users_path() -> None:
-            before = [probe() for probe in probes]
-            for key, value in stack.run_cli(folder).items():
+            for key, value in spent(lambda: stack.run_cli(folder), user_cpu,
+                                    "command").items():
                 if key in user:
                     user[key].append(value)
-            after = [probe() for probe in probes]  # client_cpu: the command, a child
-            for key, b, a in zip(("workers", "consumer", "api", "command"), before, after,
-                                 strict=True):
-                user_cpu[key].append(a - b)
 
         def ours() -> None:
-            before = [probe() for probe in probes]
-            our_times.append(stack.run(paths, args.batches, args.parallel, args.client))
-            after = [probe() for probe in probes]
+            our_times.append(spent(lambda: stack.run(paths, args.batches, args.parallel,
+                                                     args.client), cpu, "client"))
             assert stack.last_round is not None
             first, idle, gap = schedule(stack.job_times(*stack.last_round), args.processes)
             cpu["first job"].append(first)
             cpu["idle"].append(idle)
             cpu["gap"].append(gap)
-            for key, b, a in zip(("workers", "consumer", "api", "client"), before, after,
-                                 strict=True):
-                cpu[key].append(a - b)
             stored_times.append(stack.run_from_storage("photos/"))
 
         def thinnest() -> None:
@@ -422,8 +428,9 @@ def main() -> None:
           f"{per_image['client']:.1f}; the pool's CPU-seconds over ours, per round: "
           f"{med['ratio']:.2f} (median): on {cores} busy cores the wall ratio follows it")
     on_path = {key: 1000 * statistics.median(v) / args.images for key, v in user_cpu.items()}
-    path_cpu_ratio = med["base"] / sum(statistics.median(user_cpu[key])  # the pool's
-                                       for key in ("workers", "api", "command"))  # in workers
+    # "workers" holds Celery's consumer too: the three sides are the whole path's CPU
+    path_cpu_ratio = med["base"] / sum(statistics.median(user_cpu[key])
+                                       for key in ("workers", "api", "command"))
     print(f"CPU-milliseconds per image, the user's path (medians): pool processes "
           f"{on_path['workers'] - on_path['consumer']:.0f}, Celery's consumer "
           f"{on_path['consumer']:.1f}, API {on_path['api']:.1f}, the command "
