@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,24 +14,9 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from imgburst.cli.api_client import ApiError, Client, input_place, job_counts
-from imgburst.cli.console import answer, console, load_settings
-from imgburst.cli.local_key import read_local_key
-from imgburst.cli.local_url import default_url, elsewhere_hint
+from imgburst.cli.api_options import api_options, client_for
+from imgburst.cli.console import answer, console
 
-
-def api_options(fn: Callable[..., None]) -> Callable[..., None]:
-    fn = click.option("--api-key", envvar="IMGBURST_API_KEY", default=None,
-                      help="Bearer key (default IMGBURST_API_KEY, else the key `imgburst "
-                           "up` keeps in $IMGBURST_HOME/api-key).")(fn)
-    return click.option("--url", default=None,
-                        help="API URL (default IMGBURST_URL, else the running `imgburst up`'s, "
-                             "else http://127.0.0.1:8000).")(fn)
-
-def client_for(url: str | None, api_key: str | None) -> Client:
-    settings = load_settings()
-    client = Client(url or default_url(settings), api_key or read_local_key(settings.home))
-    client.hint = lambda: elsewhere_hint(settings.home, client.url)
-    return client
 
 @click.command()
 @click.argument("batch_id", required=False)

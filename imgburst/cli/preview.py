@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 from urllib3.filepost import encode_multipart_formdata
 
-from imgburst.cli.batches import api_options, client_for
+from imgburst.cli.api_options import api_options, client_for
 from imgburst.cli.console import answer, console
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp",

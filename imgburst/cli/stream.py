@@ -56,15 +56,17 @@ class Sent:
 
 def send_images(client: Client, batch_id: str, images: list[LocalImage],
                 on_sent: Callable[[int], None], on_held_back: Callable[[float], None],
-                reopen: Callable[[], None], senders: int = SENDERS) -> Sent:
+                reopen: Callable[[], None], senders: int = SENDERS,
+                started: Callable[[], None] = lambda: None) -> Sent:
     """PUT each image, `senders` at a time. A 429 (the key's images in flight) waits its
     Retry-After, told to `on_held_back`, then sends again; a dropped connection sends
     again (a resend is a no-op for the API); a batch closed for idleness meanwhile is
     reopened (`reopen`) once. `on_sent(bytes)` after each image. The first image goes
     alone, the others once it is in: sharing the link with three more would delay its
-    arrival, and the first job's start, fourfold. The senders are daemon threads that
-    stop at their next step when the caller is interrupted (Ctrl-C): nothing waits on a
-    send that can no longer matter."""
+    arrival, and the first job's start, fourfold. `started()` runs in the caller's thread
+    while the first image is on its way (a display's set-up goes there). The senders are
+    daemon threads that stop at their next step when the caller is interrupted (Ctrl-C):
+    nothing waits on a send that can no longer matter."""
     sent = Sent()
     pending = iter(images)
     take = threading.Lock()
@@ -105,6 +107,7 @@ def send_images(client: Client, batch_id: str, images: list[LocalImage],
     for thread in threads:
         thread.start()
     try:
+        started()
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.2)  # in slices: Ctrl-C reaches this thread

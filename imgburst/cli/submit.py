@@ -1,25 +1,20 @@
 """`imgburst submit`: a folder (or files) up as one streamed batch, with progress, then
-optionally waiting for it and downloading its outputs."""
+optionally waiting for it and downloading its outputs.
+
+The first image leaves before the terminal's libraries (rich) are loaded: they load while
+it is on its way, so the workers start ~25 ms sooner on the user's path.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 
 from imgburst.cli.api_client import (
     IMAGE_SUFFIXES,
@@ -28,10 +23,13 @@ from imgburst.cli.api_client import (
     LocalImage,
     collect_files,
 )
-from imgburst.cli.batches import api_options, client_for, download_outputs, print_outcome
-from imgburst.cli.console import console
+from imgburst.cli.api_options import api_options, client_for
+from imgburst.cli.console import escape, stderr
 from imgburst.cli.stream import changes, close_batch, held, open_batch, resume_key, send_images
 from imgburst.core.statuses import BATCH_FINAL, MAX_BATCH_NAME
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @click.command()
@@ -87,14 +85,14 @@ def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None
     except KeyboardInterrupt:
         if closed:  # every image is in: the batch goes on
             stopped("stopped", batch_id)
-        console.print(f"upload stopped; batch {batch_id} keeps what it received and waits: "
-                      "run the same command again to send the rest (it is closed "
-                      "IMGBURST_RECEIVE_IDLE_S after its last image otherwise)")
+        stderr().print(f"upload stopped; batch {batch_id} keeps what it received and waits: "
+                       "run the same command again to send the rest (it is closed "
+                       "IMGBURST_RECEIVE_IDLE_S after its last image otherwise)")
         click.echo(batch_id)
         raise SystemExit(130) from None
     except click.ClickException as exc:
-        console.print(f"upload cut short: batch {batch_id} keeps what it received; run the "
-                      "same command again to send the rest")
+        stderr().print(f"upload cut short: batch {batch_id} keeps what it received; run the "
+                       "same command again to send the rest")
         click.echo(batch_id)
         raise exc from None
     if not wait and out_dir is None:
@@ -103,18 +101,19 @@ def submit(paths: tuple[Path, ...], recipe_file: Path | None, preset: str | None
             raise SystemExit(1)  # nothing was queued: every image failed at arrival
         return
     try:
-        batch = wait_for_batch(client, batch, console)
+        from imgburst.cli.batches import download_outputs, print_outcome  # after the upload
+        batch = wait_for_batch(client, batch, stderr())
     except KeyboardInterrupt:
         stopped("stopped waiting", batch_id)
     print_outcome(client, [batch])
     if out_dir is None:
-        console.print(f"fetch the outputs: imgburst fetch {batch_id} --out ./outputs")
+        stderr().print(f"fetch the outputs: imgburst fetch {batch_id} --out ./outputs")
     elif batch["counts"]["succeeded"]:
         try:
             download_outputs(client, [batch_id], out_dir)
         except KeyboardInterrupt:
-            console.print(f"download stopped; the outputs wait: imgburst fetch {batch_id} "
-                          f"--out {out_dir}", markup=False)
+            stderr().print(f"download stopped; the outputs wait: imgburst fetch {batch_id} "
+                           f"--out {out_dir}", markup=False)
             click.echo(batch_id)
             raise SystemExit(130) from None
     click.echo(batch_id)
@@ -132,42 +131,77 @@ def stream(client: Client, batch: dict[str, Any], files: list[LocalImage],
     if batch.get("resumed"):
         there = held(client, batch_id)
         todo = [f for f in files if there.get(f.name) != f.path.stat().st_size]
-        console.print(f"batch [bold]{batch_id}[/bold] continues an interrupted upload: "
-                      f"{len(files) - len(todo)} of {len(files)} images are there already")
-    columns = (TextColumn(f"sending {len(todo)} images"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TextColumn("{task.fields[note]}"))
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("send", total=sum(f.path.stat().st_size for f in todo),
-                                 note="")
-
-        def held_back(seconds: float) -> None:
-            progress.update(task, note=f"[yellow]held back: the key's images in flight "
-                                       f"(IMGBURST_QUOTA_IN_FLIGHT), sending again every "
-                                       f"{seconds:g} s[/yellow]")
-
-        sent = send_images(client, batch_id, todo, lambda n: progress.advance(task, n),
-                           held_back, reopen)
+        stderr().print(f"batch [bold]{batch_id}[/bold] continues an interrupted upload: "
+                       f"{len(files) - len(todo)} of {len(files)} images are there already")
+    bar = SendBar(len(todo), sum(f.path.stat().st_size for f in todo))
+    with ExitStack() as shown:
+        sent = send_images(client, batch_id, todo, bar.advance, bar.held_back, reopen,
+                           started=lambda: bar.show(shown))
     for image, why in sent.not_sent:
-        console.print(f"[yellow]not sent: {escape(image)}: {escape(why)}[/yellow]")
+        stderr().print(f"[yellow]not sent: {escape(image)}: {escape(why)}[/yellow]")
     try:
         answer = close_batch(client, batch_id, len(files) - len(sent.not_sent))
     except ApiError as exc:
         if exc.status != 409:
             raise
         answer = client.json("POST", f"/api/v1/batches/{batch_id}/close")  # say, not hide
-        console.print(f"[yellow]{escape(exc.message)}[/yellow]")
+        stderr().print(f"[yellow]{escape(exc.message)}[/yellow]")
     closed.append(answer)
     failed = answer["counts"]["failed"]
     queued = answer["jobs"] - failed
-    console.print(f"batch [bold]{batch_id}[/bold]: {queued} job{'' if queued == 1 else 's'} "
-                  "queued" + (f", {failed} failed at arrival (no image the service reads)"
-                              if failed else ""))
+    stderr().print(f"batch [bold]{batch_id}[/bold]: {queued} job{'' if queued == 1 else 's'} "
+                   "queued" + (f", {failed} failed at arrival (no image the service reads)"
+                               if failed else ""))
     return answer
+
+
+class SendBar:
+    """The upload's progress bar, shown (`show`) once the first image is on its way;
+    what was sent before it shows is counted in. Senders report from their threads."""
+
+    def __init__(self, images: int, total_bytes: int) -> None:
+        self.images, self.total_bytes = images, total_bytes
+        self.lock = threading.Lock()
+        self.sent, self.note = 0, ""
+        self.progress: Any = None  # rich's Progress, once shown
+        self.task: Any = None
+
+    def show(self, stack: ExitStack) -> None:
+        """Load rich, show the bar until `stack` closes."""
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+        columns = (TextColumn(f"sending {self.images} images"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TextColumn("{task.fields[note]}"))
+        progress = stack.enter_context(Progress(*columns, console=stderr(), transient=True))
+        with self.lock:
+            self.task = progress.add_task("send", total=self.total_bytes,
+                                          completed=self.sent, note=self.note)
+            self.progress = progress
+
+    def advance(self, size: int) -> None:
+        with self.lock:
+            self.sent += size
+            if self.progress is not None:
+                self.progress.update(self.task, completed=self.sent)
+
+    def held_back(self, seconds: float) -> None:
+        with self.lock:
+            self.note = (f"[yellow]held back: the key's images in flight "
+                         f"(IMGBURST_QUOTA_IN_FLIGHT), sending again every {seconds:g} s"
+                         "[/yellow]")
+            if self.progress is not None:
+                self.progress.update(self.task, note=self.note)
 
 
 def wait_for_batch(client: Client, batch: dict[str, Any], console: Console) -> dict[str, Any]:
     """Follow the batch by long-poll with one progress bar (on `console`, stderr: stdout
     is the batch id alone, for scripts) until it reaches a final status."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -204,7 +238,7 @@ def check_name(name: str) -> None:
 
 def stopped(what: str, batch_id: str) -> NoReturn:
     """Ctrl-C once the batch is closed: it goes on; say how to follow it, id on stdout."""
-    console.print(f"{what}; the batch goes on: imgburst status {batch_id} (cancel what has "
-                  f"not started: imgburst cancel {batch_id})")
+    stderr().print(f"{what}; the batch goes on: imgburst status {batch_id} (cancel what has "
+                   f"not started: imgburst cancel {batch_id})")
     click.echo(batch_id)
     raise SystemExit(130)
