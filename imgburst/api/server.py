@@ -34,7 +34,7 @@ from imgburst.api.errors import problem_body, upload_too_large
 from imgburst.api.uploads import IN_MEMORY_BODY_BYTES
 
 # waitress reads every body on its one loop thread, a `recv(RECV_BYTES)` per turn of the
-# loop (its `recv_bytes`, 64 KB by default). Each turn costs ~0.1 ms of Python (a poll over
+# loop (its `recv_bytes`, 8 KB by default). Each turn costs ~0.1 ms of Python (a poll over
 # every connection, the parser, the buffer) on top of the copy, so a 4 MB photo read 256 KB
 # at a time took ~3 ms of the loop's CPU (16 reads); reads of up to 4 MB take whatever the
 # socket holds at once, ~1.9 ms a photo (the user's path of `bench/pipeline.py`, measured
