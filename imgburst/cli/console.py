@@ -64,9 +64,9 @@ def store_unreachable(settings: Settings, exc: Exception) -> SystemExit:
     """A start-up that can't open the job store: say where and what to check, exit 2."""
     reason = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
     stderr().print(f"[red]The job store can't be opened[/red] "
-                  f"({escape(settings.describe_store())}): {escape(reason)}")
+                   f"({escape(settings.describe_store())}): {escape(reason)}")
     stderr().print("Check the MYSQL_* variables (the binding secret) and that the server is "
-                  "up; `imgburst mysql-check` tests them.")
+                   "up; `imgburst mysql-check` tests them.")
     return SystemExit(2)
 
 
@@ -74,8 +74,8 @@ def require_redis(settings: Settings, why: str) -> None:
     """Stop, saying what to do, when REDIS_URL is unset: only `imgburst up` embeds a Redis."""
     if settings.redis_url is None:
         stderr().print(f"[red]REDIS_URL is not set[/red]: {why}. Set it (e.g. "
-                      "redis://127.0.0.1:6379/0), or run `imgburst up`, which starts an "
-                      "embedded Redis and sets it for you.")
+                       "redis://127.0.0.1:6379/0), or run `imgburst up`, which starts an "
+                       "embedded Redis and sets it for you.")
         raise SystemExit(2)
 
 
