@@ -38,7 +38,6 @@ def test_help_lists_every_command_without_importing_one():
         assert f"  {name} " in out
 
 
-
 @pytest.mark.parametrize("module", ["imgburst.cli.submit", "imgburst.cli.worker"])
 def test_submit_and_worker_start_without_the_terminal_libraries(module):
     """`submit` sends its first image before rich loads (~25 ms of its start, while the
@@ -48,6 +47,7 @@ def test_submit_and_worker_start_without_the_terminal_libraries(module):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert "LOADED []" in out, out
+
 
 def test_keygen_prints_a_key_and_the_digest_that_configures_it():
     result = CliRunner().invoke(cli, ["keygen"])
