@@ -155,10 +155,11 @@ def sendfile_uploads(url: str, chunks: list[list[Path]], headers: dict[str, str]
 
 class Stack:
     """API + base worker (+ the scaler, if given its settings) as real processes on a
-    temporary IMGBURST_HOME."""
+    temporary IMGBURST_HOME; from `source`, another source tree (a revision's checkout),
+    instead of the installed package, its commands included (`run_cli`)."""
 
     def __init__(self, redis_url: str, processes: int,
-                 scaler_env: dict[str, str] | None = None) -> None:
+                 scaler_env: dict[str, str] | None = None, source: Path | None = None) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="imgburst-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -170,19 +171,24 @@ class Stack:
                         IMGBURST_SUBMIT_RATE="off", IMGBURST_QUOTA_JOBS="off",
                         IMGBURST_QUOTA_MB="off",  # many rounds a day, one key
                         IMGBURST_SOURCE_CONTAINERS="bench-source")  # a non-admin key's source
+        if source is not None:
+            # Its imgburst first on each process's sys.path: PYTHONPATH, and the processes'
+            # working folder (`python -m` puts that before PYTHONPATH).
+            self.env["PYTHONPATH"] = str(source)
         cmd = [sys.executable, "-m", "imgburst.cli"]
         log = (self.home / "stack.log").open("wb")
         self.procs = [
             subprocess.Popen([*cmd, "api", "--host", "127.0.0.1"], env=self.env, stdout=log,
-                             stderr=subprocess.STDOUT),
+                             stderr=subprocess.STDOUT, cwd=source),
         ]
         if processes:  # 0: the API alone (submit latency)
             self.procs.append(subprocess.Popen(
                 [*cmd, "worker", "--concurrency", str(processes), "--loglevel", "WARNING"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT))
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=source))
         if scaler_env is not None:
             self.procs.append(subprocess.Popen([*cmd, "scaler"], env=self.env | scaler_env,
-                                               stdout=log, stderr=subprocess.STDOUT))
+                                               stdout=log, stderr=subprocess.STDOUT,
+                                               cwd=source))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

@@ -19,7 +19,8 @@ from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).parent
-HELPERS = {"harness", "noop_app", "thin_app", "bare_api", "sink", "stand_in_worker", "suite"}
+HELPERS = {"harness", "noop_app", "thin_app", "bare_api", "sink", "stand_in_worker", "suite",
+           "revisions"}  # revisions.py compares with a revision it is given: run by hand
 ORDER = ["imaging", "pipeline", "overhead", "api", "burst", "scale", "soak"]
 START, END = "<!-- bench-suite:start -->", "<!-- bench-suite:end -->"
 
