@@ -228,8 +228,8 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
     queued = [j.id for j in jobs if j.error is None]
     try:
         note_unsent(svc.redis, *queued)  # before they are recorded: the reconciler's to send
-        svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs,
-                               owner=auth.current().owner, name=name)
+        view = svc.store.create_batch(batch_id, recipe.to_dict(), source, jobs,
+                                      owner=auth.current().owner, name=name)
     except Exception as exc:
         with contextlib.suppress(redis.RedisError):
             forget_unsent(svc.redis, *queued)
@@ -261,9 +261,7 @@ def accept_batch(svc: Services, batch_id: str, recipe: Recipe, source: str,
     svc.metrics.batches.inc()
     svc.metrics.jobs.inc(len(queued))
     svc.metrics.refused.inc(len(jobs) - len(queued))
-    view = svc.store.get_batch(batch_id)
-    assert view is not None
-    response = jsonify(batch_json(view))
+    response = jsonify(batch_json(view))  # as accepted: a job may have started since
     response.status_code = 202
     response.headers["Location"] = url_for("batches.get_batch", batch_id=batch_id)
     return response

@@ -382,12 +382,15 @@ class JobStore:
 
     def create_batch(self, batch_id: str, recipe: dict[str, Any], source: str,
                      jobs: list[NewJob], owner: str | None = None,
-                     name: str | None = None) -> None:
-        """Record a batch and all its jobs in one transaction: all or nothing."""
+                     name: str | None = None) -> BatchView:
+        """Record a batch and all its jobs in one transaction: all or nothing. Returns the
+        batch as recorded, so the submit's answer needs no read back (two statements, a
+        seventh of the API's CPU for a 10-image submit under load, `bench/api.py`)."""
         now = utcnow()
+        source = source[:1100]
         with self._writing() as conn:
             conn.execute(insert(Batch).values(
-                id=batch_id, created_at=now, recipe=json.dumps(recipe), source=source[:1100],
+                id=batch_id, created_at=now, recipe=json.dumps(recipe), source=source,
                 job_count=len(jobs), owner=owner, name=name, closed_at=now, closed_by="client",
                 queued_at=now,  # its jobs' sending is noted in the broker (UNSENT_KEY)
             ))
@@ -404,6 +407,14 @@ class JobStore:
                     }
                     for i, j in enumerate(jobs)
                 ])
+        failed = sum(1 for j in jobs if j.error)
+        counts = {s: 0 for s in JOB_STATUSES} | {"queued": len(jobs) - failed, "failed": failed}
+        status = batch_status(counts, cancelled=False, started=False)
+        return BatchView(
+            id=batch_id, name=name, status=status, jobs=len(jobs), counts=counts,
+            source=source, recipe=recipe, created_at=now, started_at=None,
+            finished_at=now if status in BATCH_FINAL else None, cancelled_at=None,
+            owner=owner, closed_at=now, closed_by="client")
 
     # -- streamed batches: opened, fed an image at a time, closed ------------------------
 

@@ -35,3 +35,19 @@ def test_jobs_are_sent_intact_in_order_in_few_round_trips(base_env, monkeypatch)
     bodies = [json.loads(base64.b64decode(m["body"])) for m in messages]
     assert [body[0] for body in bodies] == [[job_id] for job_id in ids]
     assert len({m["properties"]["delivery_tag"] for m in messages}) == 40
+
+
+def test_the_message_is_the_one_send_task_makes_by_default(base_env):
+    """`enqueue_jobs` passes the arguments' log text and skips the queue's declaring: the
+    message on the queue is what a plain `send_task` puts there, but for its ids."""
+    app = make_celery(settings_for(base_env))
+    client = redis.Redis.from_url(base_env["REDIS_URL"])
+    client.delete(QUEUE)
+    enqueue_jobs(app, ["3f2a-ours"])
+    app.send_task(PROCESS_IMAGE, args=["3f2a-ours"], queue=QUEUE)
+    ours, plain = (json.loads(raw) for raw in reversed(client.lrange(QUEUE, 0, -1)))
+    differ = {"id", "root_id"}  # a task id of its own each
+    assert {k: v for k, v in ours["headers"].items() if k not in differ} == \
+        {k: v for k, v in plain["headers"].items() if k not in differ}
+    assert ours["headers"]["argsrepr"] == "['3f2a-ours']"
+    assert ours["body"] == plain["body"]

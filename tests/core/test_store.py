@@ -52,6 +52,20 @@ def make_batch(store: JobStore, n: int = 2, refused: int = 0) -> tuple[str, list
 OUT = [OutputRecord("thumb", "webp", 10, 5, 100, "outputs/b/j/thumb.webp")]
 
 
+@pytest.mark.parametrize("n, refused", [(3, 0), (2, 1), (0, 2), (0, 0)])
+def test_a_new_batch_is_answered_as_the_store_reads_it(store, n, refused):
+    """The submit's 202 comes from `create_batch`'s own view, not a read back: the two
+    must agree (status, counts, times on MySQL's microsecond columns too)."""
+    batch_id = new_id()
+    jobs = [NewJob(new_id(), f"img{i}.jpg", "imgburst", f"inputs/{batch_id}/{i}", "jpeg", 10)
+            for i in range(n)]
+    jobs += [NewJob(new_id(), "bad.txt", "imgburst", "x", None, 3, error="unsupported format")
+             for _ in range(refused)]
+    made = store.create_batch(batch_id, {"outputs": [{"name": "t"}]}, "upload:test", jobs,
+                              owner="team-a", name="holiday")
+    assert made == store.get_batch(batch_id)
+
+
 def test_job_lifecycle_and_guards(store):
     batch_id, (a, b) = make_batch(store)
     assert store.get_batch(batch_id).status == "queued"
