@@ -45,7 +45,7 @@ from typing import Any, cast
 import redis
 from celery import Celery
 
-from imgburst.core.blobs import BlobNotFound, BlobStore
+from imgburst.core.blobs import BlobNotFound, BlobStore, upload_job
 from imgburst.core.celery_app import QUEUE, enqueue_jobs
 from imgburst.core.handback import UNACKED, hand_back, message_job, restore
 from imgburst.core.statuses import JOB_FINAL
@@ -63,7 +63,7 @@ INTERVAL_S = 5.0
 EPOCH_KEY = "imgburst:epoch"
 UNACKED_INDEX = "unacked_index"  # kombu's Redis transport: delivery tag -> delivered at
 PAGE = 1000
-INPUTS = "inputs/"  # blobs.input_path: inputs/<batch>/<job>/input.<ext>
+INPUTS = "inputs/"  # blobs.input_path: inputs/<batch>/<job>.<ext>
 SWEEP_PAGE = 1000
 CLOCK_SKEW_S = 2  # between the machines of the workers and of the broker
 
@@ -118,8 +118,7 @@ class Reconciler:
                                                            SWEEP_PAGE)
         except BlobNotFound:  # nothing was ever uploaded: no container yet
             return
-        jobs = {blob.name: parts[2] for blob in page
-                if len(parts := blob.name.split("/")) >= 4}
+        jobs = {blob.name: job for blob in page if (job := upload_job(blob.name))}
         known = self.store.job_statuses(set(jobs.values()))
         before = time.time() - self.input_grace_s
         orphans = [blob.name for blob in page if blob.name in jobs

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,13 +196,22 @@ def test_inputs_stored_by_a_submission_that_died_are_removed_after_the_grace(
     assert api.wait(timeout=10) == -signal.SIGKILL
     stored = sorted(p for p in inputs.rglob("*") if p.is_file())
     assert len(stored) == 10
+    # One stored before inputs went flat (a folder a job), and a user's own blobs under
+    # inputs/ (a source submission may name them), which are never the sweep's.
+    before = inputs / uuid.uuid4().hex / uuid.uuid4().hex / "input.jpeg"
+    users = [inputs / "x" / "y" / "me.jpg", inputs / "holiday.jpg"]
+    for path in (before, *users):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(photo_bytes(1, 64, 48))
     start_service(env, "scaler")
     time.sleep(1)
     assert all(p.exists() for p in stored), "removed within the grace"
-    wait_until(lambda: not any(p.exists() for p in stored), 30, "the orphan inputs to go")
+    wait_until(lambda: not any(p.exists() for p in (*stored, before)), 30,
+               "the orphan inputs to go")
     broker = redis.Redis.from_url(env["REDIS_URL"])
     (removed,) = kinds(broker, "removed-inputs")
-    assert removed["count"] == 10
+    assert removed["count"] == 11
+    assert all(p.exists() for p in users)
 
 
 @pytest.fixture
