@@ -111,7 +111,7 @@ def reconcile(settings: Any, accepted: dict[str, int],
                     assert paths and len(set(o.name for o in job.outputs)) == len(paths)
                     if outputs_per_job is not None:
                         assert len(paths) == outputs_per_job, job
-                    mine = {p for p in stored if p.startswith(f"outputs/{batch_id}/{job.id}.")}
+                    mine = {p for p in stored if p.startswith(f"outputs/{batch_id}/{job.id}/")}
                     assert mine == set(paths), (job.id, mine, paths)
                 else:
                     assert not paths, job

@@ -1,7 +1,7 @@
 """The blob store: one small interface, two backends (Azure Blob Storage, a local directory).
 
-Inputs live at `inputs/<batch>/<job>.<ext>`, outputs at `outputs/<batch>/<job>.<output-name>.<ext>`,
-in the service's container: a folder a batch, not a job (see `input_path`). A batch may also
+Inputs live under `inputs/<batch>/<job>/<safe-name>`, outputs under
+`outputs/<batch>/<job>/<output-name>.<ext>`, in the service's container. A batch may also
 read from another container (a user's own pictures). Backend failures that may pass
 (network, 5xx, throttling) raise `BlobUnavailable`, so workers know to retry.
 """
@@ -66,36 +66,28 @@ def safe_name(filename: str) -> str:
 
 def input_path(batch_id: str, job_id: str, fmt: str | None) -> str:
     """Where an uploaded input lives. Generated from ids and the sniffed format only: an
-    uploaded file name never becomes part of a path (it is kept, cleaned, for display).
+    uploaded file name never becomes part of a path (it is kept, cleaned, for display)."""
+    return f"{_upload_folder(batch_id, job_id)}input.{fmt or 'bin'}"
 
-    Flat in the batch's folder, as outputs are: in the local store a folder a job was two
-    more inodes a job (made by the API and the worker, removed by the worker), and on this
-    kind of VM's ext4 a new inode after much create and delete costs 0.3-0.7 ms of kernel
-    CPU on the workers' cores (BENCHMARKS.md, "One folder a batch"). Inputs stored before
-    lie at `inputs/<batch>/<job>/input.<ext>` (recorded with their jobs, so still read);
-    `is_own_upload` and the orphan sweep know both."""
-    return f"inputs/{batch_id}/{job_id}.{fmt or 'bin'}"
+
+def _upload_folder(batch_id: str, job_id: str) -> str:
+    return f"inputs/{batch_id}/{job_id}/"
 
 
 def upload_job(path: str) -> str | None:
-    """The job whose uploaded input `path` is, by its place under `inputs/` (either layout);
-    None for any other blob."""
+    """The job whose uploaded input `path` is, by its place (`input_path`); None for any
+    other blob, such as a user's own under `inputs/` (a source submission may name those),
+    which the orphan sweep must never take for an upload."""
     parts = path.split("/")
-    if parts[0] != "inputs":
-        return None
-    if len(parts) == 4:  # inputs/<batch>/<job>/input.<ext>, before
-        job = parts[2]
-    elif len(parts) == 3 and "." in parts[2]:
-        job = parts[2].partition(".")[0]
-    else:
-        return None
-    return job if JOB_ID.fullmatch(job) else None  # not a user's own blob under inputs/
+    if len(parts) == 4 and parts[0] == "inputs" and JOB_ID.fullmatch(parts[2]):
+        return parts[2]
+    return None
 
 
 def is_own_upload(path: str, batch_id: str, job_id: str) -> bool:
     """Whether `path` is the input the API stored for this job (not a user's blob that a
     source submission named, which may sit anywhere, even under `inputs/`)."""
-    return path.startswith(f"inputs/{batch_id}/") and upload_job(path) == job_id
+    return path.startswith(_upload_folder(batch_id, job_id))
 
 
 def display_name(filename: str | None) -> str:
@@ -121,10 +113,7 @@ def asset_path(name: str) -> str:
 
 
 def output_path(batch_id: str, job_id: str, name: str, extension: str) -> str:
-    """Where an output lives: flat in its batch's folder, as inputs (`input_path`). The
-    outputs' paths are recorded with them, so those stored before in a folder a job
-    (`outputs/<batch>/<job>/<name>.<ext>`) are read where they are."""
-    return f"outputs/{batch_id}/{job_id}.{name}.{extension}"
+    return f"outputs/{batch_id}/{job_id}/{name}.{extension}"
 
 
 class BlobStore(ABC):

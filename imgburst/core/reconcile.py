@@ -63,7 +63,7 @@ INTERVAL_S = 5.0
 EPOCH_KEY = "imgburst:epoch"
 UNACKED_INDEX = "unacked_index"  # kombu's Redis transport: delivery tag -> delivered at
 PAGE = 1000
-INPUTS = "inputs/"  # blobs.input_path: inputs/<batch>/<job>.<ext>
+INPUTS = "inputs/"  # blobs.input_path: inputs/<batch>/<job>/input.<ext>
 SWEEP_PAGE = 1000
 CLOCK_SKEW_S = 2  # between the machines of the workers and of the broker
 

@@ -99,9 +99,8 @@ def test_uploaded_names_never_become_paths(base_env):
     assert [j["input"] for j in jobs] == ["passwd.jpg", "win.ini.jpg", "badname.jpg"]
     stored = sorted(p.relative_to(Path(base_env["IMGBURST_HOME"]) / "blobs")
                     for p in stored_inputs(Path(base_env["IMGBURST_HOME"])))
-    job_ids = sorted(j["id"] for j in jobs)  # named by job id and format, never by upload
-    assert [p.name for p in stored] == [f"{job_id}.jpeg" for job_id in job_ids]
-    assert all(p.parts[:2] == ("imgburst", "inputs") and len(p.parts) == 4 for p in stored)
+    assert [p.name for p in stored] == ["input.jpeg"] * 3
+    assert all(p.parts[:2] == ("imgburst", "inputs") and len(p.parts) == 5 for p in stored)
 
 
 class CountingBody(io.RawIOBase):

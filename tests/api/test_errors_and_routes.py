@@ -192,7 +192,7 @@ def test_a_folder_upload_keeps_its_folders_in_the_names_never_in_the_paths(clien
     assert [j["input"] for j in jobs] == ["day1/IMG_1.jpg", "day2/IMG_1.jpg", "c.jpg"]
     store = app.extensions["imgburst"].store
     paths = [store.job_input(j["id"]).input_path for j in jobs]
-    assert paths == [f"inputs/{batch['id']}/{j['id']}.jpeg" for j in jobs]
+    assert paths == [f"inputs/{batch['id']}/{j['id']}/input.jpeg" for j in jobs]
 
 
 def test_submit_from_source_container_sniffs_without_decoding(client, app):

@@ -16,7 +16,6 @@ from imgburst.core.blobs import (
     blob_store_from_settings,
     display_name,
     input_path,
-    is_own_upload,
     output_path,
     safe_name,
     upload_job,
@@ -111,18 +110,14 @@ def test_unreachable_azure_is_transient():
         store.get("inputs/x")
 
 
-def test_an_upload_is_known_in_either_layout_and_a_users_blob_never():
-    """Inputs are flat in their batch's folder; those stored before, in a folder a job,
-    are still the API's own (their job removes them), and the orphan sweep reads both."""
+def test_an_upload_is_known_by_its_place_and_a_users_blob_never():
+    """The orphan sweep removes what `upload_job` names: only the API's own uploads, never
+    a user's blob that happens to lie under `inputs/` of the service's container."""
     batch, job = uuid.uuid4().hex, uuid.uuid4().hex
-    flat, before = input_path(batch, job, "jpeg"), f"inputs/{batch}/{job}/input.jpeg"
-    assert upload_job(flat) == upload_job(before) == job
-    assert is_own_upload(flat, batch, job) and is_own_upload(before, batch, job)
-    assert not is_own_upload(flat, uuid.uuid4().hex, job)  # another batch's place
-    assert not is_own_upload(flat, batch, uuid.uuid4().hex)
+    assert upload_job(input_path(batch, job, "jpeg")) == job
     for users in ("inputs/x/y/me.jpg", "inputs/holiday.jpg", f"inputs/{batch}/notes.txt",
-                  f"inputs/{batch}/{job}", f"outputs/{batch}/{job}.thumb.webp",
-                  f"inputs/{batch}/{job}/deeper/input.jpeg"):
+                  f"inputs/{batch}/{job}/deeper/input.jpeg", f"outputs/{batch}/{job}/a.jpg",
+                  f"inputs/{batch}/{job.upper()}/input.jpeg"):
         assert upload_job(users) is None, users
 
 
@@ -130,8 +125,8 @@ def test_paths_are_safe(tmp_path):
     assert safe_name("../../etc/passwd") == "passwd"
     assert safe_name("C:\\Users\\me\\My Photo (1).JPG") == "My_Photo_1_.JPG"
     assert safe_name("...") == "image"
-    assert input_path("b", "j", "jpeg") == "inputs/b/j.jpeg"  # never the file's name
-    assert input_path("b", "j", None) == "inputs/b/j.bin"
+    assert input_path("b", "j", "jpeg") == "inputs/b/j/input.jpeg"  # never the file's name
+    assert input_path("b", "j", None) == "inputs/b/j/input.bin"
     assert display_name("../../etc/passwd") == "passwd"
     assert display_name("C:\\Users\\me\\My Photo (1).JPG") == "My Photo (1).JPG"
     assert display_name("evil\x00\nname\x1b[31m.jpg") == "evilname[31m.jpg"
@@ -141,7 +136,7 @@ def test_paths_are_safe(tmp_path):
     assert display_name("/home/me/c.png") == "c.png" and display_name("a/../../c.png") == "c.png"
     deep = display_name("/".join(["folder"] * 60) + "/c.png")
     assert len(deep) <= 255 and deep.endswith("folder/c.png") and not deep.startswith("/")
-    assert output_path("b", "j", "thumb", "webp") == "outputs/b/j.thumb.webp"
+    assert output_path("b", "j", "thumb", "webp") == "outputs/b/j/thumb.webp"
     local = LocalBlobStore(tmp_path, "imgburst")
     for bad in ("../x", "/abs", "a/../../x"):
         with pytest.raises(BlobError):

@@ -13,12 +13,7 @@ from conftest import settings_for
 from helpers import jobs_of, submit
 
 from imgburst.api import create_app
-from imgburst.core.blobs import (
-    BlobUnavailable,
-    LocalBlobStore,
-    blob_store_from_settings,
-    upload_job,
-)
+from imgburst.core.blobs import BlobUnavailable, LocalBlobStore, blob_store_from_settings
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore
 from imgburst.core.synthetic import photo_bytes
@@ -42,8 +37,8 @@ def _run_batch(env: dict[str, str], files: list[tuple[str, bytes]]) -> tuple[str
     return batch_id, {j["input"]: j for j in jobs_of(client, batch_id)}, rt
 
 
-def _inputs(rt: Runtime, batch_id: str) -> set[str | None]:
-    return {upload_job(b.name) for b in rt.blobs.list(f"inputs/{batch_id}/")}
+def _inputs(rt: Runtime, batch_id: str) -> set[str]:
+    return {b.name.split("/")[2] for b in rt.blobs.list(f"inputs/{batch_id}/")}
 
 
 def test_a_succeeded_upload_is_removed_and_a_failed_one_kept(base_env):
@@ -54,11 +49,13 @@ def test_a_succeeded_upload_is_removed_and_a_failed_one_kept(base_env):
         "a.jpg": "succeeded", "cut.jpg": "failed", "b.jpg": "succeeded"}
     assert _inputs(rt, batch_id) == {jobs["cut.jpg"]["id"]}  # the failed one, to look at
     for name in ("a.jpg", "b.jpg"):
-        outputs = {b.name for b in rt.blobs.list(f"outputs/{batch_id}/{jobs[name]['id']}.")}
+        outputs = {b.name for b in rt.blobs.list(f"outputs/{batch_id}/{jobs[name]['id']}/")}
         assert len(outputs) == 2  # the outputs stay, of course
+    assert isinstance(rt.blobs, LocalBlobStore)  # and no empty folder is left behind
+    assert not (rt.blobs.root / "imgburst" / "inputs" / batch_id / jobs["a.jpg"]["id"]).exists()
     # A task redelivered after its run recorded the job but died before removing the
     # upload finds the job done, and removes the leftover.
-    rt.blobs.put(f"inputs/{batch_id}/{jobs['a.jpg']['id']}.jpeg", good)
+    rt.blobs.put(f"inputs/{batch_id}/{jobs['a.jpg']['id']}/input.jpeg", good)
     assert run_job(rt, jobs["a.jpg"]["id"], "test@host") == "skipped"
     assert _inputs(rt, batch_id) == {jobs["cut.jpg"]["id"]}
 
@@ -120,6 +117,6 @@ def test_a_failed_removal_never_fails_the_job(base_env, caplog):
     (job,) = jobs_of(client, batch_id)
     with caplog.at_level(logging.WARNING, logger="imgburst.worker"):
         assert run_job(rt, job["id"], "test@host") == "succeeded"
-    assert f"input inputs/{batch_id}/{job['id']}.jpeg stays" in caplog.text
+    assert f"input inputs/{batch_id}/{job['id']}/input.jpeg stays" in caplog.text
     assert _inputs(rt, batch_id) == {job["id"]}
     assert jobs_of(client, batch_id)[0]["status"] == "succeeded"

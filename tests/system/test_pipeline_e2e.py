@@ -82,9 +82,9 @@ def test_mixed_batch_end_to_end(stack_env, start_worker):
             assert not img.getexif(), f"{name}/{out_name} kept EXIF"
             assert "icc_profile" not in img.info
         # exactly one set of outputs in the blob store
-        listed = {b.name for b in blobs.list(f"outputs/{batch['id']}/{job['id']}.")}
-        assert listed == {f"outputs/{batch['id']}/{job['id']}.thumb.webp",
-                          f"outputs/{batch['id']}/{job['id']}.medium.jpg"}
+        listed = {b.name for b in blobs.list(f"outputs/{batch['id']}/{job['id']}/")}
+        assert listed == {f"outputs/{batch['id']}/{job['id']}/thumb.webp",
+                          f"outputs/{batch['id']}/{job['id']}/medium.jpg"}
     assert not list(blobs.list(f"inputs/{batch['id']}/"))  # the uploads were removed
     assert "Traceback" not in worker.output()
 
@@ -154,7 +154,7 @@ def test_sigkill_mid_job_is_redelivered_once(base_env, start_worker, victim):
     assert job["attempts"] == 2, job
     assert [o["name"] for o in job["outputs"]] == ["full"]
     listed = [b.name for b in blob_store_from_settings(settings).list(
-        f"outputs/{batch['id']}/{job['id']}.")]
-    assert listed == [f"outputs/{batch['id']}/{job['id']}.full.png"]
+        f"outputs/{batch['id']}/{job['id']}/")]
+    assert listed == [f"outputs/{batch['id']}/{job['id']}/full.png"]
     img = Image.open(io.BytesIO(client.get(job["outputs"][0]["url"]).data))
     assert img.size == (4000, 3000)
