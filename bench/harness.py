@@ -156,11 +156,13 @@ def sendfile_uploads(url: str, chunks: list[list[Path]], headers: dict[str, str]
 class Stack:
     """API + base worker (+ the scaler, if given its settings) as real processes on a
     temporary IMGBURST_HOME; from `source`, another source tree (a revision's checkout),
-    instead of the installed package, its commands included (`run_cli`)."""
+    instead of the installed package, its commands included (`run_cli`); its home in a
+    new folder of `home_parent` (default: the system's temporary folder)."""
 
     def __init__(self, redis_url: str, processes: int,
-                 scaler_env: dict[str, str] | None = None, source: Path | None = None) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="imgburst-bench-"))
+                 scaler_env: dict[str, str] | None = None, source: Path | None = None,
+                 home_parent: Path | None = None) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="imgburst-bench-", dir=home_parent))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         key = generate_key()  # auth on, as deployed; one client, so no per-key rate limit
