@@ -7,7 +7,9 @@ store) on the disk, in the system's temporary folder, one on tmpfs (`/dev/shm`),
 alternating which goes first, the plain `Pool(2)` once a round. The same code on the same
 cores: what differs is what the filesystem costs the uploads' writes, the workers' reads,
 output writes and deletes, and the job store's writes. It says how much of the user's
-path's distance to the pool is this host's filesystem, not the service.
+path's distance to the pool is this host's filesystem, not the service. Then the same for
+the submit latency of `bench/api.py` (10 small images a `POST`, 1 and 32 clients, two
+API-only stacks, 4 rounds a level alternating which goes first, the samples pooled).
 
 On this kind of VM the root filesystem is ext4 without a journal, where every new inode
 skips the inodes deleted in the last 60 s (300 s while their inode table block is
@@ -33,8 +35,12 @@ import tempfile
 from pathlib import Path
 
 import redis
+from api import load
 from harness import Stack, images
 from pipeline import run_baseline
+
+from imgburst.core.percentiles import percentile
+from imgburst.core.synthetic import photo_bytes
 
 TMPFS = Path("/dev/shm")
 
@@ -42,6 +48,8 @@ TMPFS = Path("/dev/shm")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="submits per side and concurrency level")
     args = parser.parse_args()
     if not TMPFS.is_dir():
         raise SystemExit(f"{TMPFS} is not there: this measurement needs a tmpfs")
@@ -77,6 +85,34 @@ def main() -> None:
     print(f"RESULT home_fs_tmpfs_speedup {statistics.median(per_round):.3f} x")
     print(f"RESULT home_fs_disk_ratio {median['pool'] / median['disk']:.2f} x")
     print(f"RESULT home_fs_tmpfs_ratio {median['pool'] / median['tmpfs']:.2f} x")
+    submits(server, homes, args.requests)
+
+
+def submits(server: str, homes: dict[str, Path], requests: int, rounds: int = 4) -> None:
+    """p50 and p99 of `bench/api.py`'s submit on an API-only stack with each home."""
+    files = [(f"small-{i}.jpg", photo_bytes(i, 640, 480)) for i in range(10)]
+    stacks: dict[str, Stack] = {}
+    try:
+        for db, (name, parent) in zip((13, 14), homes.items(), strict=True):
+            redis.Redis.from_url(f"{server}/{db}").flushdb()
+            stacks[name] = Stack(f"{server}/{db}", processes=0, home_parent=parent)
+        for clients in (1, 32):
+            per_client = max(1, -(-requests // (clients * rounds)))
+            took: dict[str, list[float]] = {name: [] for name in homes}
+            for number in range(rounds):
+                for name in (list(homes) if number % 2 == 0 else list(reversed(homes))):
+                    took[name] += load(stacks[name].url, clients, per_client, files,
+                                       stacks[name].headers)
+            p = {name: (percentile(sorted(v), 50) * 1000, percentile(sorted(v), 99) * 1000)
+                 for name, v in took.items()}
+            print(f"submit, {clients} clients, {len(took['disk'])} each: p50 {p['disk'][0]:.1f} "
+                  f"/ {p['tmpfs'][0]:.1f} ms, p99 {p['disk'][1]:.1f} / {p['tmpfs'][1]:.1f} ms "
+                  "(home on disk / on tmpfs)", flush=True)
+            print(f"RESULT home_fs_submit_p99_c{clients}_disk_over_tmpfs "
+                  f"{p['disk'][1] / p['tmpfs'][1]:.2f} x")
+    finally:
+        for stack in stacks.values():
+            stack.close()
 
 
 if __name__ == "__main__":
