@@ -205,7 +205,11 @@ class Reconciler:
         self.orphans = orphans
 
     def stale_unacked(self) -> None:
-        """Restore unacknowledged entries no live worker can still hold."""
+        """Restore unacknowledged entries no live worker can still hold. A job the store
+        says is running is left to `dead_holders`: it gives the job back in the store and
+        its message in one step, saying why. Restored here as well, its message could be
+        sent a second time by that hand-back, and which of the two came first would
+        depend on timing."""
         entries = {}
         now = time.time()
         # redis-py types replies loosely: with scores, a sorted set is (member, score) pairs
@@ -229,6 +233,8 @@ class Reconciler:
         stale = []
         for tag, job in entries.items():
             status = statuses.get(job)
+            if status == "running":
+                continue
             at = delivered.get(tag, now)
             age = now - at
             if at < oldest - CLOCK_SKEW_S:

@@ -264,3 +264,45 @@ def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(
     reconciler.stale_unacked()
     assert (waiting(broker), in_flight(broker)) == (1, 0)
     assert events[0]["kind"] == "restored" and events[0]["entries"] == 1
+
+
+def test_a_running_jobs_message_left_by_a_dead_worker_goes_back_once_with_its_hand_back(
+        base_env, private_redis):
+    """A worker killed whole leaves its job `running` in the store and its message
+    unacknowledged, delivered before any live worker started. Only the hand-back (two
+    passes after the worker's heartbeat is gone) gives both back: one message in the
+    queue, one event that says why. Restored on its own as well, the message came back
+    twice (the hand-back found it gone from the unacknowledged and sent it anew)."""
+    from imgburst.core.celery_app import make_celery
+    from imgburst.core.reconcile import Reconciler
+    from imgburst.core.store import JobStore
+    from imgburst.core.telemetry import WorkerInfo, write_heartbeat
+
+    env = base_env | {"REDIS_URL": f"redis://127.0.0.1:{private_redis}/0"}
+    settings = settings_for(env)
+    broker = redis.Redis(port=private_redis)
+    api = create_app(settings).test_client()
+    batch = submit(api, [("a.jpg", photo_bytes(1, 64, 48))])
+    (job,) = [j["id"] for j in jobs_of(api, batch["id"])]
+    store = JobStore.from_settings(settings)
+    raw = broker.rpop("images")  # delivered to base@dead, which claimed it and was killed
+    payload = json.loads(raw)
+    tag, info = payload["properties"]["delivery_tag"], payload["properties"]["delivery_info"]
+    broker.hset("unacked", tag, json.dumps([payload, info["exchange"], info["routing_key"]]))
+    broker.zadd("unacked_index", {tag: time.time() - 30})
+    assert store.start_job(job, "base@dead") is not None
+    write_heartbeat(broker, WorkerInfo(
+        name="base@new", pool="base", host="new", pid=1, concurrency=1, consuming=True,
+        active=0, reserved=0, processed=0, started_at=time.time(),
+        heartbeat_at=time.time(), idle_since=None))
+    events: list[dict] = []
+    reconciler = Reconciler(store, make_celery(settings), broker,
+                            lambda kind, **f: events.append({"kind": kind, **f}),
+                            reserve_s=300)
+    for _ in range(2):  # a pass of the reconciler's loop, twice
+        reconciler.dead_holders()
+        reconciler.stale_unacked()
+    assert (waiting(broker), in_flight(broker)) == (1, 0)
+    assert [e["kind"] for e in events] == ["handed-back"]
+    assert events[0]["jobs"] == [job] and "stopped beating" in events[0]["reason"]
+    assert jobs_of(api, batch["id"])[0]["status"] == "queued"
