@@ -19,6 +19,7 @@ from conftest import free_port, http_ok, settings_for, wait_until
 from helpers import jobs_of, reconcile, start_scaler, submit, wait_batch
 
 from imgburst.api import create_app
+from imgburst.core.reconcile import EPOCH_KEY
 from imgburst.core.synthetic import photo_bytes
 from imgburst.core.telemetry import in_flight, live_workers, waiting
 from imgburst.vk.events import EventLog
@@ -37,6 +38,18 @@ def kinds(broker: redis.Redis, kind: str) -> list[dict]:
     return [e for e in EventLog(broker).recent(500) if e["kind"] == kind]
 
 
+def start_reconciling(env: dict[str, str], log: Path,
+                      broker: redis.Redis) -> subprocess.Popen[bytes]:
+    """The scaler, once its reconciler's first pass has written the broker's epoch. On a
+    broker without one, that pass sends every queued job again (it can't tell a new
+    broker from one that lost its data): a batch submitted before it would be queued
+    twice, and the second copy could run a killed worker's job before the pass under test
+    hands it back."""
+    scaler = start_scaler(env, log)
+    wait_until(lambda: broker.exists(EPOCH_KEY), 60, "the reconciler's first pass")
+    return scaler
+
+
 def test_a_worker_killed_whole_has_its_job_handed_back_at_once(base_env, start_worker,
                                                                tmp_path):
     env = scaler_env(base_env)
@@ -45,7 +58,7 @@ def test_a_worker_killed_whole_has_its_job_handed_back_at_once(base_env, start_w
     broker = redis.Redis.from_url(env["REDIS_URL"])
     api = create_app(settings).test_client()
     doomed = start_worker(env, concurrency=1)
-    scaler = start_scaler(env, tmp_path / "scaler.log")
+    scaler = start_reconciling(env, tmp_path / "scaler.log", broker)
     try:
         big = photo_bytes(7, 4000, 3000)
         batch = submit(api, [(f"big{i}.jpg", big) for i in range(4)], SLOW)
@@ -88,7 +101,7 @@ def test_a_broker_that_loses_its_data_mid_batch_strands_nothing(base_env, start_
     broker = redis.Redis(port=port, socket_timeout=2)
     api = create_app(settings).test_client()
     start_worker(env, concurrency=2)
-    scaler = start_scaler(env, tmp_path / "scaler.log")
+    scaler = start_reconciling(env, tmp_path / "scaler.log", broker)
     try:
         big = photo_bytes(8, 3000, 2000)
         batch = submit(api, [(f"p{i}.jpg", big) for i in range(16)], SLOW)
