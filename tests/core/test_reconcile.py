@@ -19,9 +19,11 @@ from conftest import free_port, http_ok, settings_for, wait_until
 from helpers import jobs_of, reconcile, start_scaler, submit, wait_batch
 
 from imgburst.api import create_app
-from imgburst.core.reconcile import EPOCH_KEY
+from imgburst.core.celery_app import make_celery
+from imgburst.core.reconcile import EPOCH_KEY, Reconciler
+from imgburst.core.store import JobStore
 from imgburst.core.synthetic import photo_bytes
-from imgburst.core.telemetry import in_flight, live_workers, waiting
+from imgburst.core.telemetry import WorkerInfo, in_flight, live_workers, waiting, write_heartbeat
 from imgburst.vk.events import EventLog
 
 pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
@@ -234,46 +236,47 @@ def private_redis(tmp_path: Path) -> Iterator[int]:
     server.wait(timeout=10)
 
 
+def deliver_unacked(broker: redis.Redis, at: float) -> None:
+    """The queue's first message as a worker SIGKILLed before acking leaves it: kombu's
+    Redis transport moved it from the list to its `unacked` hash, indexed by delivery
+    time (QoS.append)."""
+    payload = json.loads(broker.rpop("images"))
+    tag, info = payload["properties"]["delivery_tag"], payload["properties"]["delivery_info"]
+    broker.hset("unacked", tag, json.dumps([payload, info["exchange"], info["routing_key"]]))
+    broker.zadd("unacked_index", {tag: at})
+
+
+def beat(broker: redis.Redis, name: str, started_at: float) -> None:
+    """A live worker's heartbeat, holding no job."""
+    write_heartbeat(broker, WorkerInfo(
+        name=name, pool="base", host=name.partition("@")[2], pid=1, concurrency=1,
+        consuming=True, active=0, reserved=0, processed=0, started_at=started_at,
+        heartbeat_at=time.time(), idle_since=None))
+
+
 def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(
         base_env, private_redis):
     """What a stack stopped by kill -9 leaves: a message delivered to a worker that is
     gone. A live worker holds only what came after it started, so the reconciler gives
     it back at once (no phantom in flight), and leaves a live worker's own alone."""
-    from imgburst.core.celery_app import make_celery
-    from imgburst.core.reconcile import Reconciler
-    from imgburst.core.store import JobStore
-    from imgburst.core.telemetry import WorkerInfo, write_heartbeat
-
     env = base_env | {"REDIS_URL": f"redis://127.0.0.1:{private_redis}/0"}
     settings = settings_for(env)
     broker = redis.Redis(port=private_redis)
     api = create_app(settings).test_client()
     submit(api, [("a.jpg", photo_bytes(1, 64, 48))])
     celery = make_celery(settings)
-    # A worker takes it and is SIGKILLed before acking: kombu's Redis transport moved the
-    # message from the list to its `unacked` hash, indexed by delivery time (QoS.append).
     broker.delete("_kombu.binding.images")  # as after the broker lost its data
-    raw = broker.rpop("images")
-    payload = json.loads(raw)
-    tag, info = payload["properties"]["delivery_tag"], payload["properties"]["delivery_info"]
-    broker.hset("unacked", tag, json.dumps([payload, info["exchange"], info["routing_key"]]))
-    broker.zadd("unacked_index", {tag: time.time()})
+    deliver_unacked(broker, time.time())
     assert (waiting(broker), in_flight(broker)) == (0, 1)
     events: list[dict] = []
     reconciler = Reconciler(JobStore.from_settings(settings), celery, broker,
                             lambda kind, **f: events.append({"kind": kind, **f}),
                             reserve_s=300)
 
-    def beat(started_at: float) -> None:
-        write_heartbeat(broker, WorkerInfo(
-            name="base@w", pool="base", host="w", pid=1, concurrency=1, consuming=True,
-            active=0, reserved=1, processed=0, started_at=started_at,
-            heartbeat_at=time.time(), idle_since=None))
-
-    beat(started_at=time.time() - 60)  # it could be this worker's reservation: kept
+    beat(broker, "base@w", started_at=time.time() - 60)  # its reservation, maybe: kept
     reconciler.stale_unacked()
     assert (waiting(broker), in_flight(broker)) == (0, 1) and not events
-    beat(started_at=time.time() + 5)  # every live worker started after the delivery
+    beat(broker, "base@w", started_at=time.time() + 5)  # all started after the delivery
     reconciler.stale_unacked()
     assert (waiting(broker), in_flight(broker)) == (1, 0)
     assert events[0]["kind"] == "restored" and events[0]["entries"] == 1
@@ -286,11 +289,6 @@ def test_a_running_jobs_message_left_by_a_dead_worker_goes_back_once_with_its_ha
     passes after the worker's heartbeat is gone) gives both back: one message in the
     queue, one event that says why. Restored on its own as well, the message came back
     twice (the hand-back found it gone from the unacknowledged and sent it anew)."""
-    from imgburst.core.celery_app import make_celery
-    from imgburst.core.reconcile import Reconciler
-    from imgburst.core.store import JobStore
-    from imgburst.core.telemetry import WorkerInfo, write_heartbeat
-
     env = base_env | {"REDIS_URL": f"redis://127.0.0.1:{private_redis}/0"}
     settings = settings_for(env)
     broker = redis.Redis(port=private_redis)
@@ -298,16 +296,9 @@ def test_a_running_jobs_message_left_by_a_dead_worker_goes_back_once_with_its_ha
     batch = submit(api, [("a.jpg", photo_bytes(1, 64, 48))])
     (job,) = [j["id"] for j in jobs_of(api, batch["id"])]
     store = JobStore.from_settings(settings)
-    raw = broker.rpop("images")  # delivered to base@dead, which claimed it and was killed
-    payload = json.loads(raw)
-    tag, info = payload["properties"]["delivery_tag"], payload["properties"]["delivery_info"]
-    broker.hset("unacked", tag, json.dumps([payload, info["exchange"], info["routing_key"]]))
-    broker.zadd("unacked_index", {tag: time.time() - 30})
+    deliver_unacked(broker, time.time() - 30)  # to base@dead, which claimed it, then died
     assert store.start_job(job, "base@dead") is not None
-    write_heartbeat(broker, WorkerInfo(
-        name="base@new", pool="base", host="new", pid=1, concurrency=1, consuming=True,
-        active=0, reserved=0, processed=0, started_at=time.time(),
-        heartbeat_at=time.time(), idle_since=None))
+    beat(broker, "base@new", started_at=time.time())
     events: list[dict] = []
     reconciler = Reconciler(store, make_celery(settings), broker,
                             lambda kind, **f: events.append({"kind": kind, **f}),
