@@ -246,11 +246,11 @@ def deliver_unacked(broker: redis.Redis, at: float) -> None:
     broker.zadd("unacked_index", {tag: at})
 
 
-def beat(broker: redis.Redis, name: str, started_at: float) -> None:
-    """A live worker's heartbeat, holding no job."""
+def beat(broker: redis.Redis, name: str, started_at: float, reserved: int = 0) -> None:
+    """A live worker's heartbeat, running nothing, with `reserved` messages taken."""
     write_heartbeat(broker, WorkerInfo(
         name=name, pool="base", host=name.partition("@")[2], pid=1, concurrency=1,
-        consuming=True, active=0, reserved=0, processed=0, started_at=started_at,
+        consuming=True, active=0, reserved=reserved, processed=0, started_at=started_at,
         heartbeat_at=time.time(), idle_since=None))
 
 
@@ -273,10 +273,10 @@ def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(
                             lambda kind, **f: events.append({"kind": kind, **f}),
                             reserve_s=300)
 
-    beat(broker, "base@w", started_at=time.time() - 60)  # its reservation, maybe: kept
+    beat(broker, "base@w", time.time() - 60, reserved=1)  # its reservation, maybe: kept
     reconciler.stale_unacked()
     assert (waiting(broker), in_flight(broker)) == (0, 1) and not events
-    beat(broker, "base@w", started_at=time.time() + 5)  # all started after the delivery
+    beat(broker, "base@w", time.time() + 5, reserved=1)  # started after the delivery
     reconciler.stale_unacked()
     assert (waiting(broker), in_flight(broker)) == (1, 0)
     assert events[0]["kind"] == "restored" and events[0]["entries"] == 1
