@@ -193,6 +193,25 @@ def start_scaler(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
+def reconciler_env(env: dict[str, str]) -> dict[str, str]:
+    """No burst workers: the scaler runs for its reconciler."""
+    return env | {"SCALER_MAX_BURST": "0", "SCALER_POLL_S": "0.5"}
+
+
+def start_reconciling(env: dict[str, str], log: Path, broker: Any) -> subprocess.Popen[bytes]:
+    """The scaler, once its reconciler's first pass has written the broker's epoch. On a
+    broker without one, that pass sends every queued job again (it can't tell a new
+    broker from one that lost its data): a batch submitted before it would be queued
+    twice, and the second copy could run a job before the fault under test."""
+    from conftest import wait_until
+
+    from imgburst.core.reconcile import EPOCH_KEY
+
+    scaler = start_scaler(env, log)
+    wait_until(lambda: broker.exists(EPOCH_KEY), 60, "the reconciler's first pass")
+    return scaler
+
+
 def draining_with_a_job(broker: Any) -> Any:
     """A burst worker the scaler is draining while its heartbeat shows a job in hand
     (its WorkerInfo), or None."""

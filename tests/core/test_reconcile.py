@@ -16,11 +16,18 @@ import pytest
 import redis
 import requests
 from conftest import free_port, http_ok, settings_for, wait_until
-from helpers import jobs_of, reconcile, start_scaler, submit, wait_batch
+from helpers import (
+    jobs_of,
+    reconcile,
+    reconciler_env,
+    start_reconciling,
+    submit,
+    wait_batch,
+)
 
 from imgburst.api import create_app
 from imgburst.core.celery_app import make_celery
-from imgburst.core.reconcile import EPOCH_KEY, Reconciler
+from imgburst.core.reconcile import Reconciler
 from imgburst.core.store import JobStore
 from imgburst.core.synthetic import photo_bytes
 from imgburst.core.telemetry import WorkerInfo, in_flight, live_workers, waiting, write_heartbeat
@@ -31,30 +38,13 @@ pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leave
 SLOW = {"outputs": [{"name": "full", "format": "png", "ops": []}]}
 
 
-def scaler_env(env: dict[str, str]) -> dict[str, str]:
-    """No burst workers: the scaler runs for its reconciler."""
-    return env | {"SCALER_MAX_BURST": "0", "SCALER_POLL_S": "0.5"}
-
-
 def kinds(broker: redis.Redis, kind: str) -> list[dict]:
     return [e for e in EventLog(broker).recent(500) if e["kind"] == kind]
 
 
-def start_reconciling(env: dict[str, str], log: Path,
-                      broker: redis.Redis) -> subprocess.Popen[bytes]:
-    """The scaler, once its reconciler's first pass has written the broker's epoch. On a
-    broker without one, that pass sends every queued job again (it can't tell a new
-    broker from one that lost its data): a batch submitted before it would be queued
-    twice, and the second copy could run a killed worker's job before the pass under test
-    hands it back."""
-    scaler = start_scaler(env, log)
-    wait_until(lambda: broker.exists(EPOCH_KEY), 60, "the reconciler's first pass")
-    return scaler
-
-
 def test_a_worker_killed_whole_has_its_job_handed_back_at_once(base_env, start_worker,
                                                                tmp_path):
-    env = scaler_env(base_env)
+    env = reconciler_env(base_env)
     settings = settings_for(env)
     assert settings.visibility_timeout_s == 3600
     broker = redis.Redis.from_url(env["REDIS_URL"])
@@ -98,7 +88,7 @@ def test_a_broker_that_loses_its_data_mid_batch_strands_nothing(base_env, start_
     data = tmp_path / "redis"
     data.mkdir()
     server = start_redis(port, data)
-    env = scaler_env(base_env | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    env = reconciler_env(base_env | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     settings = settings_for(env)
     broker = redis.Redis(port=port, socket_timeout=2)
     api = create_app(settings).test_client()
@@ -156,7 +146,7 @@ def test_an_api_killed_mid_submission_leaves_a_batch_the_reconciler_completes(
     sending its jobs, or right after: the client gets no answer, and the batch still ends,
     each job run once; the client's retry with its Idempotency-Key gets that batch."""
     port = free_port()
-    env = scaler_env(base_env) | {"IMGBURST_PORT": str(port),
+    env = reconciler_env(base_env) | {"IMGBURST_PORT": str(port),
                                   "IMGBURST_RECONCILE_GRACE_S": "2"}
     settings = settings_for(env)
     url = f"http://127.0.0.1:{port}"
@@ -198,7 +188,7 @@ def test_inputs_stored_by_a_submission_that_died_are_removed_after_the_grace(
     """The API dies after storing the inputs, before recording the batch: no batch, and
     the inputs go once older than IMGBURST_INPUT_GRACE_S."""
     port = free_port()
-    env = scaler_env(base_env) | {"IMGBURST_PORT": str(port), "IMGBURST_INPUT_GRACE_S": "3"}
+    env = reconciler_env(base_env) | {"IMGBURST_PORT": str(port), "IMGBURST_INPUT_GRACE_S": "3"}
     url = f"http://127.0.0.1:{port}"
     inputs = Path(env["IMGBURST_HOME"]) / "blobs" / "imgburst" / "inputs"
     api = start_service(env | {"IMGBURST_FAIL_POINT": "after-inputs"}, "api", "--host",
