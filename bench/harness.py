@@ -357,6 +357,17 @@ def sink_server(folder: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
 
 
+def thin_service(folder: Path, redis_url: str) -> tuple[subprocess.Popen[str], str]:
+    """`thin_service.py` storing images into `folder` and queueing `thin_app`'s tasks on
+    `redis_url`: the thinnest service of the user's path, for `thin_command.py`."""
+    here = Path(__file__).parent
+    proc = subprocess.Popen([sys.executable, str(here / "thin_service.py"), str(folder)],
+                            env=dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(here)),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
+
+
 def bare_server() -> tuple[subprocess.Popen[bytes], str]:
     """`bare_api.py` on waitress: the submit-latency baseline (takes the upload, stores
     nothing)."""

@@ -42,6 +42,13 @@ Same 40 photo-like 12 MP JPEGs (deterministic, cached under bench/.cache), defau
   `pipeline_user_path_over_thinnest`. Its client, like every HTTP client here, sets
   TCP_NODELAY, as http.client, urllib3 and curl do (without it, each request's last
   small writes waited up to 40 ms for the receiver's delayed ACK).
+- the thinnest design of the user's path with a command of its own: `thin_command.py`,
+  run as a new process as `imgburst submit FOLDER --wait` is and timed the same way
+  (start to exit), sends the folder an image a request to `thin_service.py` (which stores
+  each and queues its bare task at once) and waits for the last image done. It imports
+  only `os`, `socket` and `sys`: its start is a bare interpreter's, the least a command
+  of this design pays (`pipeline_user_path_thinnest_command`; ours over it:
+  `pipeline_user_path_over_thinnest_command`).
 
 CPU-seconds are counted per process (the baseline's pool, our API, workers, with Celery's
 consumer apart, and client; the thinnest service's pool, sink and client), steadier than
@@ -67,6 +74,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -91,6 +99,7 @@ from harness import (
     sendfile_uploads,
     sink_server,
     table_row,
+    thin_service,
     touch_free_memory,
 )
 
@@ -219,6 +228,24 @@ def run_thinnest(url: str, folder: Path, paths: list[Path], batches: int, app: C
     return last - started
 
 
+def run_thin_command(url: str, folder: Path, bodies: Path, images: int,
+                     broker: redis.Redis) -> float:
+    """Seconds `thin_command.py URL FOLDER` takes, a new process timed start to exit, as
+    `Stack.run_cli` times `imgburst submit --wait`; the service's files are removed
+    afterwards."""
+    broker.delete(thin_app.DONE)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("thin_command.py")),
+                           url, str(folder)], timeout=600)
+    wall = time.perf_counter() - started
+    if done.returncode != 0 or broker.llen(thin_app.DONE) != images:
+        raise SystemExit(f"thin_command.py failed ({done.returncode}): is `thin_service.py` "
+                         "running? Run both by hand from bench/ to see why")
+    for body in bodies.iterdir():
+        body.unlink()
+    return wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
@@ -249,10 +276,13 @@ def main() -> None:
     stack = Stack(redis_url, args.processes)
     sink_folder = Path(tempfile.mkdtemp(prefix="imgburst-sink-"))
     sink, sink_url = sink_server(sink_folder)
+    thin_folder = Path(tempfile.mkdtemp(prefix="imgburst-thin-"))
+    thin_server, thin_url = thin_service(thin_folder, redis_url)
     thin = make_celery(Settings.from_env(dict(os.environ, REDIS_URL=redis_url)))
     api_pid, worker_pid = stack.procs[0].pid, stack.procs[1].pid
     base_times, tuned_times, our_times, stored_times, thin_times = [], [], [], [], []
     thin_single: list[float] = []
+    thin_command: list[float] = []
     user_cpu: dict[str, list[float]] = {k: [] for k in ("workers", "consumer", "api", "command")}
     user: dict[str, list[float]] = {k: [] for k in (
         "wall", "first output", "first queue", "queue max", "ratio", "first arrival",
@@ -326,6 +356,8 @@ def main() -> None:
             cpu["thin rest"].append(rest_after - rest)
             thin_single.append(run_thinnest(sink_url, sink_folder, paths, len(paths), thin,
                                             broker))
+            thin_command.append(run_thin_command(thin_url, folder, thin_folder, len(paths),
+                                                 broker))
 
         for round_no in range(1, args.rounds + 1):
             # Odd rounds run the baseline first, even rounds it last: neither side always
@@ -350,7 +382,8 @@ def main() -> None:
                   f"first job waited {1000 * user['first queue'][-1]:.0f} ms), ours (10 "
                   f"batches) {our_times[-1]:.2f} s, ours (from "
                   f"storage) {stored_times[-1]:.2f} s, the thinnest service "
-                  f"{thin_times[-1]:.2f} s (one image a request {thin_single[-1]:.2f} s); "
+                  f"{thin_times[-1]:.2f} s (one image a request {thin_single[-1]:.2f} s, "
+                  f"with its own command {thin_command[-1]:.2f} s); "
                   f"CPU-seconds: baseline pool "
                   f"{base_cpu:.2f}, ours (upload): workers {cpu['workers'][-1]:.2f}, API "
                   f"{cpu['api'][-1]:.2f}, client {cpu['client'][-1]:.2f}; the same upload "
@@ -362,7 +395,9 @@ def main() -> None:
         stack.close()
         shutil.rmtree(folder, ignore_errors=True)
         sink.kill()
+        thin_server.kill()
         shutil.rmtree(sink_folder, ignore_errors=True)
+        shutil.rmtree(thin_folder, ignore_errors=True)
     base, tuned, ours, stored, thinnest_s = (statistics.median(t) for t in (
         base_times, tuned_times, our_times, stored_times, thin_times))
     med = {key: statistics.median(values) for key, values in cpu.items()}
@@ -377,6 +412,7 @@ def main() -> None:
           f"{rate['tuned']:.2f} images/s")
     users = {key: statistics.median(values) for key, values in user.items()}
     thin_user = statistics.median(thin_single)
+    thin_cmd = statistics.median(thin_command)
     print(f"the user's path, `imgburst submit FOLDER --wait` (a new process; one batch, each "
           f"image a request): {users['wall']:.2f} s = {args.images / users['wall']:.2f} "
           f"images/s; over the baseline: {base / users['wall']:.2f} (ratio of medians), "
@@ -389,6 +425,9 @@ def main() -> None:
           f"one request each, and a bare task for it is queued; in-process client, so "
           f"without a command's start): {thin_user:.2f} s; over the baseline "
           f"{base / thin_user:.2f}")
+    print(f"the same with a command of its own (`thin_command.py`, a new process timed "
+          f"start to exit, as ours): {thin_cmd:.2f} s; over the baseline "
+          f"{base / thin_cmd:.2f}")
     print(f"ours, 10 batches (API -> blobs -> Redis -> Celery -> store): {ours:.2f} s = "
           f"{rate['ours']:.2f} images/s")
     print(f"ours, images already in storage (JSON submit): {stored:.2f} s = "
@@ -408,6 +447,10 @@ def main() -> None:
                                                              strict=True))
     print(f"the user's path over its thinnest design, per round: {user_over_thin:.2f} "
           f"(median)")
+    user_over_cmd = statistics.median(t / o for t, o in zip(thin_command, user["wall"],
+                                                            strict=True))
+    print(f"the user's path over its thinnest design with a command of its own, per round: "
+          f"{user_over_cmd:.2f} (median)")
     cores = os.cpu_count() or 1
     floor_cpu = med["sink"] + med["sink client"]
     ceiling = base / max(base, (med["base"] + floor_cpu) / cores)
@@ -453,6 +496,7 @@ def main() -> None:
     print(f"RESULT pipeline_user_path_ratio_max {max(user['ratio']):.2f} x")
     print(f"RESULT pipeline_user_path_s {users['wall']:.2f} s")
     print(f"RESULT pipeline_user_path_thinnest {base / thin_user:.2f} x")
+    print(f"RESULT pipeline_user_path_thinnest_command {base / thin_cmd:.2f} x")
     print(f"RESULT pipeline_user_path_cpu_ratio {path_cpu_ratio:.2f} x")
     print(f"RESULT pipeline_user_path_api_cpu {on_path['api']:.1f} ms/image")
     print(f"RESULT pipeline_time_to_first_output {1000 * users['first output']:.0f} ms")
@@ -464,6 +508,7 @@ def main() -> None:
     print(f"RESULT pipeline_ratio_thinnest {rate['thin'] / rate['base']:.2f} x")
     print(f"RESULT pipeline_ours_over_thinnest {rate['ours'] / rate['thin']:.2f} x")
     print(f"RESULT pipeline_user_path_over_thinnest {thin_user / users['wall']:.2f} x")
+    print(f"RESULT pipeline_user_path_over_thinnest_command {thin_cmd / users['wall']:.2f} x")
     print(f"RESULT pipeline_ratio_vs_block_cache_baseline {rate['ours'] / rate['tuned']:.2f} x")
     print(f"RESULT pipeline_upload_ceiling {ceiling:.2f} x")
     print(f"RESULT pipeline_upload_bound {bound:.2f} x")

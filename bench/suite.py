@@ -21,8 +21,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 # revisions.py (a revision it is given) and home_fs.py (this host's filesystem, not the
 # service) are run by hand, as the README says
-HELPERS = {"harness", "noop_app", "thin_app", "bare_api", "sink", "stand_in_worker", "suite",
-           "revisions", "home_fs"}
+HELPERS = {"harness", "noop_app", "thin_app", "thin_service", "thin_command", "bare_api", "sink",
+           "stand_in_worker", "suite", "revisions", "home_fs"}
 ORDER = ["imaging", "pipeline", "overhead", "api", "burst", "scale", "soak"]
 START, END = "<!-- bench-suite:start -->", "<!-- bench-suite:end -->"
 
