@@ -39,6 +39,7 @@ def api(host: str, port: int | None, threads: int) -> None:
         raise SystemExit(2) from None
     except SQLAlchemyError as exc:
         raise store_unreachable(settings, exc) from None
+    app.extensions["imgburst"].store.checkpoint_in_background()  # never in a request
     port = port or settings.port
     try:
         server = create_server(app, host, port, threads, settings.max_upload_mb)
@@ -50,4 +51,5 @@ def api(host: str, port: int | None, threads: int) -> None:
     console.print(escape(f"imgburst API on http://{host}:{port} (store: "
                          f"{settings.describe_store()}; blobs: {settings.describe_blobs()})"))
     serve(server)
+    app.extensions["imgburst"].store.dispose()
     console.print("imgburst API stopped")

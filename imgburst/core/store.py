@@ -41,6 +41,7 @@ from imgburst.core.content_digest import ContentDigest
 from imgburst.core.schema import Batch, IdempotencyKey, Job, Output
 from imgburst.core.settings import Settings
 from imgburst.core.statuses import BATCH_FINAL, JOB_ACTIVE, JOB_STATUSES
+from imgburst.core.wal_checkpoints import BackgroundCheckpoints
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MYSQL_LOCK = "imgburst_migrate"
@@ -360,6 +361,7 @@ class JobStore:
         # the busy handler is left to the other processes' writers. MySQL: row locks.
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext())
+        self._checkpoints: BackgroundCheckpoints | None = None
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -375,7 +377,17 @@ class JobStore:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def checkpoint_in_background(self) -> None:
+        """SQLite, in a server process: WAL checkpoints from a thread of their own, never
+        inside a request's commit (`core/wal_checkpoints.py`). Nothing to do on MySQL."""
+        if self.engine.dialect.name == "sqlite" and self._checkpoints is None:
+            self._checkpoints = BackgroundCheckpoints(self.engine)
+            self._checkpoints.start()
+
     def dispose(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
+            self._checkpoints = None
         self.engine.dispose()
 
     # -- writes -------------------------------------------------------------------------
