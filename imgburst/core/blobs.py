@@ -119,6 +119,10 @@ def output_path(batch_id: str, job_id: str, name: str, extension: str) -> str:
 class BlobStore(ABC):
     """Where images live. `container=None` means the service's own container."""
 
+    # Whether a put waits on a round trip (several at once then overlap); a local put is
+    # a copy into the page cache, which threads would only hand from one to another.
+    round_trips = True
+
     def __init__(self, container: str) -> None:
         self.container = container
 
@@ -161,6 +165,8 @@ class BlobStore(ABC):
 
 class LocalBlobStore(BlobStore):
     """Blobs as files under `root/<container>/<path>`; writes are atomic (temp file + rename)."""
+
+    round_trips = False
 
     def __init__(self, root: Path, container: str) -> None:
         super().__init__(container)

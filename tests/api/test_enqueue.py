@@ -1,4 +1,5 @@
-"""Enqueueing a submission's jobs: every task intact, in order, few broker round trips."""
+"""Enqueueing a submission's jobs: every task intact, in order, few broker round trips;
+its inputs stored where each put costs least."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import math
 
 import redis
 from conftest import settings_for
+from helpers import submit
 from redis.connection import Connection
 
+from imgburst.api import create_app
+from imgburst.api.batches import INLINE_PUT_BYTES
 from imgburst.core.celery_app import PROCESS_IMAGE, PUBLISH_BATCH, QUEUE, enqueue_jobs, make_celery
+from imgburst.core.synthetic import photo_bytes
 
 
 def test_jobs_are_sent_intact_in_order_in_few_round_trips(base_env, monkeypatch):
@@ -51,3 +56,37 @@ def test_the_message_is_the_one_send_task_makes_by_default(base_env):
         {k: v for k, v in plain["headers"].items() if k not in differ}
     assert ours["headers"]["argsrepr"] == "['3f2a-ours']"
     assert ours["body"] == plain["body"]
+
+
+class RecordingPool:
+    """Stands in for the API's upload threads: counts the puts handed to it."""
+
+    def __init__(self) -> None:
+        self.handed = 0
+
+    def map(self, fn, items):  # type: ignore[no-untyped-def]
+        items = list(items)
+        self.handed += len(items)
+        return [fn(item) for item in items]
+
+
+def test_small_local_inputs_are_written_in_the_request_the_rest_by_the_upload_threads(
+        base_env):
+    """A small local put is a copy into the page cache that costs less than handing it to
+    a thread; photos' copies overlap on the upload threads, and so do puts that are round
+    trips (Azure)."""
+    app = create_app(settings_for(base_env))
+    svc = app.extensions["imgburst"]
+    pool = RecordingPool()
+    svc.uploads = pool
+    small = [(f"s{i}.jpg", photo_bytes(i, 64, 48)) for i in range(3)]
+    client = app.test_client()
+    assert submit(client, small)["jobs"] == 3
+    assert pool.handed == 0
+    photo = photo_bytes(1, 2400, 1800)
+    assert len(photo) > INLINE_PUT_BYTES
+    assert submit(client, [*small, ("photo.jpg", photo)])["jobs"] == 4
+    assert pool.handed == 4
+    svc.blobs.round_trips = True  # as AzureBlobStore's
+    assert submit(client, small)["jobs"] == 3
+    assert pool.handed == 7
