@@ -13,6 +13,7 @@ import itertools
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from pathlib import Path
 
 CHUNK = 256 * 1024
@@ -20,21 +21,25 @@ FOLDER = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
 _names = itertools.count()
 
 
+def store_body(rfile: BufferedIOBase, left: int, path: Path) -> None:
+    """Write the next `left` bytes of `rfile` to a new file `path`, a chunk at a time."""
+    buffer = memoryview(bytearray(CHUNK))
+    with path.open("wb", buffering=0) as out:
+        while left:
+            got = rfile.readinto(buffer[:min(left, CHUNK)])
+            if not got:
+                break
+            out.write(buffer[:got])
+            left -= got
+
+
 class Sink(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # as waitress, the API's server, sets by default
 
     def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
-        left = int(self.headers.get("Content-Length", 0))
-        buffer = memoryview(bytearray(CHUNK))
         name = f"{next(_names)}.body"
-        with (FOLDER / name).open("wb", buffering=0) as out:
-            while left:
-                got = self.rfile.readinto(buffer[:min(left, CHUNK)])
-                if not got:
-                    break
-                out.write(buffer[:got])
-                left -= got
+        store_body(self.rfile, int(self.headers.get("Content-Length", 0)), FOLDER / name)
         answer = json.dumps({"body": name}).encode()
         self.send_response(202)
         self.send_header("Content-Type", "application/json")

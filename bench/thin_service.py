@@ -24,8 +24,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import thin_app
+from sink import store_body
 
-CHUNK = 256 * 1024
 FOLDER = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
 WAIT_S = 300
 _names = itertools.count()
@@ -36,16 +36,9 @@ class ThinService(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # as waitress, the API's server, sets by default
 
     def do_PUT(self) -> None:  # noqa: N802 (the http.server convention)
-        left = size = int(self.headers.get("Content-Length", 0))
-        buffer = memoryview(bytearray(CHUNK))
+        size = int(self.headers.get("Content-Length", 0))
         path = FOLDER / f"{next(_names)}.body"
-        with path.open("wb", buffering=0) as out:
-            while left:
-                got = self.rfile.readinto(buffer[:min(left, CHUNK)])
-                if not got:
-                    break
-                out.write(buffer[:got])
-                left -= got
+        store_body(self.rfile, size, path)
         thin_app.app.send_task(thin_app.TASK, args=[str(path), 0, size], queue=thin_app.QUEUE)
         self._answer(201)
 
