@@ -43,8 +43,7 @@ from imgburst.core.telemetry import (
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 # A local put is a copy into the page cache. Below this size, handing it to an upload
 # thread costs more CPU than the copy (10 puts of 113 KB: 0.8-1.3 ms in the request's
-# thread, 2.3-3.5 ms through the threads); photos' copies overlap on two cores, and the
-# batch is answered, and its first job starts, sooner (`bench/pipeline.py`, 10 batches).
+# thread, 2.3-3.5 ms through the threads); a photo's copy, ~1 ms, may overlap another's.
 INLINE_PUT_BYTES = 512 * 1024
 
 

@@ -5,9 +5,10 @@ that leaves the log at 1000 pages or more (sqlite.org/c3ref/wal_autocheckpoint.h
 That commit then copies the log into the database and waits for its syncs (with
 `synchronous=NORMAL`, "the WAL file is synchronized before each checkpoint and the
 database file is synchronized after each completed checkpoint": sqlite.org/pragma.html).
-So about one submit in 70 carried a checkpoint in its latency, and on a disk busy writing
-back the uploads that took up to a second: `bench/api.py` measured a p99 at 32 clients
-of 4.1-4.2x the bare app's with checkpoints in the commits, 2.1x without them.
+So every few dozen submits one carried a checkpoint in its latency, and on a disk busy
+writing back the uploads that took up to a second: `bench/api.py` measured a p99 at 32
+clients of 4.1-4.2x the bare app's with checkpoints in the commits, 2.1x in a run without
+any.
 
 SQLite's own remedy is to "turn off the automatic checkpoints and run checkpoints during
 idle moments or in a separate thread or process" (sqlite.org/wal.html, "Application-
