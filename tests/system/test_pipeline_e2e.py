@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import time
 
@@ -86,7 +87,12 @@ def test_mixed_batch_end_to_end(stack_env, start_worker):
         assert listed == {f"outputs/{batch['id']}/{job['id']}/thumb.webp",
                           f"outputs/{batch['id']}/{job['id']}/medium.jpg"}
     assert not list(blobs.list(f"inputs/{batch['id']}/"))  # the uploads were removed
-    assert "Traceback" not in worker.output()
+    log = worker.output()
+    assert "Traceback" not in log
+    # one line a job at INFO, naming it; none of Celery's two per message (its task ids)
+    for job in jobs:
+        assert len(re.findall(rf"job {job['id']} succeeded in \d+ ms", log)) == 1, log
+    assert "] received" not in log and "process_image[" not in log, log
 
 
 def test_custom_recipe_and_bad_image_in_one_batch(base_env, start_worker):
