@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from multiprocessing import Pool
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,10 +23,12 @@ from sqlalchemy import func, select
 
 from imgburst.core.blobs import blob_store_from_settings
 from imgburst.core.keys import generate_key
+from imgburst.core.recipes import DEFAULT_RECIPE
 from imgburst.core.schema import Job
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore
 from imgburst.core.synthetic import photo_bytes
+from imgburst.worker import imaging
 
 CACHE = Path(__file__).parent / ".cache"
 WIDTH, HEIGHT = 4000, 3000
@@ -41,6 +44,26 @@ def images(count: int, width: int = WIDTH, height: int = HEIGHT) -> list[Path]:
             path.write_bytes(photo_bytes(seed, width, height, quality=90))
         paths.append(path)
     return paths
+
+
+def _process_file(path: Path) -> tuple[int, float]:
+    """Outputs made, and the CPU-seconds it took."""
+    started = time.process_time()
+    made = len(imaging.process(path.read_bytes(), DEFAULT_RECIPE))
+    return made, time.process_time() - started
+
+
+def run_baseline(paths: list[Path], processes: int, blocks: int = 0) -> tuple[float, float]:
+    """Seconds and CPU-seconds for the images through a warm pool; `blocks` > 0: with the
+    workers' image block cache."""
+    init = (imaging.keep_freed_blocks, (blocks,)) if blocks else (None, ())
+    with Pool(processes, *init) as pool:
+        pool.map(_process_file, paths[:processes])  # warm the pool, as a running worker is
+        started = time.perf_counter()
+        done = pool.map(_process_file, paths, chunksize=1)
+        took = time.perf_counter() - started
+    assert sum(made for made, _ in done) == 2 * len(paths)
+    return took, sum(cpu for _, cpu in done)
 
 
 def free_port() -> int:

@@ -78,7 +78,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from multiprocessing import Pool
 from pathlib import Path
 from typing import TypeVar
 
@@ -96,6 +95,7 @@ from harness import (
     images,
     in_batches,
     post_batches,
+    run_baseline,
     sendfile_uploads,
     sink_server,
     table_row,
@@ -104,31 +104,9 @@ from harness import (
 )
 
 from imgburst.core.celery_app import make_celery
-from imgburst.core.recipes import DEFAULT_RECIPE
 from imgburst.core.settings import Settings
-from imgburst.worker import imaging
 
 T = TypeVar("T")
-
-
-def _process_file(path: Path) -> tuple[int, float]:
-    """Outputs made, and the CPU-seconds it took."""
-    started = time.process_time()
-    made = len(imaging.process(path.read_bytes(), DEFAULT_RECIPE))
-    return made, time.process_time() - started
-
-
-def run_baseline(paths: list[Path], processes: int, blocks: int = 0) -> tuple[float, float]:
-    """Seconds and CPU-seconds for the images through a warm pool; `blocks` > 0: with the
-    workers' image block cache."""
-    init = (imaging.keep_freed_blocks, (blocks,)) if blocks else (None, ())
-    with Pool(processes, *init) as pool:
-        pool.map(_process_file, paths[:processes])  # warm the pool, as a running worker is
-        started = time.perf_counter()
-        done = pool.map(_process_file, paths, chunksize=1)
-        took = time.perf_counter() - started
-    assert sum(made for made, _ in done) == 2 * len(paths)
-    return took, sum(cpu for _, cpu in done)
 
 
 def schedule(times: list[tuple[float, float]], processes: int) -> tuple[float, float, float]:

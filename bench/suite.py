@@ -23,7 +23,7 @@ HERE = Path(__file__).parent
 # service) are run by hand, as the README says
 HELPERS = {"harness", "noop_app", "thin_app", "thin_service", "thin_command", "bare_api", "sink",
            "stand_in_worker", "suite", "revisions", "home_fs"}
-ORDER = ["imaging", "pipeline", "overhead", "api", "burst", "scale", "soak"]
+ORDER = ["imaging", "pipeline", "up_path", "overhead", "api", "burst", "scale", "soak"]
 START, END = "<!-- bench-suite:start -->", "<!-- bench-suite:end -->"
 
 
