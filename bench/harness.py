@@ -1,4 +1,5 @@
-"""Shared harness of the benchmarks: cached photo-like images and a live local stack."""
+"""Shared harness of the benchmarks: cached photo-like images, the plain-pool baseline and a
+live local stack."""
 
 from __future__ import annotations
 

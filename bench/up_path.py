@@ -5,8 +5,11 @@ worker started one by one, the worker at WARNING, no scaler, the bench's Redis).
 runs what the tour tells a user to type instead: `imgburst up` (its embedded Redis, its
 scaler, its key and URL, the worker's INFO log), with bursting off
 (`SCALER_MAX_BURST=0`, as the streamed-batches issue was measured), then the command with
-nothing but `IMGBURST_HOME` set: it finds the URL and the key as a user's does. So it
-says whether the pipeline's headline stands for this path.
+nothing but `IMGBURST_HOME` set: it finds the URL and the key as a user's does. The
+pipeline's stack runs the same command in the same rounds, so the two are compared on
+equal terms (`up_user_path_over_stack`): whether the pipeline's headline stands for this
+path. Between two runs of different scripts, the host's speed moves the ratios more than
+any of this does.
 
 Same 40 photo-like 12 MP JPEGs, default recipe, against the same plain
 `multiprocessing.Pool(2)` baseline, rounds alternating which side goes first; medians.
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 
 import requests
-from harness import free_port, images, run_baseline, table_row, touch_free_memory
+from harness import Stack, free_port, images, run_baseline, table_row, touch_free_memory
 
 COMMAND = Path(sys.executable).with_name("imgburst")  # the console script, as a user runs it
 
@@ -100,34 +103,47 @@ def main() -> None:
     warm = Path(tempfile.mkdtemp(prefix="imgburst-warm-"))
     for path in paths[: args.processes * 2]:
         (warm / path.name).symlink_to(path)
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
     up = Up(args.processes)
+    stack = Stack(redis_url, args.processes)
     base: list[float] = []
     ours: list[float] = []
+    stacked: list[float] = []
     try:
-        up.submit(warm)  # its workers warm, as the pipeline's stack is
+        up.submit(warm)  # workers warm, as a running service's are
+        stack.run_cli(warm)
         for round_no in range(1, args.rounds + 1):
             steps = (lambda: base.append(run_baseline(paths, args.processes)[0]),
-                     lambda: ours.append(up.submit(folder)))
+                     lambda: ours.append(up.submit(folder)),
+                     lambda: stacked.append(stack.run_cli(folder)["wall"]))
             for step in steps if round_no % 2 else reversed(steps):
                 step()
             print(f"round {round_no}: baseline {base[-1]:.2f} s, `imgburst submit --wait` on "
-                  f"`imgburst up` {ours[-1]:.2f} s ({base[-1] / ours[-1]:.2f} x)", flush=True)
+                  f"`imgburst up` {ours[-1]:.2f} s ({base[-1] / ours[-1]:.2f} x), on the "
+                  f"pipeline's stack {stacked[-1]:.2f} s ({base[-1] / stacked[-1]:.2f} x)",
+                  flush=True)
     finally:
+        stack.close()
         up.close()
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(warm, ignore_errors=True)
-    b, o = statistics.median(base), statistics.median(ours)
+    b, o, st = (statistics.median(t) for t in (base, ours, stacked))
     ratios = [x / y for x, y in zip(base, ours, strict=True)]
+    over_stack = statistics.median(s / u for s, u in zip(stacked, ours, strict=True))
     print(f"\n{args.images} images, {args.processes} processes, median of {args.rounds} rounds:")
     print(f"baseline (Pool({args.processes}), imaging only): {b:.2f} s")
     print(f"`imgburst up` (bursting off), `imgburst submit FOLDER --wait`: {o:.2f} s; over the "
           f"baseline {b / o:.2f} (ratio of medians), per round {min(ratios):.2f}.."
           f"{max(ratios):.2f} (median {statistics.median(ratios):.2f})")
+    print(f"the same command on the pipeline's stack: {st:.2f} s; over the baseline "
+          f"{b / st:.2f}; `up` over the stack, per round: {over_stack:.2f} (median)")
     table_row("user's path on `imgburst up`: 40 x 12 MP, `submit --wait`",
               round(args.images / b, 2), round(args.images / o, 2), "images/s", b / o)
     print(f"RESULT up_user_path_ratio {b / o:.2f} x")
     print(f"RESULT up_user_path_ratio_min {min(ratios):.2f} x")
     print(f"RESULT up_user_path_ratio_max {max(ratios):.2f} x")
+    print(f"RESULT up_user_path_stack_ratio {b / st:.2f} x")
+    print(f"RESULT up_user_path_over_stack {over_stack:.2f} x")
 
 
 if __name__ == "__main__":
