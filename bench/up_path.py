@@ -43,6 +43,8 @@ class Up:
                     if not k.startswith(("IMGBURST_", "REDIS_", "SCALER_", "MYSQL_"))}
         self.env |= {"IMGBURST_HOME": str(self.home), "SCALER_MAX_BURST": "0"}
         self.log = (self.home / "up.log").open("wb")
+        # --concurrency: as many worker processes as the baseline's pool (the default, the
+        # CPU count, is the same on a 2-core machine)
         self.proc = subprocess.Popen(
             [str(COMMAND), "up", "--port", str(free_port()), "--concurrency", str(processes)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -52,8 +54,9 @@ class Up:
             if url_file.exists() and self._ready(url_file.read_text().strip()):
                 return
             time.sleep(0.2)
+        said = (self.home / "up.log").read_text(errors="replace")[-2000:]
         self.close()
-        raise SystemExit(f"`imgburst up` did not start; its log: {self.home / 'up.log'}")
+        raise SystemExit(f"`imgburst up` did not start; the end of its log:\n{said}")
 
     @staticmethod
     def _ready(url: str) -> bool:
