@@ -351,6 +351,40 @@ def touch_free_memory(share: float = 0.8) -> tuple[float, float]:
     return size / 2**30, time.perf_counter() - started
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks of this machine so far, from /proc/stat's `cpu` line."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:9]]
+    return sum(fields), fields[7]
+
+
+def quiet_host(window_s: float = 3.0, steal: float = 0.01, limit_s: float = 180.0) -> None:
+    """Wait until the hypervisor steals less than `steal` of this VM's CPU over `window_s`,
+    before a benchmark's rounds, so that they measure the two sides and not the host. After
+    `touch_free_memory` gave its gigabytes back, this kind of VM showed 6-11% steal for
+    ~40 s (vmstat's `st`), and the rounds run meanwhile measured the host: the plain pool
+    took 3.1-3.7 s a round against its usual 2.0 (2026-12-07). Says how long it waited;
+    gives up after `limit_s`, saying so."""
+    started = time.perf_counter()
+    share = 1.0
+    spin = f"import time\nend = time.monotonic() + {window_s}\nwhile time.monotonic() < end: pass"
+    while time.perf_counter() - started < limit_s:
+        total, stolen = _cpu_ticks()
+        # every core busy meanwhile: an idle VM is stolen nothing, whatever the host does
+        spinners = [subprocess.Popen([sys.executable, "-c", spin])
+                    for _ in range(os.cpu_count() or 1)]
+        for spinner in spinners:
+            spinner.wait()
+        total_after, stolen_after = _cpu_ticks()
+        share = (stolen_after - stolen) / max(1, total_after - total)
+        if share < steal:
+            print(f"the host steals {100 * share:.1f}% of the CPU: rounds start (waited "
+                  f"{time.perf_counter() - started:.0f} s)", flush=True)
+            return
+    print(f"the host still steals {100 * share:.1f}% of the CPU after {limit_s:.0f} s: the "
+          "rounds measure it too", flush=True)
+
+
 def table_row(measure: str, baseline: float, ours: float, unit: str, ratio: float) -> None:
     """One row of `make bench`'s summary table (`bench/suite.py` collects these)."""
     print(f"TABLE {measure} | {baseline:g} {unit} | {ours:g} {unit} | {ratio:.2f} x")

@@ -95,6 +95,7 @@ from harness import (
     images,
     in_batches,
     post_batches,
+    quiet_host,
     run_baseline,
     sendfile_uploads,
     sink_server,
@@ -337,6 +338,7 @@ def main() -> None:
             thin_command.append(run_thin_command(thin_url, folder, thin_folder, len(paths),
                                                  broker))
 
+        quiet_host()
         for round_no in range(1, args.rounds + 1):
             # Odd rounds run the baseline first, even rounds it last: neither side always
             # runs right after another (what a run leaves behind, memory it freed, can

@@ -29,7 +29,15 @@ import time
 from pathlib import Path
 
 import requests
-from harness import Stack, free_port, images, run_baseline, table_row, touch_free_memory
+from harness import (
+    Stack,
+    free_port,
+    images,
+    quiet_host,
+    run_baseline,
+    table_row,
+    touch_free_memory,
+)
 
 COMMAND = Path(sys.executable).with_name("imgburst")  # the console script, as a user runs it
 
@@ -115,6 +123,7 @@ def main() -> None:
     try:
         up.submit(warm)  # workers warm, as a running service's are
         stack.run_cli(warm)
+        quiet_host()
         for round_no in range(1, args.rounds + 1):
             steps = (lambda: base.append(run_baseline(paths, args.processes)[0]),
                      lambda: ours.append(up.submit(folder)),
