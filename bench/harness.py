@@ -3,8 +3,10 @@ live local stack."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+import redis
 import requests
 from sqlalchemy import func, select
 
@@ -67,15 +71,15 @@ def _tune_pool(blocks: int) -> None:
 def run_baseline(paths: list[Path], processes: int, blocks: int = 0) -> tuple[float, float]:
     """Seconds and CPU-seconds for the images through a warm pool; `blocks` > 0: a tuned
     pool (`_tune_pool`: the workers' image block cache and fixed malloc thresholds), the
-    fastest plain pool we know of.
+    fastest pool we know of.
 
-    The pool's processes are new interpreters (`spawn`), as a plain pool script's are
-    forked from a new one. Forked from a benchmark that had read and freed large files
-    (`pipeline.py` stores the 40 photos for its runs from storage), they inherited
-    glibc's malloc thresholds raised by those frees, and imaged 7-14% faster than the same
-    pool in a new process: 1.81 s against 2.10 s in the same rounds (2026-12-07), and a
-    new process that read the files first, or set `mallopt`, made its pool as fast. A
-    baseline must not depend on what ran before it in the harness."""
+    The pool's processes are new interpreters (`spawn`), as fresh as those of a plain pool
+    script, forked from a process that has done nothing else. Forked from a benchmark that
+    had read and freed large files (`pipeline.py` stores the 40 photos for its runs from
+    storage), they inherited glibc's malloc thresholds raised by those frees, and imaged
+    7-14% faster than the same pool in a new process: 1.81 s against 2.10 s in the same
+    rounds (2026-12-07); a new process that read the files first, or set `mallopt`, made
+    its pool as fast. A baseline must not depend on what ran before it in the harness."""
     init = (_tune_pool, (blocks,)) if blocks else (None, ())
     with get_context("spawn").Pool(processes, *init) as pool:
         pool.map(_process_file, paths[:processes])  # warm the pool, as a running worker is
@@ -368,6 +372,33 @@ def touch_free_memory(share: float = 0.8) -> tuple[float, float]:
         block[offset] = 1
     del block
     return size / 2**30, time.perf_counter() - started
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU-seconds (user + system) these processes and their children have used so far:
+    steadier than wall time on a shared machine."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(pid)
+            for one in (process, *process.children(recursive=True)):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = one.cpu_times()
+                    total += times.user + times.system
+    return total
+
+
+def client_cpu() -> float:
+    """CPU-seconds of this process and its finished children (the curl uploads)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    """CPU-seconds the Redis server has used so far, all its threads (`INFO cpu`)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 def _cpu_ticks() -> tuple[int, int]:

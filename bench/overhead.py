@@ -3,7 +3,11 @@
 2,000 tiny images (16x12 PNG) through the whole service (two JSON submits of 1,000 blobs
 already in storage -> Redis -> 2 worker processes -> blob store -> job store), against bare Celery
 no-op tasks on the same Redis with the same worker count and Celery settings. Both timed
-from the submit to the last completion; jobs/s and the ratio ours / baseline.
+from the submit to the last completion; jobs/s and the ratio ours / baseline. Beside the
+wall time, each side's CPU per job by part, counted over the same window (the worker with
+its pool processes; what sends the tasks: this benchmark for the baseline, the API and
+this benchmark for ours; Redis): steadier than wall time on a shared machine, and it says
+where the difference goes.
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 
@@ -14,14 +18,17 @@ import io
 import os
 import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
-from harness import Stack, noop_worker, table_row
+from harness import Stack, client_cpu, cpu_of, noop_worker, redis_cpu, table_row
 from PIL import Image
 
 from imgburst.core.celery_app import make_celery
 from imgburst.core.settings import Settings
+
+PARTS = ("worker", "sender", "redis")
 
 
 def tiny_png(seed: int) -> bytes:
@@ -30,7 +37,15 @@ def tiny_png(seed: int) -> bytes:
     return out.getvalue()
 
 
-def run_baseline(redis_url: str, jobs: int, processes: int) -> float:
+def measured(run: Callable[[], float], probes: dict[str, Callable[[], float]]
+             ) -> tuple[float, dict[str, float]]:
+    """`run()`'s seconds, and the CPU-seconds each probe's processes spent meanwhile."""
+    before = {part: probe() for part, probe in probes.items()}
+    took = run()
+    return took, {part: probe() - before[part] for part, probe in probes.items()}
+
+
+def run_baseline(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     worker = noop_worker(redis_url, processes)
@@ -40,31 +55,53 @@ def run_baseline(redis_url: str, jobs: int, processes: int) -> float:
         while int(client.get("bench:noop:done") or 0) < 1:
             time.sleep(0.05)
         client.delete("bench:noop:done")
-        started = time.perf_counter()
-        with app.producer_or_acquire() as producer:
-            for i in range(jobs):
-                app.send_task("bench.noop", args=[str(i)], queue="noop", producer=producer)
-        while int(client.get("bench:noop:done") or 0) < jobs:
-            time.sleep(0.02)
-        return time.perf_counter() - started
+
+        def run() -> float:
+            started = time.perf_counter()
+            with app.producer_or_acquire() as producer:
+                for i in range(jobs):
+                    app.send_task("bench.noop", args=[str(i)], queue="noop",
+                                  producer=producer)
+            while int(client.get("bench:noop:done") or 0) < jobs:
+                time.sleep(0.02)
+            return time.perf_counter() - started
+
+        return measured(run, {"worker": lambda: cpu_of([worker.pid]), "sender": client_cpu,
+                              "redis": lambda: redis_cpu(client)})
     finally:
         worker.terminate()
         worker.wait(timeout=60)
 
 
-def run_ours(redis_url: str, jobs: int, processes: int) -> float:
-    redis.Redis.from_url(redis_url).flushdb()
+def run_ours(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
     stack = Stack(redis_url, processes)
     try:
         for i in range(jobs):  # batches of at most 1,000 (IMGBURST_MAX_FILES)
             stack.blobs.put(f"tiny/{i // 1000}/{i:05d}.png", tiny_png(i),
                             container="bench-source")
-        started_wall = datetime.now(UTC).replace(tzinfo=None)
-        started = time.perf_counter()
-        ids = [stack.submit_from_storage(f"tiny/{part}/") for part in range(-(-jobs // 1000))]
-        return stack.wait(ids, started, started_wall)
+
+        def run() -> float:
+            started_wall = datetime.now(UTC).replace(tzinfo=None)
+            started = time.perf_counter()
+            ids = [stack.submit_from_storage(f"tiny/{part}/")
+                   for part in range(-(-jobs // 1000))]
+            return stack.wait(ids, started, started_wall)
+
+        api, worker = stack.procs[0].pid, stack.procs[1].pid
+        return measured(run, {"worker": lambda: cpu_of([worker]),
+                              "sender": lambda: cpu_of([api]) + client_cpu(),
+                              "redis": lambda: redis_cpu(client)})
     finally:
         stack.close()
+
+
+def per_job(cpus: list[dict[str, float]], jobs: int) -> dict[str, float]:
+    """Median CPU-milliseconds per job, by part and in all."""
+    out = {part: 1000 * statistics.median(c[part] for c in cpus) / jobs for part in PARTS}
+    out["all"] = 1000 * statistics.median(sum(c.values()) for c in cpus) / jobs
+    return out
 
 
 def main() -> None:
@@ -75,21 +112,32 @@ def main() -> None:
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
     base, ours = [], []
+    base_cpu: list[dict[str, float]] = []
+    our_cpu: list[dict[str, float]] = []
     for round_no in range(1, args.rounds + 1):
-        base.append(run_baseline(redis_url, args.jobs, args.processes))
-        ours.append(run_ours(redis_url, args.jobs, args.processes))
+        for run, times, cpus in ((run_baseline, base, base_cpu), (run_ours, ours, our_cpu)):
+            took, cpu = run(redis_url, args.jobs, args.processes)
+            times.append(took)
+            cpus.append(cpu)
         print(f"round {round_no}: Celery no-op {base[-1]:.2f} s, ours {ours[-1]:.2f} s",
               flush=True)
     b, o = args.jobs / statistics.median(base), args.jobs / statistics.median(ours)
+    bc, oc = per_job(base_cpu, args.jobs), per_job(our_cpu, args.jobs)
     print(f"\n{args.jobs} jobs, {args.processes} worker processes, median of {args.rounds}:")
     print(f"bare Celery no-op tasks: {b:.0f} jobs/s")
     print(f"imgburst, tiny images:   {o:.0f} jobs/s")
     print(f"wall time per job: {1000 / b:.1f} ms (Celery) vs {1000 / o:.1f} ms (ours): "
           f"{args.processes * (1000 / o - 1000 / b):.1f} ms more of a worker process per job "
           "(job store claim and finish, blob read and two writes, imaging a 16x12 PNG)")
+    for name, c in (("bare Celery", bc), ("imgburst", oc)):
+        print(f"CPU-ms per job, {name}: {c['all']:.2f} (worker and its pool {c['worker']:.2f}, "
+              f"sender {c['sender']:.2f}, Redis {c['redis']:.2f})")
     table_row("overhead: 2,000 tiny jobs, 2 processes", round(b), round(o), "jobs/s", o / b)
     print(f"RESULT overhead_baseline_throughput {b:.0f} jobs/s")
     print(f"RESULT overhead_throughput {o:.0f} jobs/s")
+    print(f"RESULT overhead_cpu_per_job {oc['all']:.2f} ms")
+    print(f"RESULT overhead_baseline_cpu_per_job {bc['all']:.2f} ms")
+    print(f"RESULT overhead_cpu_ratio {bc['all'] / oc['all']:.3f} x")
     print(f"RESULT overhead_ratio {o / b:.3f} x")
 
 

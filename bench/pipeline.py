@@ -70,9 +70,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -94,6 +92,8 @@ from harness import (
     WIDTH,
     Stack,
     bare_worker,
+    client_cpu,
+    cpu_of,
     images,
     in_batches,
     post_batches,
@@ -140,31 +140,10 @@ def schedule(times: list[tuple[float, float]], processes: int) -> tuple[float, f
     return starts[0], idle / span if span else 0.0, 1000 * statistics.median(gaps or [0.0])
 
 
-def cpu_of(pids: list[int]) -> float:
-    """CPU-seconds (user + system) these processes and their children have used so far:
-    steadier than wall time on a shared machine."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process = psutil.Process(pid)
-            for one in (process, *process.children(recursive=True)):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    times = one.cpu_times()
-                    total += times.user + times.system
-    return total
-
-
 def own_cpu(pid: int) -> float:
     """CPU-seconds of this one process (a Celery worker's consumer, without its pool)."""
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
-
-
-def client_cpu() -> float:
-    """CPU-seconds of this process and its finished children (the curl uploads)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-        resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def upload_to_sink(url: str, sink_pid: int, paths: list[Path], batches: int, client: str,
