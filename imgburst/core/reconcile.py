@@ -11,6 +11,14 @@ to `record` (the scaler's event log, which the dashboard lists):
 - the broker lost its data (a Redis without persistence restarted, a failover that lost
   writes): the epoch key the reconciler writes is gone, so every job `queued` in the
   store is sent again, read from the store's status index, never by scanning queues;
+- the broker kept its data but lost a message: nothing waits in the queue and nothing is
+  delivered unacknowledged, yet the store has jobs `queued` since before the grace. Redis
+  with its append-only file fsynced every second can keep a worker's pop of a message and
+  lose the write, a moment later, that recorded it as unacknowledged (a crash loses up to
+  a second of writes: https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/),
+  and the epoch key survives. Those jobs are sent again. Checked only while the queue is
+  empty, so never by scanning it: a message lost behind a long queue is found once the
+  queue has drained;
 - a batch recorded more than `IMGBURST_RECONCILE_GRACE_S` ago whose jobs were never all
   sent (the API died mid-submission; it marks a batch once all are): its queued jobs are
   sent (a copy of one already sent is harmless); likewise a streamed image's job still
@@ -54,8 +62,10 @@ from imgburst.core.telemetry import (
     HEARTBEAT_TTL_S,
     batch_changed,
     forget_unsent,
+    in_flight,
     live_workers,
     unsent_before,
+    waiting,
 )
 
 log = logging.getLogger("imgburst.reconcile")
@@ -99,6 +109,7 @@ class Reconciler:
 
     def run_once(self) -> None:
         self.broker_epoch()
+        self.lost_messages()
         self.unsent_batches()
         self.unsent_images()
         self.idle_batches()
@@ -186,6 +197,21 @@ class Reconciler:
             self.record("requeued", jobs=sent, reason=(
                 "the broker had lost its data (no epoch key): every job queued in the job "
                 "store was sent again"))
+
+    def lost_messages(self) -> None:
+        """Send again the jobs queued since before the grace when the broker holds no
+        message for the queue at all (see the module's docstring): theirs were lost."""
+        if waiting(self.client) or in_flight(self.client):
+            return
+        before = utcnow() - timedelta(seconds=self.grace_s)
+        sent, after = 0, ""  # a job being claimed right now, sent twice, runs once
+        while page := self.store.queued_jobs(before, after, PAGE):
+            sent += enqueue_jobs(self.celery, page)
+            after = page[-1]
+        if sent:
+            self.record("requeued", jobs=sent, reason=(
+                "jobs queued in the job store had no message in the broker (none waiting, "
+                "none delivered): their messages were lost, and were sent again"))
 
     def dead_holders(self) -> None:
         """Hand back the jobs no worker runs any more, seen so on two passes in a row: those

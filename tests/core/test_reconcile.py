@@ -27,6 +27,7 @@ from helpers import (
 
 from imgburst.api import create_app
 from imgburst.core.celery_app import make_celery
+from imgburst.core.handback import message_job
 from imgburst.core.reconcile import Reconciler
 from imgburst.core.store import JobStore
 from imgburst.core.synthetic import photo_bytes
@@ -270,6 +271,41 @@ def test_an_unacked_message_older_than_every_live_worker_goes_back_to_the_queue(
     reconciler.stale_unacked()
     assert (waiting(broker), in_flight(broker)) == (1, 0)
     assert events[0]["kind"] == "restored" and events[0]["entries"] == 1
+
+
+def test_a_message_the_broker_lost_is_sent_again_once_the_queue_is_empty(
+        base_env, private_redis):
+    """Redis kept its data but lost a message: with its append-only file fsynced every
+    second, a crash can keep a worker's pop and lose the write that recorded the message
+    as unacknowledged (the fault test of a Redis restart mid-batch met it: one job stayed
+    queued). Once nothing waits and nothing is in flight, the store's queued jobs older
+    than the grace are sent again; while a message waits, or within the grace, none is."""
+    env = base_env | {"REDIS_URL": f"redis://127.0.0.1:{private_redis}/0"}
+    settings = settings_for(env)
+    broker = redis.Redis(port=private_redis)
+    api = create_app(settings).test_client()
+    lost = submit(api, [("a.jpg", photo_bytes(1, 64, 48))])
+    other = submit(api, [("b.jpg", photo_bytes(2, 64, 48))])
+    broker.rpop("images")  # the first job's message, popped by a worker, never recorded
+    assert (waiting(broker), in_flight(broker)) == (1, 0)
+    events: list[dict] = []
+
+    def reconciler(grace_s: float) -> Reconciler:
+        return Reconciler(JobStore.from_settings(settings), make_celery(settings), broker,
+                          lambda kind, **f: events.append({"kind": kind, **f}),
+                          reserve_s=300, grace_s=grace_s)
+
+    reconciler(0).lost_messages()  # a message waits: the lost one can't be told apart
+    assert waiting(broker) == 1 and not events
+    broker.rpop("images")  # now both are gone
+    reconciler(3600).lost_messages()  # both within the grace: maybe still being sent
+    assert waiting(broker) == 0 and not events
+    reconciler(0).lost_messages()
+    sent = [message_job(json.loads(m)) for m in broker.lrange("images", 0, -1)]
+    assert sorted(sent) == sorted(jobs_of(api, b["id"])[0]["id"] for b in (lost, other))
+    assert [(e["kind"], e["jobs"]) for e in events] == [("requeued", 2)]
+    reconciler(0).lost_messages()  # they wait now: not sent a second time
+    assert waiting(broker) == 2 and len(events) == 1
 
 
 def test_a_running_jobs_message_left_by_a_dead_worker_goes_back_once_with_its_hand_back(
