@@ -47,7 +47,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -189,11 +189,8 @@ class Reconciler:
             return
         if not self.client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True):
             return  # another pass wrote it first
-        sent, after = 0, ""  # all of them, even one still being sent: a copy is harmless
-        while page := self.store.queued_jobs(utcnow(), after, PAGE):
-            sent += enqueue_jobs(self.celery, page)
-            after = page[-1]
-        if sent:
+        # all of them, even one still being sent: a copy is harmless
+        if sent := self.send_queued(utcnow()):
             self.record("requeued", jobs=sent, reason=(
                 "the broker had lost its data (no epoch key): every job queued in the job "
                 "store was sent again"))
@@ -203,15 +200,20 @@ class Reconciler:
         message for the queue at all (see the module's docstring): theirs were lost."""
         if waiting(self.client) or in_flight(self.client):
             return
-        before = utcnow() - timedelta(seconds=self.grace_s)
-        sent, after = 0, ""  # a job being claimed right now, sent twice, runs once
-        while page := self.store.queued_jobs(before, after, PAGE):
-            sent += enqueue_jobs(self.celery, page)
-            after = page[-1]
-        if sent:
+        # a job being claimed right now, sent twice, still runs once
+        if sent := self.send_queued(utcnow() - timedelta(seconds=self.grace_s)):
             self.record("requeued", jobs=sent, reason=(
                 "jobs queued in the job store had no message in the broker (none waiting, "
                 "none delivered): their messages were lost, and were sent again"))
+
+    def send_queued(self, before: datetime) -> int:
+        """Send every job `queued` since before `before`, read from the store's status
+        index a page at a time; how many were sent."""
+        sent, after = 0, ""
+        while page := self.store.queued_jobs(before, after, PAGE):
+            sent += enqueue_jobs(self.celery, page)
+            after = page[-1]
+        return sent
 
     def dead_holders(self) -> None:
         """Hand back the jobs no worker runs any more, seen so on two passes in a row: those
