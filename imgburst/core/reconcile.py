@@ -109,9 +109,9 @@ class Reconciler:
 
     def run_once(self) -> None:
         self.broker_epoch()
-        self.lost_messages()
         self.unsent_batches()
         self.unsent_images()
+        self.lost_messages()  # after the rules that know why a job was not sent
         self.idle_batches()
         self.dead_holders()
         self.stale_unacked()
