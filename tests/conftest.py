@@ -175,11 +175,12 @@ def stack_env(request: pytest.FixtureRequest, base_env: dict[str, str]) -> dict[
 class WorkerProcess:
     """A real `imgburst worker` (Celery prefork) in its own process group."""
 
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int, pool: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, concurrency: int, pool: str,
+                 module: str = "imgburst.cli") -> None:
         self.log = log
         self.handle = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "imgburst.cli", "worker", "--pool", pool,
+            [sys.executable, "-m", module, "worker", "--pool", pool,
              "--concurrency", str(concurrency)],
             env=env, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: " ready." in self.output() or self.process.poll() is not None, 60,
@@ -212,8 +213,11 @@ class WorkerProcess:
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], concurrency: int = 2, pool: str = "base") -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log", concurrency, pool)
+    def start(env: dict[str, str], concurrency: int = 2, pool: str = "base",
+              module: str = "imgburst.cli") -> WorkerProcess:
+        """`module`: what `python -m` runs (a test's own fault-injecting entry point)."""
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log", concurrency, pool,
+                               module)
         workers.append(worker)
         return worker
 

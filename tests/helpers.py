@@ -57,14 +57,32 @@ def download(client: FlaskClient, url: str) -> bytes:
     return answer.data
 
 
-def wait_batch(client: FlaskClient, batch_id: str, timeout: float = 120) -> dict[str, Any]:
+def wait_batch(client: FlaskClient, batch_id: str, timeout: float = 120,
+               logs: Path | None = None, broker: Any = None) -> dict[str, Any]:
+    """The batch once final; on a time-out, the failure names its counts and, given
+    them, the tails of the processes' logs under `logs` and what `broker` holds (a fault
+    test that fails once in many runs is then explained by its one failure)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         batch = client.get(f"/api/v1/batches/{batch_id}").get_json()
         if batch["status"] in FINAL:
             return batch
         time.sleep(0.2)
-    raise AssertionError(f"batch {batch_id} not done after {timeout} s: {batch}")
+    raise AssertionError(f"batch {batch_id} not done after {timeout} s: {batch}"
+                         f"{explain(logs, broker)}")
+
+
+def explain(logs: Path | None, broker: Any) -> str:
+    from imgburst.core.telemetry import in_flight, live_workers, waiting
+
+    parts = []
+    if broker is not None:
+        parts.append(f"broker: {waiting(broker)} waiting, {in_flight(broker)} in flight; "
+                     f"workers: {live_workers(broker)}")
+    for log in sorted(logs.glob("*.log")) if logs is not None else ():
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        parts.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "".join(f"\n{part}" for part in parts)
 
 
 def jobs_of(client: FlaskClient, batch_id: str) -> list[dict[str, Any]]:

@@ -26,8 +26,9 @@ from imgburst.cli.console import LOG_LEVELS, load_settings, require_redis, store
 from imgburst.core.celery_app import PREVIEW_QUEUE, QUEUE, worker_name
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobStore, migrate
+from imgburst.worker.heartbeat import holds_a_job
 from imgburst.worker.lifeline import exit_when_orphaned, exit_with_parent
-from imgburst.worker.tasks import create_worker_app, holds_a_job
+from imgburst.worker.tasks import create_worker_app
 
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")  # "received", "succeeded in"
 

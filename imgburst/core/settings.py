@@ -118,6 +118,7 @@ class Settings:
     hostname: str
     scaler: ScalerSettings
     orphan_after_s: float = 600.0  # a burst worker with no scaler this long leaves when idle
+    worker_stall_s: float = 30.0  # a consumer taking nothing this long while jobs wait restarts
     reconcile_grace_s: float = 60.0  # a batch not all sent this long after it was recorded
     input_grace_s: float = 3600.0  # an uploaded input with no job this long is removed
     quota_jobs: str | None = "50000/day"  # jobs a (non-admin) key may queue per window
@@ -237,6 +238,7 @@ class Settings:
             hostname=env.get("HOSTNAME", ""),
             scaler=_scaler(env),
             orphan_after_s=_float(env, "IMGBURST_ORPHAN_AFTER_S", 600.0, 0, 7 * 86400),
+            worker_stall_s=_float(env, "IMGBURST_WORKER_STALL_S", 30.0, 0, 86400),
             reconcile_grace_s=_float(env, "IMGBURST_RECONCILE_GRACE_S", 60.0, 1, 86400),
             input_grace_s=_float(env, "IMGBURST_INPUT_GRACE_S", 3600.0, 1, 30 * 86400),
             quota_jobs=_rate(env, "IMGBURST_QUOTA_JOBS", "50000/day"),

@@ -278,7 +278,7 @@ def create_worker_app(settings: Settings) -> Celery:
         finally:
             store.dispose()
 
-    heartbeat.install(app, settings.home)
+    heartbeat.install(app, settings.home, settings.worker_stall_s)
 
     @worker_process_init.connect(weak=False)
     def _warm_up(**_kwargs: object) -> None:
@@ -292,13 +292,6 @@ def create_worker_app(settings: Settings) -> Celery:
             _runtime.ends.flush()
 
     return app
-
-
-def holds_a_job() -> bool:
-    """Whether this worker (its main process) has a task running or reserved."""
-    from celery.worker import state
-
-    return bool(state.active_requests or state.reserved_requests)
 
 
 def prepare_process(settings: Settings) -> None:

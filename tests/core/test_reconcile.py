@@ -64,7 +64,7 @@ def test_a_worker_killed_whole_has_its_job_handed_back_at_once(base_env, start_w
         doomed.kill()  # the whole worker, main process and pool, at once
         killed = time.monotonic()
         start_worker(env, concurrency=1)
-        done = wait_batch(api, batch["id"], timeout=120)
+        done = wait_batch(api, batch["id"], timeout=120, logs=tmp_path, broker=broker)
         took = time.monotonic() - killed
         assert done["status"] == "succeeded", done
         assert reconcile(settings, {batch["id"]: 4}, outputs_per_job=1) == {"succeeded": 4}
@@ -108,7 +108,7 @@ def test_a_broker_that_loses_its_data_mid_batch_strands_nothing(base_env, start_
         server.wait()
         lost = time.monotonic()
         server = start_redis(port, data)
-        done = wait_batch(api, batch["id"], timeout=180)
+        done = wait_batch(api, batch["id"], timeout=180, logs=tmp_path, broker=broker)
         took = time.monotonic() - lost
         assert done["status"] == "succeeded", done
         assert reconcile(settings, {batch["id"]: 16}, outputs_per_job=1) == {"succeeded": 16}

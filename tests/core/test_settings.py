@@ -49,6 +49,7 @@ def test_defaults_are_embedded(tmp_path):
     ({"SCALER_BACKOFF_S": "60", "SCALER_BACKOFF_MAX_S": "30"}, "SCALER_BACKOFF_MAX_S",
      "at least SCALER_BACKOFF_S (60)"),
     ({"IMGBURST_ORPHAN_AFTER_S": "-5"}, "IMGBURST_ORPHAN_AFTER_S", "0..604800"),
+    ({"IMGBURST_WORKER_STALL_S": "soon"}, "IMGBURST_WORKER_STALL_S", "a number"),
 ])
 def test_bad_values_name_the_variable(env, variable, words):
     with pytest.raises(SettingsError) as info:

@@ -81,7 +81,7 @@ def test_redis_restart_mid_batch_loses_nothing(base_env, start_worker, tmp_path)
         server.wait(timeout=10)
         time.sleep(2.0)
         server = start_redis(port, data)  # same data directory: the AOF is replayed
-        batch = wait_batch(client, batch["id"], timeout=150)
+        batch = wait_batch(client, batch["id"], timeout=150, logs=tmp_path, broker=broker)
         wait_until(lambda: in_flight(broker) == 0 == waiting(broker), 30, "nothing in flight")
     finally:
         if scaler is not None:
