@@ -16,7 +16,8 @@ to `record` (the scaler's event log, which the dashboard lists):
   with its append-only file fsynced every second can keep a worker's pop of a message and
   lose the write, a moment later, that recorded it as unacknowledged (a crash loses up to
   a second of writes: https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/),
-  and the epoch key survives. Those jobs are sent again. Checked only while the queue is
+  and the epoch key survives. Those jobs are sent again, but for those the API noted
+  unsent (still being sent: the rule below sends them). Checked only while the queue is
   empty, so never by scanning it: a message lost behind a long queue is found once the
   queue has drained;
 - a batch recorded more than `IMGBURST_RECONCILE_GRACE_S` ago whose jobs were never all
@@ -64,6 +65,7 @@ from imgburst.core.telemetry import (
     forget_unsent,
     in_flight,
     live_workers,
+    noted_unsent,
     unsent_before,
     waiting,
 )
@@ -200,19 +202,26 @@ class Reconciler:
         message for the queue at all (see the module's docstring): theirs were lost."""
         if waiting(self.client) or in_flight(self.client):
             return
-        # a job being claimed right now, sent twice, still runs once
-        if sent := self.send_queued(utcnow() - timedelta(seconds=self.grace_s)):
+        # a job being claimed right now, sent twice, still runs once; one the API noted
+        # unsent is not lost but still being sent, and is `unsent_images`'s to send
+        if sent := self.send_queued(utcnow() - timedelta(seconds=self.grace_s),
+                                    skip_noted=True):
             self.record("requeued", jobs=sent, reason=(
                 "jobs queued in the job store had no message in the broker (none waiting, "
                 "none delivered): their messages were lost, and were sent again"))
 
-    def send_queued(self, before: datetime) -> int:
+    def send_queued(self, before: datetime, skip_noted: bool = False) -> int:
         """Send every job `queued` since before `before`, read from the store's status
-        index a page at a time; how many were sent."""
+        index a page at a time, but for those the API noted unsent with `skip_noted`;
+        how many were sent."""
         sent, after = 0, ""
         while page := self.store.queued_jobs(before, after, PAGE):
-            sent += enqueue_jobs(self.celery, page)
             after = page[-1]
+            if skip_noted:
+                noted = noted_unsent(self.client, page)
+                page = [job for job in page if job not in noted]
+            if page:
+                sent += enqueue_jobs(self.celery, page)
         return sent
 
     def dead_holders(self) -> None:

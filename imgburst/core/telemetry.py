@@ -383,6 +383,14 @@ def jobs_sent(client: redis.Redis, job_ids: list[str]) -> None:
         pipe.execute()
 
 
+def noted_unsent(client: redis.Redis, job_ids: list[str]) -> set[str]:
+    """Those of `job_ids` the API noted unsent and has not yet sent (one round trip)."""
+    if not job_ids:
+        return set()
+    scores = cast(list[float | None], client.zmscore(UNSENT_KEY, job_ids))
+    return {job for job, score in zip(job_ids, scores, strict=True) if score is not None}
+
+
 def unsent_before(client: redis.Redis, before: float, limit: int = 1000) -> list[str]:
     members = cast(list[bytes], client.zrangebyscore(UNSENT_KEY, "-inf", before, 0, limit))
     return [_decode(m) for m in members]

@@ -31,7 +31,14 @@ from imgburst.core.handback import message_job
 from imgburst.core.reconcile import Reconciler
 from imgburst.core.store import JobStore
 from imgburst.core.synthetic import photo_bytes
-from imgburst.core.telemetry import WorkerInfo, in_flight, live_workers, waiting, write_heartbeat
+from imgburst.core.telemetry import (
+    WorkerInfo,
+    in_flight,
+    live_workers,
+    note_unsent,
+    waiting,
+    write_heartbeat,
+)
 from imgburst.vk.events import EventLog
 
 pytestmark = pytest.mark.slow  # real processes and waits: `-m "not slow"` leaves it out
@@ -306,6 +313,11 @@ def test_a_message_the_broker_lost_is_sent_again_once_the_queue_is_empty(
     assert [(e["kind"], e["jobs"]) for e in events] == [("requeued", 2)]
     reconciler(0).lost_messages()  # they wait now: not sent a second time
     assert waiting(broker) == 2 and len(events) == 1
+    broker.delete("images")
+    note_unsent(broker, jobs_of(api, lost["id"])[0]["id"])  # the API is sending it now
+    reconciler(0).lost_messages()
+    assert [message_job(json.loads(m)) for m in broker.lrange("images", 0, -1)] == [
+        jobs_of(api, other["id"])[0]["id"]]  # the noted one is left to `unsent_images`
 
 
 def test_a_running_jobs_message_left_by_a_dead_worker_goes_back_once_with_its_hand_back(
