@@ -10,7 +10,7 @@ consuming tasks after redis reconnection", fixed by celery/kombu#2007), celery/k
 stays marked as polling, with no reader for its socket). Nothing fails, so nothing retries.
 
 The heartbeat samples the worker every second. `StallWatch` is the policy (pure): a
-worker that is consuming, holds no job, has finished none, and has seen messages waiting
+worker that is consuming, holds no job, has started none, and has seen messages waiting
 in its queue on every sample for `after_s` is deaf: a listening worker with a free slot
 takes a waiting message within milliseconds. `restart_consumer` is the cure: it raises a
 connection error inside the consumer's own event loop, so Celery takes the path it takes
@@ -20,12 +20,10 @@ polled again). It acts only while the worker holds nothing, so no task is cancel
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("imgburst.worker")
 STALE_S = 5.0  # a restart the loop runs later than this was for a loop already restarting
 
 
@@ -43,9 +41,10 @@ class StallWatch:
 
     def observe(self, now: float, idle: bool, processed: int,
                 waiting: Callable[[], int]) -> bool:
-        """One sample: `idle` (consuming, holding no job), `processed` (tasks ended so
-        far) and `waiting` (messages in the queue, read only when the rest says stall).
-        True once every sample for `after_s` said stall; the watch then starts afresh."""
+        """One sample: `idle` (consuming, holding no job), `processed` (tasks started so
+        far: Celery's `state.total_count`) and `waiting` (messages in the queue, read only
+        when the rest says stall). True once every sample for `after_s` said stall; the
+        watch then starts afresh."""
         progressed = processed != self.processed
         self.processed = processed
         if not idle or progressed or not waiting():

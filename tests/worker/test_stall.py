@@ -27,7 +27,7 @@ def samples(watch: StallWatch, seconds: int, idle: bool = True, processed: int =
 
 def test_a_consumer_idle_beside_waiting_messages_is_stalled_after_the_window():
     watch = StallWatch(after_s=10)
-    fired = samples(watch, 13)  # the first sample only sets the count of tasks ended
+    fired = samples(watch, 13)  # the first sample only sets the count of tasks started
     assert fired.index(True) == 11 and fired.count(True) == 1  # then it watches afresh
 
 
@@ -42,7 +42,7 @@ def test_a_listening_worker_is_never_stalled(case):
 
     for t in range(60):
         busy = case == "busy" and t % 5 != 0  # free for a moment between jobs
-        processed = t if case == "progress" else 0  # tiny jobs, ended between samples
+        processed = t if case == "progress" else 0  # tiny jobs, done between samples
         assert not watch.observe(float(t), not busy, processed, queued)
     if case == "busy":
         assert len(reads) == 11  # the queue is read only when the rest says stall
@@ -54,7 +54,7 @@ def test_one_sample_of_progress_or_work_restarts_the_window():
     assert not watch.observe(4.0, False, 0, lambda: 5)  # took a job
     assert not any(watch.observe(float(t), True, 0, lambda: 5) for t in range(5, 10))
     assert watch.observe(10.0, True, 0, lambda: 5)
-    assert not watch.observe(11.0, True, 1, lambda: 5)  # a task ended: no stall
+    assert not watch.observe(11.0, True, 1, lambda: 5)  # a task started: no stall
 
 
 @pytest.mark.slow
