@@ -445,11 +445,12 @@ def noop_worker(redis_url: str, processes: int) -> subprocess.Popen[bytes]:
     return bare_worker("noop_app", "noop", redis_url, processes)
 
 
-def bare_worker(module: str, queue: str, redis_url: str, processes: int
-                ) -> subprocess.Popen[bytes]:
+def bare_worker(module: str, queue: str, redis_url: str, processes: int,
+                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """A Celery worker of the app in `bench/<module>.py` on `queue`, started as the
-    service's own (prefork, no mingle, no gossip)."""
-    env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(Path(__file__).parent))
+    service's own (prefork, no mingle, no gossip), with `env` added to ours."""
+    env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(Path(__file__).parent),
+               **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "celery", "-A", module, "worker",
                              "--queues", queue, "--concurrency", str(processes),
                              "--loglevel", "WARNING", "--without-mingle", "--without-gossip",

@@ -8,6 +8,13 @@ wall time, each side's CPU per job by part, counted over the same window (the wo
 its pool processes; what sends the tasks: this benchmark for the baseline, the API and
 this benchmark for ours; Redis): steadier than wall time on a shared machine, and it says
 where the difference goes.
+
+A third side, in the same rounds: the thinnest job the service's guarantees allow
+(`thin_job_app.py`: a guarded claim and a finish in a shared SQLite job store, the input
+read, the default recipe's two outputs written whole, nothing else), its jobs recorded and
+sent by this benchmark in one transaction and one producer. Over bare Celery it is the
+most any design keeping those guarantees reaches here (`overhead_thinnest_ratio`); ours
+over it is what our code costs beyond them (`overhead_ours_over_thinnest`).
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 
@@ -16,13 +23,18 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import redis
-from harness import Stack, client_cpu, cpu_of, noop_worker, redis_cpu, table_row
+import thin_job_app
+from harness import Stack, bare_worker, client_cpu, cpu_of, noop_worker, redis_cpu, table_row
 from PIL import Image
 
 from imgburst.core.celery_app import make_celery
@@ -73,6 +85,55 @@ def run_baseline(redis_url: str, jobs: int, processes: int) -> tuple[float, dict
         worker.wait(timeout=60)
 
 
+def run_thinnest(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    home = Path(tempfile.mkdtemp(prefix="imgburst-thin-job-"))
+    (home / "inputs").mkdir()
+    (home / "outputs").mkdir()
+    inputs = [home / "inputs" / f"{i:05d}.png" for i in range(jobs)]
+    for i, path in enumerate(inputs):
+        path.write_bytes(tiny_png(i))
+    db = thin_job_app.connect(home)
+    db.execute(thin_job_app.SCHEMA)
+    worker = bare_worker("thin_job_app", thin_job_app.QUEUE, redis_url, processes,
+                         env={thin_job_app.HOME_ENV: str(home)})
+    app = make_celery(Settings.from_env(dict(os.environ, REDIS_URL=redis_url)))
+
+    def submit(paths: list[Path]) -> None:
+        """Record the jobs (one transaction), then send one task each (one producer)."""
+        ids = [uuid.uuid4().hex for _ in paths]
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO jobs (id, input, status) VALUES (?, ?, 'queued')",
+                           [(job, str(path)) for job, path in zip(ids, paths, strict=True)])
+        with app.producer_or_acquire() as producer:
+            for job in ids:
+                app.send_task(thin_job_app.TASK, args=[job], queue=thin_job_app.QUEUE,
+                              producer=producer)
+
+    try:
+        submit(inputs[:1])  # warm-up: both pool processes have imaged once after it
+        while int(client.get(thin_job_app.DONE) or 0) < 1:
+            time.sleep(0.05)
+        client.delete(thin_job_app.DONE)
+
+        def run() -> float:
+            started = time.perf_counter()
+            submit(inputs)
+            while int(client.get(thin_job_app.DONE) or 0) < jobs:
+                time.sleep(0.02)
+            return time.perf_counter() - started
+
+        return measured(run, {"worker": lambda: cpu_of([worker.pid]), "sender": client_cpu,
+                              "redis": lambda: redis_cpu(client)})
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        db.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def run_ours(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
@@ -111,25 +172,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    base, ours = [], []
+    base, thin, ours = [], [], []
     base_cpu: list[dict[str, float]] = []
+    thin_cpu: list[dict[str, float]] = []
     our_cpu: list[dict[str, float]] = []
     for round_no in range(1, args.rounds + 1):
-        for run, times, cpus in ((run_baseline, base, base_cpu), (run_ours, ours, our_cpu)):
+        for run, times, cpus in ((run_baseline, base, base_cpu), (run_thinnest, thin, thin_cpu),
+                                 (run_ours, ours, our_cpu)):
             took, cpu = run(redis_url, args.jobs, args.processes)
             times.append(took)
             cpus.append(cpu)
-        print(f"round {round_no}: Celery no-op {base[-1]:.2f} s, ours {ours[-1]:.2f} s",
-              flush=True)
+        print(f"round {round_no}: Celery no-op {base[-1]:.2f} s, thinnest job {thin[-1]:.2f} s, "
+              f"ours {ours[-1]:.2f} s", flush=True)
     b, o = args.jobs / statistics.median(base), args.jobs / statistics.median(ours)
-    bc, oc = per_job(base_cpu, args.jobs), per_job(our_cpu, args.jobs)
+    t = args.jobs / statistics.median(thin)
+    bc, tc, oc = (per_job(cpus, args.jobs) for cpus in (base_cpu, thin_cpu, our_cpu))
     print(f"\n{args.jobs} jobs, {args.processes} worker processes, median of {args.rounds}:")
     print(f"bare Celery no-op tasks: {b:.0f} jobs/s")
+    print(f"thinnest job:            {t:.0f} jobs/s")
     print(f"imgburst, tiny images:   {o:.0f} jobs/s")
     print(f"wall time per job: {1000 / b:.1f} ms (Celery) vs {1000 / o:.1f} ms (ours): "
           f"{args.processes * (1000 / o - 1000 / b):.1f} ms more of a worker process per job "
           "(job store claim and finish, blob read and two writes, imaging a 16x12 PNG)")
-    for name, c in (("bare Celery", bc), ("imgburst", oc)):
+    for name, c in (("bare Celery", bc), ("thinnest job", tc), ("imgburst", oc)):
         print(f"CPU-ms per job, {name}: {c['all']:.2f} (worker and its pool {c['worker']:.2f}, "
               f"sender {c['sender']:.2f}, Redis {c['redis']:.2f})")
     table_row("overhead: 2,000 tiny jobs, 2 processes", round(b), round(o), "jobs/s", o / b)
@@ -138,6 +203,9 @@ def main() -> None:
     print(f"RESULT overhead_cpu_per_job {oc['all']:.2f} ms")
     print(f"RESULT overhead_baseline_cpu_per_job {bc['all']:.2f} ms")
     print(f"RESULT overhead_cpu_ratio {bc['all'] / oc['all']:.3f} x")
+    print(f"RESULT overhead_thinnest_throughput {t:.0f} jobs/s")
+    print(f"RESULT overhead_thinnest_ratio {t / b:.3f} x")
+    print(f"RESULT overhead_ours_over_thinnest {o / t:.3f} x")
     print(f"RESULT overhead_ratio {o / b:.3f} x")
 
 
