@@ -25,6 +25,7 @@ import io
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -57,29 +58,39 @@ def measured(run: Callable[[], float], probes: dict[str, Callable[[], float]]
     return took, {part: probe() - before[part] for part, probe in probes.items()}
 
 
+def counted_run(worker: subprocess.Popen[bytes], client: redis.Redis, done: str,
+                send: Callable[[bool], None], jobs: int) -> tuple[float, dict[str, float]]:
+    """A bare worker's side: `send(True)` one task to warm it up, then time `send(False)`
+    of every job until the worker has counted `jobs` done in Redis under `done`."""
+    send(True)
+    while int(client.get(done) or 0) < 1:
+        time.sleep(0.05)
+    client.delete(done)
+
+    def run() -> float:
+        started = time.perf_counter()
+        send(False)
+        while int(client.get(done) or 0) < jobs:
+            time.sleep(0.02)
+        return time.perf_counter() - started
+
+    return measured(run, {"worker": lambda: cpu_of([worker.pid]), "sender": client_cpu,
+                          "redis": lambda: redis_cpu(client)})
+
+
 def run_baseline(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     worker = noop_worker(redis_url, processes)
+    app = make_celery(Settings.from_env(dict(os.environ, REDIS_URL=redis_url)))
+
+    def send(warm: bool) -> None:
+        with app.producer_or_acquire() as producer:
+            for i in range(1 if warm else jobs):
+                app.send_task("bench.noop", args=[str(i)], queue="noop", producer=producer)
+
     try:
-        app = make_celery(Settings.from_env(dict(os.environ, REDIS_URL=redis_url)))
-        app.send_task("bench.noop", args=["warm"], queue="noop")
-        while int(client.get("bench:noop:done") or 0) < 1:
-            time.sleep(0.05)
-        client.delete("bench:noop:done")
-
-        def run() -> float:
-            started = time.perf_counter()
-            with app.producer_or_acquire() as producer:
-                for i in range(jobs):
-                    app.send_task("bench.noop", args=[str(i)], queue="noop",
-                                  producer=producer)
-            while int(client.get("bench:noop:done") or 0) < jobs:
-                time.sleep(0.02)
-            return time.perf_counter() - started
-
-        return measured(run, {"worker": lambda: cpu_of([worker.pid]), "sender": client_cpu,
-                              "redis": lambda: redis_cpu(client)})
+        return counted_run(worker, client, "bench:noop:done", send, jobs)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -113,20 +124,8 @@ def run_thinnest(redis_url: str, jobs: int, processes: int) -> tuple[float, dict
                               producer=producer)
 
     try:
-        submit(inputs[:1])  # warm-up: both pool processes have imaged once after it
-        while int(client.get(thin_job_app.DONE) or 0) < 1:
-            time.sleep(0.05)
-        client.delete(thin_job_app.DONE)
-
-        def run() -> float:
-            started = time.perf_counter()
-            submit(inputs)
-            while int(client.get(thin_job_app.DONE) or 0) < jobs:
-                time.sleep(0.02)
-            return time.perf_counter() - started
-
-        return measured(run, {"worker": lambda: cpu_of([worker.pid]), "sender": client_cpu,
-                              "redis": lambda: redis_cpu(client)})
+        return counted_run(worker, client, thin_job_app.DONE,
+                           lambda warm: submit(inputs[:1] if warm else inputs), jobs)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
