@@ -15,6 +15,7 @@ read, the default recipe's two outputs written whole, nothing else), its jobs re
 sent by this benchmark in one transaction and one producer. Over bare Celery it is the
 most any design keeping those guarantees reaches here (`overhead_thinnest_ratio`); ours
 over it is what our code costs beyond them (`overhead_ours_over_thinnest`).
+
 Needs Redis: `REDIS_URL` (a database of its own is flushed) or 127.0.0.1:6379/14.
 """
 
