@@ -7,7 +7,9 @@ Redis broker), doing only what DESIGN.md's truth needs and the default recipe's 
 as few steps as each allows:
 
 - claim: one guarded `UPDATE` in a SQLite job store every pool process shares (WAL,
-  `synchronous=NORMAL`: the service's own settings), so a job delivered twice runs once;
+  `synchronous=NORMAL`: the service's own settings), so a job delivered twice runs once.
+  It takes only `queued` jobs: ours also reclaims a `running` job whose holder is gone
+  (a read of the holder first), so this side is, if anything, thinner than the truth;
 - read the input file, make the default recipe's two outputs;
 - write each output under a temporary name and rename it (a reader never sees half a
   file), flat in one folder (no folder per job);
