@@ -197,7 +197,8 @@ def main() -> None:
     for name, c in (("bare Celery", bc), ("thinnest job", tc), ("imgburst", oc)):
         print(f"CPU-ms per job, {name}: {c['all']:.2f} (worker and its pool {c['worker']:.2f}, "
               f"sender {c['sender']:.2f}, Redis {c['redis']:.2f})")
-    table_row("overhead: 2,000 tiny jobs, 2 processes", round(b), round(o), "jobs/s", o / b)
+    table_row(f"overhead: {args.jobs:,} tiny jobs, {args.processes} processes", round(b), round(o),
+              "jobs/s", o / b)
     print(f"RESULT overhead_baseline_throughput {b:.0f} jobs/s")
     print(f"RESULT overhead_throughput {o:.0f} jobs/s")
     print(f"RESULT overhead_cpu_per_job {oc['all']:.2f} ms")
