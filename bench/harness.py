@@ -344,12 +344,15 @@ class Stack:
         response.raise_for_status()
         return response.json()["id"]
 
-    def close(self) -> None:
+    def close(self, remove_home: bool = True) -> None:
+        """Stop the processes and, unless told not to, remove the home (blobs of every
+        round: gigabytes)."""
         for proc in reversed(self.procs):  # the scaler first: it drains its burst workers
             proc.terminate()
             proc.wait(timeout=90)
         self.store.dispose()
-        shutil.rmtree(self.home, ignore_errors=True)  # blobs of every round: gigabytes
+        if remove_home:
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 

@@ -79,7 +79,8 @@ def counted_run(worker: subprocess.Popen[bytes], client: redis.Redis, done: str,
                           "redis": lambda: redis_cpu(client)})
 
 
-def run_baseline(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
+def run_baseline(redis_url: str, jobs: int, processes: int, _leftovers: list[Path]
+                 ) -> tuple[float, dict[str, float]]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     worker = noop_worker(redis_url, processes)
@@ -97,10 +98,12 @@ def run_baseline(redis_url: str, jobs: int, processes: int) -> tuple[float, dict
         worker.wait(timeout=60)
 
 
-def run_thinnest(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
+def run_thinnest(redis_url: str, jobs: int, processes: int, leftovers: list[Path]
+                 ) -> tuple[float, dict[str, float]]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     home = Path(tempfile.mkdtemp(prefix="imgburst-thin-job-"))
+    leftovers.append(home)
     (home / "inputs").mkdir()
     (home / "outputs").mkdir()
     inputs = [home / "inputs" / f"{i:05d}.png" for i in range(jobs)]
@@ -131,13 +134,14 @@ def run_thinnest(redis_url: str, jobs: int, processes: int) -> tuple[float, dict
         worker.terminate()
         worker.wait(timeout=60)
         db.close()
-        shutil.rmtree(home, ignore_errors=True)
 
 
-def run_ours(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str, float]]:
+def run_ours(redis_url: str, jobs: int, processes: int, leftovers: list[Path]
+             ) -> tuple[float, dict[str, float]]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     stack = Stack(redis_url, processes)
+    leftovers.append(stack.home)
     try:
         for i in range(jobs):  # batches of at most 1,000 (IMGBURST_MAX_FILES)
             stack.blobs.put(f"tiny/{i // 1000}/{i:05d}.png", tiny_png(i),
@@ -155,7 +159,7 @@ def run_ours(redis_url: str, jobs: int, processes: int) -> tuple[float, dict[str
                               "sender": lambda: cpu_of([api]) + client_cpu(),
                               "redis": lambda: redis_cpu(client)})
     finally:
-        stack.close()
+        stack.close(remove_home=False)
 
 
 def per_job(cpus: list[dict[str, float]], jobs: int) -> dict[str, float]:
@@ -176,14 +180,22 @@ def main() -> None:
     base_cpu: list[dict[str, float]] = []
     thin_cpu: list[dict[str, float]] = []
     our_cpu: list[dict[str, float]] = []
-    for round_no in range(1, args.rounds + 1):
-        for run, times, cpus in ((run_baseline, base, base_cpu), (run_thinnest, thin, thin_cpu),
-                                 (run_ours, ours, our_cpu)):
-            took, cpu = run(redis_url, args.jobs, args.processes)
-            times.append(took)
-            cpus.append(cpu)
-        print(f"round {round_no}: Celery no-op {base[-1]:.2f} s, thinnest job {thin[-1]:.2f} s, "
-              f"ours {ours[-1]:.2f} s", flush=True)
+    # Every side's files are removed at the end, not after its run: on this kind of VM's
+    # ext4 a new inode skips those deleted in the last minute (BENCHMARKS.md, "This host's
+    # filesystem"), so one side's cleanup would slow the next side's writes.
+    leftovers: list[Path] = []
+    try:
+        for round_no in range(1, args.rounds + 1):
+            for run, times, cpus in ((run_baseline, base, base_cpu),
+                                     (run_thinnest, thin, thin_cpu), (run_ours, ours, our_cpu)):
+                took, cpu = run(redis_url, args.jobs, args.processes, leftovers)
+                times.append(took)
+                cpus.append(cpu)
+            print(f"round {round_no}: Celery no-op {base[-1]:.2f} s, thinnest job "
+                  f"{thin[-1]:.2f} s, ours {ours[-1]:.2f} s", flush=True)
+    finally:
+        for home in leftovers:
+            shutil.rmtree(home, ignore_errors=True)
     b, o = args.jobs / statistics.median(base), args.jobs / statistics.median(ours)
     t = args.jobs / statistics.median(thin)
     bc, tc, oc = (per_job(cpus, args.jobs) for cpus in (base_cpu, thin_cpu, our_cpu))
