@@ -181,7 +181,7 @@ def main() -> None:
     thin_cpu: list[dict[str, float]] = []
     our_cpu: list[dict[str, float]] = []
     # Every side's files are removed at the end, not after its run: on this kind of VM's
-    # ext4 a new inode skips those deleted in the last minute (BENCHMARKS.md, "This host's
+    # ext4 a new inode skips those deleted in the last 60-300 s (BENCHMARKS.md, "This host's
     # filesystem"), so one side's cleanup would slow the next side's writes.
     leftovers: list[Path] = []
     try:
