@@ -45,7 +45,7 @@ from imgburst.core.recipes import EXTENSIONS, MEDIA_TYPES, Recipe, RecipeError, 
 from imgburst.core.settings import Settings
 from imgburst.core.store import JobInput, JobStore, OutputRecord, StartedJob
 from imgburst.core.telemetry import Ended, is_alive, record_ends
-from imgburst.worker import budget, heartbeat, imaging
+from imgburst.worker import budget, heartbeat, imaging, released_transport
 from imgburst.worker.end_sender import EndSender
 
 log = logging.getLogger("imgburst.worker")
@@ -279,6 +279,7 @@ def create_worker_app(settings: Settings) -> Celery:
             store.dispose()
 
     heartbeat.install(app, settings.home, settings.worker_stall_s)
+    released_transport.install()
 
     @worker_process_init.connect(weak=False)
     def _warm_up(**_kwargs: object) -> None:
