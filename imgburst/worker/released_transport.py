@@ -30,7 +30,7 @@ _original = kombu_redis.QoS.restore_unacked
 
 
 def _restore_unacked(self: Any, client: Any = None) -> Any:
-    if client is None and self.channel.connection.client is None:
+    if client is None and getattr(self.channel.connection, "client", None) is None:
         log.warning("broker connection already released: %d unacked message(s) left for "
                     "the visibility timeout and the reconciler", len(self._delivered))
         self._delivered.clear()
